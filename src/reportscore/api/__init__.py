@@ -1,0 +1,1 @@
+"""HTTP API: thin routes, pydantic schemas, dependencies and middleware."""

@@ -1,0 +1,35 @@
+"""Per-process state the routes need, built in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from reportscore.runners.base import Runner
+from reportscore.runners.notify import LocalNotifier
+from reportscore.scoring.registry import ModelRegistry
+from reportscore.settings import Settings
+from reportscore.storage.db import Database
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    registry: ModelRegistry
+    runner: Runner
+    notifier: LocalNotifier
+    ready: bool = False
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.rs
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+# Until API keys exist every request belongs to one owner; idempotency keys are unique per owner.
+ANONYMOUS_OWNER = "anonymous"

@@ -1,0 +1,201 @@
+"""Submit a batch of reports (``/predict``, alias ``/submit``) and read its task (``/task/{task_id}``)."""
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from reportscore.api.deps import ANONYMOUS_OWNER, AppState, State
+from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
+from reportscore.api.schemas.tasks import (
+    ErrorBody,
+    ModelInfo,
+    ReportRef,
+    TaskAccepted,
+    TaskPending,
+    TaskResult,
+    Timings,
+)
+from reportscore.reports import service as reports_service
+from reportscore.settings import Settings
+
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": TaskAccepted, "description": "Stored durably and queued; poll the Location."},
+    413: {"model": ErrorBody, "description": "Request body over the size limit."},
+    422: {
+        "description": "Invalid reports (standard FastAPI validation errors), or an Idempotency-Key reused "
+        "with a different body."
+    },
+    503: {"model": ErrorBody, "description": "Too many pending jobs; retry after the Retry-After header."},
+}
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """Routes whose validation depends on settings (the maximum batch size appears in the OpenAPI schema)."""
+    router = APIRouter(tags=["scoring"])
+    Reports = Annotated[  # noqa: N806
+        list[ReportIn],
+        Body(
+            min_length=1,
+            max_length=settings.max_reports_per_request,
+            description=f"1 to {settings.max_reports_per_request} reports, scored in this order.",
+            examples=[EXAMPLE_REPORTS],
+        ),
+    ]
+    IdempotencyKey = Annotated[  # noqa: N806
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Retrying a POST with the same key and body returns the same task instead of a new one.",
+        ),
+    ]
+
+    async def submit(request: Request, reports: Reports, state: State, idempotency_key: IdempotencyKey = None) -> Any:
+        return await _submit(request, state, reports, idempotency_key)
+
+    for path, name in (
+        ("/predict", "Submit reports for scoring"),
+        ("/submit", "Submit reports (alias of /predict)"),
+    ):
+        router.add_api_route(
+            path,
+            submit,
+            methods=["POST"],
+            status_code=202,
+            summary=name,
+            response_model=TaskAccepted,
+            responses=SUBMIT_RESPONSES,
+            operation_id="submit_reports" if path == "/predict" else "submit_reports_alias",
+        )
+
+    @router.get(
+        "/task/{task_id}",
+        summary="Read a task: pending, or its scores",
+        response_model=TaskResult,
+        responses={
+            202: {"model": TaskPending, "description": "Not done yet."},
+            404: {"model": ErrorBody, "description": "No task with this id."},
+        },
+    )
+    async def read_task(
+        request: Request,
+        task_id: str,
+        state: State,
+        wait: Annotated[
+            float,
+            Query(ge=0, description="Long-poll: wait up to this many seconds for the task to finish (capped)."),
+        ] = 0.0,
+    ) -> Any:
+        return await _read_task(request, state, task_id, wait)
+
+    return router
+
+
+async def _submit(request: Request, state: AppState, reports: list[ReportIn], idempotency_key: str | None) -> Any:
+    runner = state.runner
+    if not runner.has_capacity():
+        return JSONResponse(
+            {"detail": f"too many pending jobs ({runner.pending()}); retry later"},
+            status_code=503,
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        )
+    payload = [r.model_dump() for r in reports]
+    runner.reserve()
+    try:
+        submitted = await run_in_threadpool(
+            reports_service.submit_job,
+            db=state.db,
+            reports=payload,
+            owner=ANONYMOUS_OWNER,
+            idempotency_key=idempotency_key,
+            idempotency_ttl_s=state.settings.idempotency_ttl_s,
+        )
+    except reports_service.IdempotencyConflict:
+        runner.release()
+        raise RequestValidationError(
+            [
+                {
+                    "type": "idempotency_key_reused",
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": "this Idempotency-Key was already used with a different request body",
+                    "input": idempotency_key,
+                }
+            ]
+        ) from None
+    except BaseException:
+        runner.release()
+        raise
+    if submitted.created:
+        runner.submit(submitted.job_id, len(payload))
+    else:
+        runner.release()
+    request.state.task_id = submitted.job_id
+    return JSONResponse(
+        TaskAccepted(task_id=submitted.job_id).model_dump(),
+        status_code=202,
+        headers={"Location": f"/task/{submitted.job_id}"},
+    )
+
+
+def _not_found(task_id: str) -> JSONResponse:
+    return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
+
+
+async def _read_task(request: Request, state: AppState, task_id: str, wait: float) -> Any:
+    try:
+        uuid.UUID(task_id)
+    except ValueError:
+        return _not_found(task_id)
+    request.state.task_id = task_id
+    wait = min(wait, state.settings.long_poll_max_s)
+    if wait > 0:
+        with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
+            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+            if view is not None and not view.done:
+                try:
+                    await asyncio.wait_for(finished.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+                else:
+                    view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+    else:
+        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+    if view is None:
+        return _not_found(task_id)
+    if not view.done:
+        status = "STARTED" if view.status == "STARTED" else "PENDING"
+        return JSONResponse(TaskPending(task_id=task_id, status=status).model_dump(), status_code=202)
+    return JSONResponse(_result(view).model_dump(mode="json"), status_code=200)
+
+
+def _ms(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
+
+
+def _result(view: reports_service.TaskView) -> TaskResult:
+    success = view.status == "SUCCESS"
+    return TaskResult(
+        task_id=view.task_id,
+        status="SUCCESS" if success else "FAILURE",
+        score=[r.score for r in view.reports if r.score is not None] if success and view.reports else None,
+        error=None if success else (view.error or "scoring failed"),
+        model=ModelInfo(name=view.model_name, version=view.model_version)
+        if view.model_name and view.model_version
+        else None,
+        reports=[ReportRef(id=r.id, report_id=r.client_report_id) for r in view.reports] if view.reports else None,
+        n_reports=view.n_reports,
+        attempts=view.attempts,
+        created_at=view.created_at,
+        started_at=view.started_at,
+        finished_at=view.finished_at,
+        timings=Timings(
+            queued_ms=_ms(view.created_at, view.started_at),
+            predict_ms=round(view.predict_ms, 3) if view.predict_ms is not None else None,
+            total_ms=_ms(view.created_at, view.finished_at),
+        ),
+    )

@@ -1,0 +1,85 @@
+"""``create_app(settings)``: the FastAPI app. Engine, model and runner are built in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from reportscore import __version__
+from reportscore.api.deps import AppState
+from reportscore.api.errors import install_error_handlers
+from reportscore.api.middleware import AccessLog, BodySizeLimit
+from reportscore.api.routes import health, tasks
+from reportscore.runners.inprocess import InProcessRunner
+from reportscore.runners.notify import LocalNotifier
+from reportscore.scoring.registry import ModelRegistry
+from reportscore.settings import Settings
+from reportscore.storage import migrate
+from reportscore.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Scores user-generated abuse reports so human moderators see the most urgent first.
+
+`POST /predict` (or `/submit`) stores a batch durably and answers `202` with a `task_id` at once;
+`GET /task/{task_id}` returns the scores when they are ready (`?wait=` long-polls).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        if db.is_sqlite:
+            await run_in_threadpool(migrate.upgrade_to_head, db)
+        elif not await run_in_threadpool(migrate.is_at_head, db):
+            raise RuntimeError("the database is not at the latest migration: run `reportscore migrate` first")
+        registry = await run_in_threadpool(ModelRegistry.from_dir, settings.model_path, threads=settings.model_threads)
+        notifier = LocalNotifier()
+        runner = InProcessRunner(
+            db=db,
+            registry=registry,
+            notifier=notifier,
+            threads=settings.worker_threads,
+            max_pending=settings.max_pending_jobs,
+            batch_max_reports=settings.batch_max_reports,
+            max_attempts=settings.max_attempts,
+        )
+        state = AppState(settings=settings, db=db, registry=registry, runner=runner, notifier=notifier)
+        app.state.rs = state
+        await runner.start()
+        state.ready = True
+        model = registry.current
+        log.info(
+            "service ready",
+            extra={"mode": settings.mode, "model_name": model.name, "model_version": model.version},
+        )
+        try:
+            yield
+        finally:
+            state.ready = False
+            log.info("shutting down: draining in-flight scoring", extra={"pending": runner.pending()})
+            await runner.stop(drain_s=settings.shutdown_drain_s)
+            db.dispose()
+            log.info("shutdown complete")
+
+    app = FastAPI(
+        title="reportscore",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(tasks.build_router(settings))
+    app.include_router(health.router)
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    return app

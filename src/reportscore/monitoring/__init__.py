@@ -1,0 +1,1 @@
+"""Monitoring: structured logs now; metrics and the dashboard come with the observability work."""

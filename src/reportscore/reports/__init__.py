@@ -1,0 +1,1 @@
+"""Reports: ingest a batch as a durable job, and read a job back."""

@@ -1,0 +1,138 @@
+"""Ingest a batch of reports as one durable job, and read a job's state and scores."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from reportscore.storage.db import Database
+from reportscore.storage.models import JobStatus
+from reportscore.storage.repositories import jobs as jobs_repo
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used with a different body."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    created: bool
+
+
+def request_fingerprint(reports: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the validated reports in canonical JSON (key order and whitespace don't matter)."""
+    return hashlib.sha256(orjson.dumps(list(reports), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def submit_job(
+    *,
+    db: Database,
+    reports: Sequence[Mapping[str, Any]],
+    owner: str,
+    idempotency_key: str | None,
+    idempotency_ttl_s: float,
+) -> Submitted:
+    """Store a PENDING job with its reports in one transaction; replay an idempotent retry instead."""
+    fingerprint = request_fingerprint(reports) if idempotency_key else None
+    for attempt in range(2):
+        try:
+            return _submit_once(
+                db=db,
+                reports=reports,
+                owner=owner,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                ttl_s=idempotency_ttl_s,
+            )
+        except IntegrityError:
+            # Two requests raced with the same key (PostgreSQL): the loser reads the winner's job.
+            if idempotency_key is None or attempt == 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _submit_once(
+    *,
+    db: Database,
+    reports: Sequence[Mapping[str, Any]],
+    owner: str,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+    ttl_s: float,
+) -> Submitted:
+    now = datetime.now(UTC)
+    with db.write() as session:
+        if idempotency_key is not None:
+            existing = jobs_repo.find_by_idempotency_key(session, owner=owner, key=idempotency_key)
+            if existing is not None:
+                expires_at = existing.idempotency_expires_at
+                if expires_at is not None and expires_at > now:
+                    if existing.request_sha256 != fingerprint:
+                        raise IdempotencyConflict
+                    return Submitted(job_id=existing.id, created=False)
+                jobs_repo.release_idempotency_key(session, job_id=existing.id)
+        job_id = str(uuid.uuid4())
+        jobs_repo.insert_job(
+            session,
+            job_id=job_id,
+            owner=owner,
+            reports=reports,
+            created_at=now,
+            idempotency_key=idempotency_key,
+            request_sha256=fingerprint,
+            idempotency_expires_at=now + timedelta(seconds=ttl_s) if idempotency_key else None,
+        )
+    return Submitted(job_id=job_id, created=True)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A job as the API shows it."""
+
+    task_id: str
+    status: JobStatus
+    n_reports: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_name: str | None
+    model_version: str | None
+    predict_ms: float | None
+    error: str | None
+    reports: list[jobs_repo.ScoredReport] | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in (JobStatus.SUCCESS, JobStatus.FAILURE)
+
+
+def get_task(*, db: Database, task_id: str) -> TaskView | None:
+    """The job and, when it succeeded, its reports' scores in request order; None for an unknown id."""
+    with db.read() as session:
+        job = jobs_repo.get_job(session, task_id)
+        if job is None:
+            return None
+        reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
+        return TaskView(
+            task_id=job.id,
+            status=job.status,
+            n_reports=job.n_reports,
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            model_name=job.model_name,
+            model_version=job.model_version,
+            predict_ms=job.predict_ms,
+            error=job.error,
+            reports=reports,
+        )

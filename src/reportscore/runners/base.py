@@ -1,0 +1,32 @@
+"""The Runner seam: the API commits a job, then hands its id to a runner."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Runner(Protocol):
+    """Takes committed job ids and gets them scored, eventually, exactly once."""
+
+    async def start(self) -> None:
+        """Start workers and re-submit every job left unfinished by an earlier process."""
+
+    def has_capacity(self) -> bool:
+        """False when accepting another job would exceed the pending-jobs bound (the API answers 503)."""
+        ...
+
+    def reserve(self) -> None:
+        """Take one slot of the pending-jobs bound before the job is committed."""
+
+    def release(self) -> None:
+        """Give back a slot taken by ``reserve`` when the job was not committed after all."""
+
+    def submit(self, job_id: str, n_reports: int) -> None:
+        """Hand over a committed job (after ``reserve``)."""
+
+    def pending(self) -> int:
+        """Jobs accepted and not yet finished."""
+        ...
+
+    async def stop(self, *, drain_s: float) -> None:
+        """Stop taking work, let in-flight scoring finish (up to ``drain_s``); queued jobs stay for recovery."""

@@ -1,0 +1,132 @@
+"""Embedded mode: a bounded asyncio queue feeding scoring threads inside the API process.
+
+Each dispatcher coroutine owns one thread: it waits for a job id, gathers whatever else is already queued (up to
+``batch_max_reports``), and scores the micro-batch in its thread with one model call and one result transaction,
+so the event loop never blocks on the model or the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from reportscore.runners.notify import LocalNotifier
+from reportscore.scoring.registry import ModelRegistry
+from reportscore.scoring.service import BatchOutcome, score_jobs
+from reportscore.storage.db import Database
+from reportscore.storage.repositories import jobs as jobs_repo
+
+log = logging.getLogger(__name__)
+
+
+class InProcessRunner:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        registry: ModelRegistry,
+        notifier: LocalNotifier,
+        threads: int,
+        max_pending: int,
+        batch_max_reports: int,
+        max_attempts: int,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._notifier = notifier
+        self._threads = threads
+        self._max_pending = max_pending
+        self._batch_max_reports = batch_max_reports
+        self._max_attempts = max_attempts
+        # Bounded by the pending-jobs limit plus what recovery may add at start; admission is by ``reserve``.
+        self._queue: asyncio.Queue[tuple[str, int]] | None = None
+        self._pending = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._dispatchers: list[asyncio.Task[None]] = []
+        self._in_flight: set[asyncio.Future[BatchOutcome]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="scoring")
+        loop = asyncio.get_running_loop()
+        recovered = await loop.run_in_executor(self._executor, self._unfinished)
+        self._queue = asyncio.Queue(maxsize=self._max_pending + len(recovered))
+        for job_id, n_reports in recovered:
+            self._pending += 1
+            self._queue.put_nowait((job_id, n_reports))
+        if recovered:
+            log.info("recovered unfinished jobs", extra={"jobs": len(recovered)})
+        self._dispatchers = [asyncio.create_task(self._dispatch(i)) for i in range(self._threads)]
+
+    def _unfinished(self) -> list[tuple[str, int]]:
+        with self._db.read() as session:
+            return jobs_repo.list_unfinished(session)
+
+    def has_capacity(self) -> bool:
+        return not self._closing and self._pending < self._max_pending
+
+    def reserve(self) -> None:
+        self._pending += 1
+
+    def release(self) -> None:
+        self._pending -= 1
+
+    def submit(self, job_id: str, n_reports: int) -> None:
+        assert self._queue is not None, "runner not started"
+        self._queue.put_nowait((job_id, n_reports))
+
+    def pending(self) -> int:
+        return self._pending
+
+    async def _dispatch(self, index: int) -> None:
+        assert self._queue is not None
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            items = [await self._queue.get()]
+            total = items[0][1]
+            while total < self._batch_max_reports and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+                total += items[-1][1]
+            batch = [job_id for job_id, _ in items]
+            work = functools.partial(
+                score_jobs,
+                db=self._db,
+                model=self._registry.current,
+                job_ids=batch,
+                max_attempts=self._max_attempts,
+            )
+            future = loop.run_in_executor(self._executor, work)
+            self._in_flight.add(future)
+            try:
+                outcome = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store failed (disk full, database locked too long): the jobs are still unfinished in the
+                # database, so put them back and try again shortly. Nothing is dropped.
+                log.exception("scoring batch failed; jobs re-queued", extra={"jobs": len(batch)})
+                await asyncio.sleep(1.0)
+                for item in items:
+                    await self._queue.put(item)
+                continue
+            finally:
+                self._in_flight.discard(future)
+            self._pending -= len(batch)
+            self._notifier.notify(outcome.finished)
+            self._notifier.notify(outcome.skipped)
+
+    async def stop(self, *, drain_s: float) -> None:
+        self._closing = True
+        in_flight = set(self._in_flight)
+        for task in self._dispatchers:
+            task.cancel()
+        if in_flight:
+            _, not_done = await asyncio.wait(in_flight, timeout=drain_s)
+            if not_done:
+                log.warning("shutdown: in-flight scoring did not finish in time", extra={"batches": len(not_done)})
+        await asyncio.gather(*self._dispatchers, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

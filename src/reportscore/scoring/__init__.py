@@ -1,0 +1,1 @@
+"""Scoring: feature schema and encoding, model formats, the model registry and the scoring service."""

@@ -1,0 +1,137 @@
+"""The model this process serves: loaded once from a model directory, sha256-checked and warmed up before use.
+
+A model directory holds the artifact, ``schema.json`` and ``metadata.json`` (name, version, format, artifact,
+sha256) — the layout ``reportscore train-reference`` writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reportscore.scoring.features import FeatureSchema, SchemaError
+from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
+from reportscore.scoring.formats.xgboost_native import XGBoostFormat
+
+log = logging.getLogger(__name__)
+
+FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded, verified and warmed-up model version."""
+
+    name: str
+    version: str
+    format: str
+    sha256: str
+    schema: FeatureSchema
+    model: LoadedModel
+    loaded_at: datetime
+    warmup_ms: float
+
+    def score(self, columns: dict[str, Any]) -> Scores:
+        """Encode columnar report fields with the schema and predict, in one vectorized call."""
+        return self.model.predict(self.schema.encode(columns))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model_dir(model_dir: Path, *, threads: int = 1) -> ServingModel:
+    """Load, verify (sha256, feature names) and warm up the model in ``model_dir``."""
+    meta_path = model_dir / "metadata.json"
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{model_dir}: no metadata.json (is this a model directory?)") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{meta_path}: not valid JSON ({exc})") from exc
+    try:
+        name, version, fmt_name = str(meta["name"]), str(meta["version"]), str(meta["format"])
+        artifact = model_dir / str(meta["artifact"])
+        expected_sha = str(meta["sha256"])
+    except KeyError as exc:
+        raise ModelLoadError(f"{meta_path}: missing key {exc}") from exc
+    fmt = FORMATS.get(fmt_name)
+    if fmt is None:
+        raise ModelLoadError(f"{meta_path}: unknown format {fmt_name!r} (known: {', '.join(sorted(FORMATS))})")
+    if not artifact.is_file():
+        raise ModelLoadError(f"{artifact}: artifact missing")
+    actual_sha = sha256_file(artifact)
+    if actual_sha != expected_sha:
+        raise ModelLoadError(f"{artifact.name}: sha256 {actual_sha} does not match metadata ({expected_sha})")
+    try:
+        schema = FeatureSchema.load(model_dir / "schema.json")
+    except (FileNotFoundError, SchemaError) as exc:
+        raise ModelLoadError(f"{model_dir}: bad or missing schema.json ({exc})") from exc
+    loaded = fmt.load(artifact, threads=threads)
+    if loaded.feature_names is not None and loaded.feature_names != schema.names:
+        raise ModelLoadError(
+            f"{artifact.name}: model features {loaded.feature_names} differ from schema.json {schema.names}"
+        )
+    t0 = time.perf_counter()
+    _warm_up(loaded, schema)
+    warmup_ms = (time.perf_counter() - t0) * 1000
+    log.info("model loaded", extra={"model_name": name, "model_version": version, "warmup_ms": round(warmup_ms, 2)})
+    return ServingModel(
+        name=name,
+        version=version,
+        format=fmt_name,
+        sha256=actual_sha,
+        schema=schema,
+        model=loaded,
+        loaded_at=datetime.now(UTC),
+        warmup_ms=warmup_ms,
+    )
+
+
+def _warm_up(model: LoadedModel, schema: FeatureSchema) -> None:
+    """Score batches of 1 and 1,000 rows once, so the first request pays no lazy initialisation."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    columns: dict[str, Any] = {
+        "abuse_type": rng.choice(np.array(["MSG", "PRF"], dtype=object), size=n),
+        "report_text_len": rng.integers(0, 2000, size=n),
+        "profile_rating": rng.uniform(0, 10, size=n),
+        "popularity": rng.integers(0, 6, size=n),
+        "lifetime_matches_created": rng.integers(0, 5000, size=n),
+    }
+    for rows in (1, n):
+        scores = model.predict(schema.encode({k: v[:rows] for k, v in columns.items()}))
+        if scores.shape != (rows,) or not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
+            raise ModelLoadError("warm-up: the model did not return one finite score in 0..1 per row")
+
+
+class ModelRegistry:
+    """Holds the serving model of this process; swapping ``current`` is atomic for readers."""
+
+    def __init__(self, current: ServingModel) -> None:
+        self._current = current
+
+    @property
+    def current(self) -> ServingModel:
+        return self._current
+
+    def swap(self, model: ServingModel) -> ServingModel:
+        """Serve ``model`` from now on (jobs already handed to a worker finish with the old one); returns the old."""
+        old, self._current = self._current, model
+        return old
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, *, threads: int) -> ModelRegistry:
+        return cls(load_model_dir(model_dir, threads=threads))

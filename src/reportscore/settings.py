@@ -1,0 +1,155 @@
+"""The one settings object. Every field is read from ``REPORTSCORE_<NAME>`` and documented where it is declared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reportscore.reference_model import REFERENCE_MODEL_DIR
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot work together; the message says how to fix them."""
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one reportscore process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REPORTSCORE_", extra="forbid", validate_default=True, use_attribute_docstrings=True
+    )
+
+    host: str = "127.0.0.1"
+    """Address the HTTP API binds to."""
+
+    port: int = Field(default=8081, ge=1, le=65535)
+    """TCP port of the HTTP API."""
+
+    api_processes: int = Field(default=1, ge=1)
+    """Number of API processes serving the port. Embedded mode (SQLite) allows exactly one."""
+
+    data_dir: Path = Path("data")
+    """Directory for the SQLite database (embedded mode) and other local state."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the store. Unset: ``sqlite:///<data_dir>/reportscore.db`` (embedded mode)."""
+
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    """SQLite ``PRAGMA synchronous``. FULL (default) makes every commit durable before ``202`` is answered."""
+
+    sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a SQLite writer waits for the write lock before failing."""
+
+    model_path: Path = REFERENCE_MODEL_DIR
+    """Directory of the model served at start-up (artifact + ``schema.json`` + ``metadata.json``).
+    Defaults to the bundled reference model."""
+
+    model_threads: int = Field(default=1, ge=1)
+    """Threads one model call may use. Keep processes x threads <= cores to avoid oversubscription."""
+
+    worker_threads: int = Field(default=2, ge=1)
+    """Embedded mode: scoring threads inside the API process."""
+
+    batch_max_reports: int = Field(default=4096, ge=1)
+    """Micro-batching: a worker gathers queued jobs into one model call up to this many reports."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    """A job whose scoring was started this many times without finishing (its process died) ends FAILURE."""
+
+    max_pending_jobs: int = Field(default=10_000, ge=1)
+    """Backpressure: when this many jobs are accepted but not finished, POST answers 503 with Retry-After."""
+
+    retry_after_s: int = Field(default=1, ge=1)
+    """Value of the Retry-After header on a 503 from backpressure."""
+
+    max_reports_per_request: int = Field(default=10_000, ge=1)
+    """Largest number of reports accepted in one request; more gets 422."""
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body accepted, enforced while reading; more gets 413."""
+
+    idempotency_ttl_s: float = Field(default=24 * 3600, gt=0)
+    """How long an Idempotency-Key keeps returning the same task; afterwards the key may be reused."""
+
+    long_poll_max_s: float = Field(default=60.0, ge=0)
+    """Upper bound on ``GET /task/{id}?wait=``; longer waits are capped to this."""
+
+    shutdown_drain_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long in-flight scoring may take to finish before the process exits anyway."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Minimum level of log lines."""
+
+    log_format: Literal["json", "text"] = "json"
+    """``json``: one JSON object per line; ``text``: human-readable lines."""
+
+    log_file: Path | None = None
+    """When set (for example ``logs/reportscore.log``), logs also go to this rotating file."""
+
+    broker_url: SecretStr | None = None
+    """Celery broker URL (distributed mode). Unset: embedded mode with in-process workers."""
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'reportscore.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def mode(self) -> Literal["embedded", "distributed"]:
+        return "embedded" if self.broker_url is None else "distributed"
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Settings:
+        if self.is_sqlite and self.api_processes > 1:
+            raise ConfigurationError(
+                f"api_processes={self.api_processes} with a SQLite database: embedded mode is exactly one "
+                "process (SQLite has one writer and the in-process queue lives in that process). "
+                "Use REPORTSCORE_API_PROCESSES=1, or run distributed mode with "
+                "REPORTSCORE_DATABASE_URL=postgresql+psycopg://... and REPORTSCORE_BROKER_URL=redis://..."
+            )
+        if self.is_sqlite and self.broker_url is not None:
+            raise ConfigurationError(
+                "REPORTSCORE_BROKER_URL is set but the database is SQLite: Celery workers on other processes "
+                "cannot share a SQLite file safely. Set REPORTSCORE_DATABASE_URL=postgresql+psycopg://... or "
+                "unset REPORTSCORE_BROKER_URL for embedded mode."
+            )
+        if self.broker_url is not None:
+            raise ConfigurationError(
+                "distributed mode (REPORTSCORE_BROKER_URL) is not available in this version yet; "
+                "unset REPORTSCORE_BROKER_URL to run embedded mode."
+            )
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """Effective settings with secrets and URL passwords hidden (for ``config show``)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = _redact_url(value.get_secret_value())
+            elif name == "database_url" and value:
+                value = _redact_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["effective_database_url"] = _redact_url(self.effective_database_url)
+        out["mode"] = self.mode
+        return out
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "***"

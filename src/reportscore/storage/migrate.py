@@ -1,0 +1,41 @@
+"""Apply and inspect Alembic migrations programmatically (the CLI's ``migrate`` and ``serve`` use this)."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from reportscore.storage.db import Database
+
+SCRIPT_LOCATION = "reportscore.storage:migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_to_head(db: Database) -> None:
+    """Bring the schema to the latest migration (idempotent)."""
+    cfg = alembic_config(db.url)
+    with db.write_engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(db: Database) -> str | None:
+    with db.read_engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def is_at_head(db: Database) -> bool:
+    return current_revision(db) == head_revision()

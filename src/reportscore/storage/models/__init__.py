@@ -1,0 +1,7 @@
+"""ORM models (tables only; API schemas live in ``reportscore.api.schemas``)."""
+
+from reportscore.storage.models.base import Base
+from reportscore.storage.models.jobs import Job, JobStatus
+from reportscore.storage.models.reports import Report
+
+__all__ = ["Base", "Job", "JobStatus", "Report"]

@@ -1,0 +1,45 @@
+"""A report: one row per submitted report, with its typed features and, once scored, its score."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from reportscore.storage.models.base import Base, UTCDateTime
+
+
+class Report(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    client_report_id: Mapped[str | None] = mapped_column(String(128))
+    abuse_type: Mapped[str] = mapped_column(String(3), nullable=False)
+    report_text_len: Mapped[int] = mapped_column(Integer, nullable=False)
+    profile_rating: Mapped[float] = mapped_column(Float, nullable=False)
+    popularity: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    lifetime_matches_created: Mapped[int] = mapped_column(Integer, nullable=False)
+    score: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("abuse_type IN ('MSG', 'PRF')", name="abuse_type"),
+        CheckConstraint("popularity BETWEEN 0 AND 5", name="popularity"),
+        CheckConstraint("report_text_len >= 0", name="report_text_len"),
+        CheckConstraint("lifetime_matches_created >= 0", name="lifetime_matches_created"),
+        # also the index that reads a job's reports in order
+        UniqueConstraint("job_id", "position"),
+    )

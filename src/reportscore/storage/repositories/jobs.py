@@ -1,0 +1,234 @@
+"""Jobs and their reports: insert, look up, claim for scoring, and write results (first committed result wins)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from reportscore.storage.models import Job, JobStatus, Report
+from reportscore.storage.models.jobs import TERMINAL_STATUSES
+
+REPORT_COLUMNS = (
+    "abuse_type",
+    "report_text_len",
+    "profile_rating",
+    "popularity",
+    "lifetime_matches_created",
+)
+
+
+def insert_job(
+    session: Session,
+    *,
+    job_id: str,
+    owner: str,
+    reports: Sequence[Mapping[str, Any]],
+    created_at: datetime,
+    idempotency_key: str | None,
+    request_sha256: str | None,
+    idempotency_expires_at: datetime | None,
+) -> None:
+    """Insert a PENDING job and all its report rows (one bulk insert)."""
+    session.execute(
+        insert(Job).values(
+            id=job_id,
+            status=JobStatus.PENDING,
+            owner=owner,
+            n_reports=len(reports),
+            created_at=created_at,
+            attempts=0,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256,
+            idempotency_expires_at=idempotency_expires_at,
+        )
+    )
+    session.execute(
+        insert(Report),
+        [
+            {
+                "job_id": job_id,
+                "position": i,
+                "client_report_id": r.get("report_id"),
+                "abuse_type": r["abuse_type"],
+                "report_text_len": r["report_text_len"],
+                "profile_rating": r["profile_rating"],
+                "popularity": r["popularity"],
+                "lifetime_matches_created": r["lifetime_matches_created"],
+            }
+            for i, r in enumerate(reports)
+        ],
+    )
+
+
+def find_by_idempotency_key(session: Session, *, owner: str, key: str) -> Job | None:
+    return session.scalars(select(Job).where(Job.owner == owner, Job.idempotency_key == key)).one_or_none()
+
+
+def release_idempotency_key(session: Session, *, job_id: str) -> None:
+    """Detach an expired key from its job so the key can name a new one."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(idempotency_key=None, request_sha256=None, idempotency_expires_at=None)
+    )
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+@dataclass(frozen=True)
+class ScoredReport:
+    id: int
+    client_report_id: str | None
+    score: float | None
+
+
+def get_job_reports(session: Session, job_id: str) -> list[ScoredReport]:
+    rows = session.execute(
+        select(Report.id, Report.client_report_id, Report.score)
+        .where(Report.job_id == job_id)
+        .order_by(Report.position)
+    ).all()
+    return [ScoredReport(id=r[0], client_report_id=r[1], score=r[2]) for r in rows]
+
+
+def count_unfinished(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Job).where(Job.status.not_in(TERMINAL_STATUSES))) or 0)
+
+
+def list_unfinished(session: Session) -> list[tuple[str, int]]:
+    """(job id, number of reports) of every job not yet SUCCESS or FAILURE, oldest first."""
+    rows = session.execute(
+        select(Job.id, Job.n_reports).where(Job.status.not_in(TERMINAL_STATUSES)).order_by(Job.created_at)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def claim_jobs(
+    session: Session, *, job_ids: Sequence[str], started_at: datetime, max_attempts: int
+) -> tuple[list[str], list[str]]:
+    """Mark unfinished jobs STARTED and count the attempt.
+
+    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE). Finished jobs are
+    left alone: a redelivered id writes nothing.
+    """
+    unfinished = (Job.id.in_(job_ids), Job.status.not_in(TERMINAL_STATUSES))
+    exhausted = list(session.scalars(select(Job.id).where(*unfinished, Job.attempts >= max_attempts).order_by(Job.id)))
+    if exhausted:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(exhausted), Job.status.not_in(TERMINAL_STATUSES))
+            .values(
+                status=JobStatus.FAILURE,
+                finished_at=started_at,
+                error=f"gave up after {max_attempts} attempts: the job never finished scoring "
+                "(the process scoring it died each time)",
+            )
+        )
+    claimed = list(
+        session.scalars(
+            update(Job)
+            .where(*unfinished, Job.attempts < max_attempts)
+            .values(
+                status=JobStatus.STARTED,
+                attempts=Job.attempts + 1,
+                started_at=case((Job.started_at.is_(None), started_at), else_=Job.started_at),
+            )
+            .returning(Job.id)
+        )
+    )
+    return claimed, exhausted
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Reports of several jobs, columnar, ordered by (job, position)."""
+
+    job_ids: list[str]
+    report_ids: list[int]
+    columns: dict[str, list[Any]]
+
+
+def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
+    rows = session.execute(
+        select(
+            Report.job_id,
+            Report.id,
+            Report.abuse_type,
+            Report.report_text_len,
+            Report.profile_rating,
+            Report.popularity,
+            Report.lifetime_matches_created,
+        )
+        .where(Report.job_id.in_(job_ids))
+        .order_by(Report.job_id, Report.position)
+    ).all()
+    if not rows:
+        return FeatureRows(job_ids=[], report_ids=[], columns={c: [] for c in REPORT_COLUMNS})
+    cols = list(zip(*rows, strict=True))
+    return FeatureRows(
+        job_ids=list(cols[0]),
+        report_ids=list(cols[1]),
+        columns={name: list(values) for name, values in zip(REPORT_COLUMNS, cols[2:], strict=True)},
+    )
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    report_ids: Sequence[int]
+    scores: Sequence[float]
+    model_name: str
+    model_version: str
+    predict_ms: float
+
+
+def save_results(session: Session, *, results: Iterable[JobResult], finished_at: datetime) -> list[str]:
+    """Write SUCCESS and scores for each job still unfinished; returns the ids written.
+
+    The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
+    or another worker) is skipped and its reports are not touched.
+    """
+    written: list[str] = []
+    report_updates: list[dict[str, Any]] = []
+    for res in results:
+        done = session.execute(
+            update(Job)
+            .where(Job.id == res.job_id, Job.status.not_in(TERMINAL_STATUSES))
+            .values(
+                status=JobStatus.SUCCESS,
+                finished_at=finished_at,
+                model_name=res.model_name,
+                model_version=res.model_version,
+                predict_ms=res.predict_ms,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        written.append(res.job_id)
+        report_updates.extend(
+            {"id": rid, "score": score, "model_version": res.model_version, "scored_at": finished_at}
+            for rid, score in zip(res.report_ids, res.scores, strict=True)
+        )
+    if report_updates:
+        session.execute(update(Report), report_updates)
+    return written
+
+
+def save_failure(session: Session, *, job_id: str, error: str, finished_at: datetime) -> bool:
+    """Mark an unfinished job FAILURE with its reason; False when it had already finished."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
+        .values(status=JobStatus.FAILURE, finished_at=finished_at, error=error[:2000])
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
