@@ -120,6 +120,14 @@ def config_show() -> None:
     typer.echo(json.dumps(settings.redacted(), indent=2, default=str))
 
 
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the settings reference as Markdown (the source of docs/configuration.md)."""
+    from reportscore.settings import settings_markdown
+
+    typer.echo(settings_markdown(), nl=False)
+
+
 def main() -> None:
     app()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from reportscore.reports import service as reports_service
 from reportscore.scoring.service import score_jobs
@@ -89,7 +89,7 @@ def test_nan_scores_fail_the_job_instead_of_storing_nan(db: Database) -> None:
 def test_job_started_too_often_ends_failure(db: Database) -> None:
     job = _submit(db, [_report(1)])
     with db.write() as s:  # as if three processes had died while scoring it
-        s.execute(Job.__table__.update().where(Job.id == job).values(attempts=3, status=JobStatus.STARTED))
+        s.execute(update(Job).where(Job.id == job).values(attempts=3, status=JobStatus.STARTED))
     outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[job], max_attempts=3)
     assert outcome.failed == [job]
     view = reports_service.get_task(db=db, task_id=job)

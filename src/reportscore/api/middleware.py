@@ -12,10 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 access_log = logging.getLogger("reportscore.access")
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Answer 413 when a body exceeds ``max_bytes``, counting bytes as they arrive (Content-Length is not trusted)."""
 
@@ -38,27 +34,33 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # Answer now and tell the app the client went away, so it stops reading; whatever the app
+                    # sends afterwards (FastAPI turns a broken body into a 400) is dropped below.
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._reject(send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _reject(self, send: Send) -> None:
         body = orjson.dumps({"detail": f"request body larger than {self.max_bytes} bytes"})
