@@ -24,6 +24,6 @@ args=(sync --frozen --python "$PYTHON")
 if [[ "${1:-}" == "--dev" ]]; then
     args+=(--all-extras --group dev)
 else
-    args+=(--no-dev)
+    args+=(--no-dev --inexact)
 fi
 UV_PROJECT_ENVIRONMENT=.venv .tools/bin/uv "${args[@]}"

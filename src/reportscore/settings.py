@@ -90,13 +90,62 @@ class Settings(BaseSettings):
     """When set (for example ``logs/reportscore.log``), logs also go to this rotating file."""
 
     broker_url: SecretStr | None = None
-    """Celery broker URL (distributed mode). Unset: embedded mode with in-process workers."""
+    """Celery broker URL (``redis://…`` or ``amqp://…``): distributed mode. Unset: embedded mode, in-process workers."""
+
+    redis_url: SecretStr | None = None
+    """Redis for everything but the broker (long-poll notifications). Defaults to the broker's URL when it is Redis."""
+
+    queue_name: str = Field(default="reportscore", min_length=1, max_length=200)
+    """Celery queue the API publishes to and workers consume (give each test run or tenant its own)."""
+
+    redis_prefix: str = Field(default="reportscore", min_length=1, max_length=200)
+    """Prefix of every Redis key and pub/sub channel this deployment uses."""
+
+    worker_concurrency: int = Field(default=2, ge=1)
+    """Distributed mode: pool processes per ``reportscore worker``."""
+
+    task_time_limit_s: float = Field(default=300.0, gt=0)
+    """Distributed mode: a scoring task running longer than this is killed (and retried up to max_attempts)."""
+
+    visibility_timeout_s: float = Field(default=3600.0, gt=0)
+    """Redis broker: an unacknowledged message is redelivered after this long. Must exceed task_time_limit_s."""
+
+    lease_s: float | None = Field(default=None, gt=0)
+    """A STARTED job whose worker went silent this long is re-queued by the reconciler.
+    Unset: task_time_limit_s + 30 s."""
+
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    """Distributed mode: how often the reconciler (one at a time, by advisory lock) looks for stranded jobs."""
+
+    reconcile_pending_age_s: float = Field(default=30.0, gt=0)
+    """Distributed mode: a job PENDING longer than this is published again (its message was lost)."""
+
+    broker_timeout_s: float = Field(default=1.0, gt=0)
+    """Connect/publish timeout towards the broker; a submit never waits longer on a broker that is down."""
+
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    """Port of ``reportscore flower``."""
+
+    flower_basic_auth: SecretStr | None = None
+    """``user:password`` for Flower's basic authentication; ``reportscore flower`` refuses to start without it."""
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'reportscore.db').resolve()}"
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        if self.broker_url is not None and self.broker_url.get_secret_value().startswith(("redis://", "rediss://")):
+            return self.broker_url.get_secret_value()
+        return None
+
+    @property
+    def effective_lease_s(self) -> float:
+        return self.lease_s if self.lease_s is not None else self.task_time_limit_s + 30.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -121,10 +170,11 @@ class Settings(BaseSettings):
                 "cannot share a SQLite file safely. Set REPORTSCORE_DATABASE_URL=postgresql+psycopg://... or "
                 "unset REPORTSCORE_BROKER_URL for embedded mode."
             )
-        if self.broker_url is not None:
+        if self.broker_url is not None and self.task_time_limit_s >= self.visibility_timeout_s:
             raise ConfigurationError(
-                "distributed mode (REPORTSCORE_BROKER_URL) is not available in this version yet; "
-                "unset REPORTSCORE_BROKER_URL to run embedded mode."
+                f"task_time_limit_s={self.task_time_limit_s} must be below visibility_timeout_s="
+                f"{self.visibility_timeout_s}: otherwise the broker redelivers a task that is still running. "
+                "Raise REPORTSCORE_VISIBILITY_TIMEOUT_S or lower REPORTSCORE_TASK_TIME_LIMIT_S."
             )
         return self
 
