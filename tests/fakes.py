@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +59,55 @@ def fake_serving_model(model: FakeModel | None = None, *, version: str = "fake-1
         loaded_at=datetime.now(UTC),
         warmup_ms=0.0,
     )
+
+
+CRASH_TEXT_LEN = 777_777
+
+
+class FakeFileModel:
+    """The fake model as a loadable artifact (for worker processes): popularity / 5, a poison input that raises,
+    and one that kills the process scoring it (as a segfaulting model would)."""
+
+    format = "fake"
+    feature_names: list[str] | None = None
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._names = FeatureSchema.default().names
+        self._sleep_s = float(config.get("sleep_s", 0.0))
+
+    def predict(self, matrix: FloatMatrix) -> Scores:
+        text_len = matrix[:, self._names.index("report_text_len")]
+        if np.any(text_len == CRASH_TEXT_LEN):
+            os._exit(13)
+        if np.any(text_len == POISON_TEXT_LEN):
+            raise ValueError("poison report")
+        if self._sleep_s:
+            time.sleep(self._sleep_s)
+        return matrix[:, self._names.index("popularity")].astype(np.float64) / 5.0
+
+
+class FakeFormat:
+    """``REPORTSCORE_EXTRA_MODEL_FORMATS='["tests.fakes:FakeFormat"]'`` makes worker processes able to load it."""
+
+    name = "fake"
+    suffixes = (".json",)
+
+    def load(self, path: Path, *, threads: int) -> FakeFileModel:
+        return FakeFileModel(json.loads(path.read_text()))
+
+
+def write_fake_model_dir(model_dir: Path, **config: Any) -> Path:
+    """A model directory (artifact, schema.json, metadata.json with its sha256) for the fake format."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    artifact = model_dir / "fake.json"
+    artifact.write_text(json.dumps(config))
+    FeatureSchema.default().save(model_dir / "schema.json")
+    metadata = {
+        "name": "fake",
+        "version": str(config.get("version", "fake-1")),
+        "format": "fake",
+        "artifact": artifact.name,
+        "sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+    }
+    (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    return model_dir

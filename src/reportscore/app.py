@@ -14,8 +14,11 @@ from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
 from reportscore.api.routes import health, tasks
+from reportscore.runners.base import Runner
+from reportscore.runners.celery_app import create_celery_app
+from reportscore.runners.celery_runner import CeleryRunner, Reconciler
 from reportscore.runners.inprocess import InProcessRunner
-from reportscore.runners.notify import LocalNotifier
+from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage import migrate
@@ -41,20 +44,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(migrate.upgrade_to_head, db)
         elif not await run_in_threadpool(migrate.is_at_head, db):
             raise RuntimeError("the database is not at the latest migration: run `reportscore migrate` first")
-        registry = await run_in_threadpool(ModelRegistry.from_dir, settings.model_path, threads=settings.model_threads)
+        registry = await run_in_threadpool(ModelRegistry.from_settings, settings)
         notifier = LocalNotifier()
-        runner = InProcessRunner(
-            db=db,
-            registry=registry,
-            notifier=notifier,
-            threads=settings.worker_threads,
-            max_pending=settings.max_pending_jobs,
-            batch_max_reports=settings.batch_max_reports,
-            max_attempts=settings.max_attempts,
-        )
+        runner: Runner
+        reconciler: Reconciler | None = None
+        subscriber: RedisSubscriber | None = None
+        if settings.mode == "embedded":
+            runner = InProcessRunner(
+                db=db,
+                registry=registry,
+                notifier=notifier,
+                threads=settings.worker_threads,
+                max_pending=settings.max_pending_jobs,
+                batch_max_reports=settings.batch_max_reports,
+                max_attempts=settings.max_attempts,
+            )
+        else:
+            celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
+            runner = celery_runner
+            reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
+            redis_url = settings.effective_redis_url
+            if redis_url is not None:
+                subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
+            notifier.reliable_source = subscriber
         state = AppState(settings=settings, db=db, registry=registry, runner=runner, notifier=notifier)
         app.state.rs = state
         await runner.start()
+        if subscriber is not None:
+            await subscriber.start()
+        if reconciler is not None:
+            reconciler.start()
         state.ready = True
         model = registry.current
         log.info(
@@ -65,7 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             state.ready = False
-            log.info("shutting down: draining in-flight scoring", extra={"pending": runner.pending()})
+            log.info("shutting down: draining in-flight work", extra={"pending": runner.pending()})
+            if reconciler is not None:
+                await run_in_threadpool(reconciler.stop)
+            if subscriber is not None:
+                await subscriber.stop()
             await runner.stop(drain_s=settings.shutdown_drain_s)
             db.dispose()
             log.info("shutdown complete")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -64,14 +69,139 @@ def serve(
     from reportscore.monitoring.logs import configure_logging
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_drain_s),
-        server_header=False,
+    if not settings.is_sqlite:
+        _require_migrated(settings)  # embedded mode migrates its own SQLite file at start instead
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_drain_s),
+        "server_header": False,
+    }
+    if settings.api_processes == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Several API processes (distributed mode only): each builds its app from the environment.
+    overrides = {"REPORTSCORE_HOST": host, "REPORTSCORE_PORT": port, "REPORTSCORE_DATA_DIR": data_dir}
+    os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
+    uvicorn.run("reportscore.app:create_app", factory=True, workers=settings.api_processes, **common)
+
+
+def _distributed_settings(**overrides: Any) -> Any:
+    settings = _settings(**overrides)
+    if settings.mode != "distributed":
+        _fail(
+            "this command belongs to distributed mode: set REPORTSCORE_BROKER_URL (redis://… or amqp://…) and "
+            "REPORTSCORE_DATABASE_URL (postgresql+psycopg://…). Embedded mode scores inside `reportscore serve`."
+        )
+    return settings
+
+
+def _require_migrated(settings: Any) -> None:
+    from reportscore.storage import migrate as migrations
+    from reportscore.storage.db import Database
+
+    db = Database.from_settings(settings)
+    try:
+        current, head = migrations.current_revision(db), migrations.head_revision()
+    except Exception as exc:
+        _fail(f"cannot reach the database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    finally:
+        db.dispose()
+    if current != head:
+        _fail(f"the database is at migration {current or 'none'}, not the latest ({head}): run `reportscore migrate`")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Pool processes [env REPORTSCORE_WORKER_CONCURRENCY; default 2].")
+    ] = None,
+) -> None:
+    """Run a Celery worker (distributed mode): consumes the queue, scores jobs, writes results to the database."""
+    settings = _distributed_settings(worker_concurrency=concurrency)
+    from reportscore.monitoring.logs import configure_logging
+    from reportscore.runners.celery_app import create_celery_app
+
+    configure_logging(level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file)
+    _require_migrated(settings)
+    import xgboost  # noqa: F401  # imported once here, so the forked pool processes start without paying for it
+    from celery.signals import worker_init, worker_shutting_down
+
+    shutdown_requested = threading.Event()
+    controllers: list[Any] = []
+    worker_shutting_down.connect(lambda **_: shutdown_requested.set(), weak=False)
+    worker_init.connect(lambda sender, **_: controllers.append(sender), weak=False)
+    celery_app = create_celery_app(settings)
+    celery_app.start(
+        [
+            "worker",
+            f"--concurrency={settings.worker_concurrency}",
+            "--pool=prefork",
+            f"--queues={settings.queue_name}",
+            f"--hostname=reportscore-{os.getpid()}@{socket.gethostname()}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    code = controllers[0].exitcode if controllers else 1  # app.start() does not return the worker's exit code
+    if code and not shutdown_requested.is_set():
+        # Celery stops on an "unrecoverable" error in a few broker reconnection paths (kombu bugs seen when Redis
+        # restarts under load). Nothing is lost — unacknowledged messages are redelivered and the database lease
+        # lets the reconciler re-queue the job — so start over in a fresh process instead of staying down.
+        logging.getLogger("reportscore.worker").error("worker stopped on an error; restarting", extra={"code": code})
+        time.sleep(1.0)
+        os.execv(sys.executable, [sys.executable, "-m", "reportscore.cli", *sys.argv[1:]])  # noqa: S606
+    raise typer.Exit(code=code or 0)
+
+
+@app.command("worker-ping")
+def worker_ping(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
+    any_host: Annotated[bool, typer.Option("--any-host", help="Accept a worker on any machine.")] = False,
+) -> None:
+    """Exit 0 when a worker on this machine answers a ping (a liveness/readiness probe), 1 otherwise."""
+    settings = _distributed_settings()
+    from reportscore.runners.celery_app import create_celery_app
+
+    celery_app = create_celery_app(settings)
+    try:
+        replies = celery_app.control.ping(timeout=timeout)
+    except Exception as exc:
+        err.print(f"broker unreachable: {type(exc).__name__}")
+        raise typer.Exit(code=1) from None
+    suffix = f"@{socket.gethostname()}"
+    names = [name for reply in replies for name in reply if any_host or name.endswith(suffix)]
+    if not names:
+        err.print("no worker answered")
+        raise typer.Exit(code=1)
+    typer.echo(" ".join(sorted(names)))
+
+
+@app.command()
+def flower() -> None:
+    """Run Flower, the Celery monitoring UI, on REPORTSCORE_HOST:REPORTSCORE_FLOWER_PORT, behind basic auth."""
+    settings = _distributed_settings()
+    if settings.flower_basic_auth is None:
+        _fail("Flower must not run without authentication: set REPORTSCORE_FLOWER_BASIC_AUTH=user:password")
+    auth = settings.flower_basic_auth.get_secret_value()
+    if ":" not in auth:
+        _fail("REPORTSCORE_FLOWER_BASIC_AUTH must look like user:password")
+    from reportscore.monitoring.logs import configure_logging
+    from reportscore.runners.celery_app import create_celery_app
+
+    configure_logging(level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file)
+    celery_app = create_celery_app(settings)
+    celery_app.start(
+        [
+            "flower",
+            f"--address={settings.host}",
+            f"--port={settings.flower_port}",
+            f"--basic-auth={auth}",
+            "--persistent=False",
+        ]
     )
 
 

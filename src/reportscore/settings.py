@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     """Directory of the model served at start-up (artifact + ``schema.json`` + ``metadata.json``).
     Defaults to the bundled reference model."""
 
+    extra_model_formats: list[str] = Field(default_factory=list)
+    """Custom model runtimes to load besides the built-in formats, as ``module:Class`` import paths (a class with
+    ``name``, ``suffixes`` and ``load(path, threads=…)``, see ``reportscore.scoring.formats.base.ModelFormat``).
+    Only list code you trust: it runs inside every process. Env: a JSON list."""
+
     model_threads: int = Field(default=1, ge=1)
     """Threads one model call may use. Keep processes x threads <= cores to avoid oversubscription."""
 

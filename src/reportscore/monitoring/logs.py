@@ -66,3 +66,4 @@ def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `reportscore migrate` prints its own summary

@@ -61,7 +61,9 @@ class InProcessRunner:
         self._dispatchers = [asyncio.create_task(self._dispatch(i)) for i in range(self._threads)]
 
     def _unfinished(self) -> list[tuple[str, int]]:
-        with self._db.read() as session:
+        # One process owns the SQLite store, so anything STARTED now was being scored by a process that died.
+        with self._db.write() as session:
+            jobs_repo.release_started(session)
             return jobs_repo.list_unfinished(session)
 
     def has_capacity(self) -> bool:

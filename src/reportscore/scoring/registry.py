@@ -20,10 +20,27 @@ import numpy as np
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
+from reportscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
+
+
+def formats_with(extra: list[str]) -> dict[str, ModelFormat]:
+    """The built-in formats plus custom runtimes given as ``module:Class`` import paths."""
+    import importlib
+
+    formats = dict(FORMATS)
+    for path in extra:
+        module_name, _, class_name = path.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ModelLoadError(f"extra model format {path!r} cannot be imported: {exc}") from exc
+        fmt: ModelFormat = cls()
+        formats[fmt.name] = fmt
+    return formats
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model_dir(model_dir: Path, *, threads: int = 1) -> ServingModel:
+def load_model_dir(model_dir: Path, *, threads: int = 1, formats: dict[str, ModelFormat] | None = None) -> ServingModel:
     """Load, verify (sha256, feature names) and warm up the model in ``model_dir``."""
     meta_path = model_dir / "metadata.json"
     try:
@@ -67,9 +84,10 @@ def load_model_dir(model_dir: Path, *, threads: int = 1) -> ServingModel:
         expected_sha = str(meta["sha256"])
     except KeyError as exc:
         raise ModelLoadError(f"{meta_path}: missing key {exc}") from exc
-    fmt = FORMATS.get(fmt_name)
+    known = formats if formats is not None else FORMATS
+    fmt = known.get(fmt_name)
     if fmt is None:
-        raise ModelLoadError(f"{meta_path}: unknown format {fmt_name!r} (known: {', '.join(sorted(FORMATS))})")
+        raise ModelLoadError(f"{meta_path}: unknown format {fmt_name!r} (known: {', '.join(sorted(known))})")
     if not artifact.is_file():
         raise ModelLoadError(f"{artifact}: artifact missing")
     actual_sha = sha256_file(artifact)
@@ -133,5 +151,11 @@ class ModelRegistry:
         return old
 
     @classmethod
-    def from_dir(cls, model_dir: Path, *, threads: int) -> ModelRegistry:
-        return cls(load_model_dir(model_dir, threads=threads))
+    def from_dir(cls, model_dir: Path, *, threads: int, extra_formats: list[str] | None = None) -> ModelRegistry:
+        return cls(load_model_dir(model_dir, threads=threads, formats=formats_with(extra_formats or [])))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        return cls.from_dir(
+            settings.model_path, threads=settings.model_threads, extra_formats=settings.extra_model_formats
+        )

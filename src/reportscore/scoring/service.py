@@ -32,7 +32,14 @@ class BatchOutcome:
         return self.succeeded + self.failed
 
 
-def score_jobs(*, db: Database, model: ServingModel, job_ids: Sequence[str], max_attempts: int = 3) -> BatchOutcome:
+def score_jobs(
+    *,
+    db: Database,
+    model: ServingModel,
+    job_ids: Sequence[str],
+    max_attempts: int = 3,
+    lease_s: float = 300.0,
+) -> BatchOutcome:
     """Score a micro-batch of jobs with one model call and write all results in one transaction.
 
     A job whose reports make the model fail or return a non-finite score or one outside 0..1 is re-scored alone,
@@ -41,7 +48,7 @@ def score_jobs(*, db: Database, model: ServingModel, job_ids: Sequence[str], max
     outcome = BatchOutcome()
     with db.write() as session:
         claimed, exhausted = jobs_repo.claim_jobs(
-            session, job_ids=job_ids, started_at=datetime.now(UTC), max_attempts=max_attempts
+            session, job_ids=job_ids, now=datetime.now(UTC), lease_s=lease_s, max_attempts=max_attempts
         )
     outcome.failed.extend(exhausted)
     outcome.skipped.extend(j for j in job_ids if j not in set(claimed) | set(exhausted))

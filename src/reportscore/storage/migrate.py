@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from reportscore.storage.db import Database
 
@@ -19,13 +20,29 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# Any constant works; it names the lock "reportscore migrations" among the server's advisory locks.
+MIGRATION_LOCK_KEY = 0x5265_7073_636F  # "Repsco"
+
+
 def upgrade_to_head(db: Database) -> None:
-    """Bring the schema to the latest migration (idempotent)."""
+    """Bring the schema to the latest migration (idempotent).
+
+    On PostgreSQL a session advisory lock serialises concurrent ``reportscore migrate`` runs: the second waits,
+    then finds nothing left to do.
+    """
     cfg = alembic_config(db.url)
     with db.write_engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-        conn.commit()
+        if not db.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if not db.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
 
 
 def head_revision() -> str | None:

@@ -142,6 +142,28 @@ async def _submit(request: Request, state: AppState, reports: list[ReportIn], id
     )
 
 
+async def _wait_for_task(state: AppState, task_id: str, wait: float) -> reports_service.TaskView | None:
+    """Long-poll: read once, then sleep until the job's finish is announced (no polling while notifications are
+    reliable; a re-read once a second while they are not)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
+        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+        while view is not None and not view.done:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            timeout = remaining if state.notifier.reliable else min(remaining, 1.0)
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=timeout)
+            except TimeoutError:
+                if state.notifier.reliable and loop.time() >= deadline:
+                    break
+            finished.clear()
+            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+    return view
+
+
 def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
 
@@ -154,15 +176,7 @@ async def _read_task(request: Request, state: AppState, task_id: str, wait: floa
     request.state.task_id = task_id
     wait = min(wait, state.settings.long_poll_max_s)
     if wait > 0:
-        with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
-            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
-            if view is not None and not view.done:
-                try:
-                    await asyncio.wait_for(finished.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
-                else:
-                    view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+        view = await _wait_for_task(state, task_id, wait)
     else:
         view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
     if view is None:

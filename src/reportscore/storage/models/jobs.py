@@ -41,6 +41,10 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     idempotency_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """While STARTED: when the worker's claim runs out and the reconciler may hand the job to another."""
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When the job id was last handed to the queue (distributed mode)."""
 
     __table_args__ = (
         Index("uq_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),

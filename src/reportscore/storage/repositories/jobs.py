@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
@@ -45,6 +45,7 @@ def insert_job(
             idempotency_key=idempotency_key,
             request_sha256=request_sha256,
             idempotency_expires_at=idempotency_expires_at,
+            enqueued_at=created_at,
         )
     )
     session.execute(
@@ -111,39 +112,90 @@ def list_unfinished(session: Session) -> list[tuple[str, int]]:
 
 
 def claim_jobs(
-    session: Session, *, job_ids: Sequence[str], started_at: datetime, max_attempts: int
+    session: Session,
+    *,
+    job_ids: Sequence[str],
+    now: datetime,
+    lease_s: float,
+    max_attempts: int,
 ) -> tuple[list[str], list[str]]:
-    """Mark unfinished jobs STARTED and count the attempt.
+    """Mark claimable jobs STARTED with a lease, counting the attempt.
 
-    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE). Finished jobs are
-    left alone: a redelivered id writes nothing.
+    A job is claimable when it is PENDING, or STARTED with an expired lease (its worker died). Finished jobs and
+    jobs leased by a live worker are left alone, so a redelivered or duplicated message writes nothing.
+    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE).
     """
-    unfinished = (Job.id.in_(job_ids), Job.status.not_in(TERMINAL_STATUSES))
-    exhausted = list(session.scalars(select(Job.id).where(*unfinished, Job.attempts >= max_attempts).order_by(Job.id)))
-    if exhausted:
-        session.execute(
+    claimable = (
+        Job.id.in_(job_ids),
+        or_(
+            Job.status == JobStatus.PENDING,
+            and_(Job.status == JobStatus.STARTED, or_(Job.leased_until.is_(None), Job.leased_until < now)),
+        ),
+    )
+    exhausted = list(
+        session.scalars(
             update(Job)
-            .where(Job.id.in_(exhausted), Job.status.not_in(TERMINAL_STATUSES))
+            .where(*claimable, Job.attempts >= max_attempts)
             .values(
                 status=JobStatus.FAILURE,
-                finished_at=started_at,
+                finished_at=now,
+                leased_until=None,
                 error=f"gave up after {max_attempts} attempts: the job never finished scoring "
-                "(the process scoring it died each time)",
+                "(the process scoring it died or timed out each time)",
             )
+            .returning(Job.id)
         )
+    )
     claimed = list(
         session.scalars(
             update(Job)
-            .where(*unfinished, Job.attempts < max_attempts)
+            .where(*claimable, Job.attempts < max_attempts)
             .values(
                 status=JobStatus.STARTED,
                 attempts=Job.attempts + 1,
-                started_at=case((Job.started_at.is_(None), started_at), else_=Job.started_at),
+                leased_until=now + timedelta(seconds=lease_s),
+                started_at=case((Job.started_at.is_(None), now), else_=Job.started_at),
             )
             .returning(Job.id)
         )
     )
     return claimed, exhausted
+
+
+def release_started(session: Session) -> int:
+    """Embedded mode at start-up: jobs left STARTED by a dead process go back to PENDING (attempts are kept)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.status == JobStatus.STARTED)
+        .values(status=JobStatus.PENDING, leased_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def find_stranded(session: Session, *, now: datetime, pending_age_s: float, limit: int) -> list[str]:
+    """Jobs whose message may be lost: PENDING and not handed to the queue for a while, or STARTED with an expired
+    lease. Oldest first."""
+    not_recently_enqueued = or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=pending_age_s))
+    rows = session.scalars(
+        select(Job.id)
+        .where(
+            not_recently_enqueued,
+            or_(
+                Job.status == JobStatus.PENDING,
+                and_(Job.status == JobStatus.STARTED, Job.leased_until < now),
+            ),
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def mark_enqueued(session: Session, *, job_ids: Sequence[str], at: datetime) -> None:
+    session.execute(
+        update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=at).execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(frozen=True)
@@ -208,6 +260,7 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
                 model_version=res.model_version,
                 predict_ms=res.predict_ms,
                 error=None,
+                leased_until=None,
             )
             .execution_options(synchronize_session=False)
         )
@@ -228,7 +281,7 @@ def save_failure(session: Session, *, job_id: str, error: str, finished_at: date
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
-        .values(status=JobStatus.FAILURE, finished_at=finished_at, error=error[:2000])
+        .values(status=JobStatus.FAILURE, finished_at=finished_at, error=error[:2000], leased_until=None)
         .execution_options(synchronize_session=False)
     )
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]

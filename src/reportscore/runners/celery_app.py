@@ -1,0 +1,72 @@
+"""The Celery application of distributed mode, built from Settings (never at import).
+
+Reliability choices, all Celery/kombu features rather than home-made ones:
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after ``score_jobs`` committed,
+  and a pool child killed mid-task puts its message back on the queue.
+- ``worker_prefetch_multiplier=1``: a worker reserves one message per pool process, so no job waits behind a slow one.
+- ``visibility_timeout`` > ``task_time_limit``: Redis redelivers a message whose worker vanished, never one that is
+  still running.
+- JSON only: a pickled message is refused by the worker.
+- No result backend: status and scores live in the database; Redis holds no per-task result keys.
+- Redis keys all start with ``<redis_prefix>:`` (kombu's ``global_keyprefix``), so deployments and test runs that
+  share a Redis never see each other's queues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from reportscore.settings import Settings
+
+SCORE_TASK = "scoring.score_job"
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    assert settings.broker_url is not None
+    url = settings.broker_url.get_secret_value()
+    if url.startswith(("redis://", "rediss://")):
+        return {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "global_keyprefix": f"{settings.redis_prefix}:",
+            "socket_timeout": max(settings.broker_timeout_s, 5.0),
+            "socket_connect_timeout": settings.broker_timeout_s,
+            "retry_on_timeout": True,
+        }
+    return {"confirm_publish": True}
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    if settings.broker_url is None:
+        raise ValueError("distributed mode needs REPORTSCORE_BROKER_URL")
+    app = Celery("reportscore", broker=settings.broker_url.get_secret_value(), set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_s,
+        task_default_queue=settings.queue_name,
+        task_routes={SCORE_TASK: {"queue": settings.queue_name}},
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_timeout=settings.broker_timeout_s,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_heartbeat=10,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    from reportscore.runners import tasks
+
+    tasks.register(app, settings)
+    return app

@@ -1,0 +1,167 @@
+"""Distributed mode: hand committed job ids to Celery workers through the broker.
+
+Publishing happens on one background thread so a POST never waits on the broker: when the broker is down the
+job is already committed, the publish fails fast, and the reconciler publishes it again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+
+from celery import Celery
+
+from reportscore.runners.celery_app import SCORE_TASK
+from reportscore.settings import Settings
+from reportscore.storage.db import Database
+from reportscore.storage.repositories import jobs as jobs_repo
+
+log = logging.getLogger(__name__)
+
+
+class CeleryRunner:
+    def __init__(self, *, db: Database, celery_app: Celery, settings: Settings) -> None:
+        self._db = db
+        self._app = celery_app
+        self._settings = settings
+        self._outbox: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pending_cache: tuple[float, int] = (0.0, 0)
+        self._reserved = 0
+        self._closing = False
+        self.broker_ok = True
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._publish_loop, name="celery-publisher", daemon=True)
+        self._thread.start()
+
+    # --- admission --------------------------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Unfinished jobs in the shared store (cached for a second: every API process reads the same number)."""
+        at, count = self._pending_cache
+        if time.monotonic() - at > 1.0:
+            with self._db.read() as session:
+                count = jobs_repo.count_unfinished(session)
+            self._pending_cache = (time.monotonic(), count)
+        return count + self._reserved
+
+    def has_capacity(self) -> bool:
+        return not self._closing and self.pending() < self._settings.max_pending_jobs
+
+    def reserve(self) -> None:
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def submit(self, job_id: str, n_reports: int) -> None:
+        self._reserved -= 1
+        self._pending_cache = (self._pending_cache[0], self._pending_cache[1] + 1)
+        self._outbox.put(job_id)
+
+    # --- publishing -------------------------------------------------------------------------------------------
+    def publish_now(self, job_ids: list[str]) -> int:
+        """Publish synchronously (used by the reconciler); returns how many went out."""
+        sent = 0
+        for job_id in job_ids:
+            if self._send(job_id):
+                sent += 1
+            else:
+                break
+        return sent
+
+    def _send(self, job_id: str) -> bool:
+        try:
+            self._app.send_task(SCORE_TASK, args=[job_id], task_id=job_id, queue=self._settings.queue_name, retry=False)
+        except Exception as exc:  # kombu raises several kinds: connection refused, timeouts, channel errors
+            if self.broker_ok:
+                log.warning("broker unavailable; jobs stay for the reconciler", extra={"error": repr(exc)[:200]})
+            self.broker_ok = False
+            return False
+        self.broker_ok = True
+        return True
+
+    def _publish_loop(self) -> None:
+        down_since = 0.0
+        while True:
+            job_id = self._outbox.get()
+            if job_id is None:
+                return
+            # While the broker is down, don't pay a connection timeout per job: the reconciler re-publishes
+            # everything left PENDING once the broker is back.
+            if not self.broker_ok and time.monotonic() - down_since < 1.0:
+                continue
+            if not self._send(job_id):
+                down_since = time.monotonic()
+
+    def broker_status(self) -> str:
+        try:
+            with self._app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self._settings.broker_timeout_s)
+        except Exception as exc:
+            return f"down: {type(exc).__name__}"
+        return "ok"
+
+    async def stop(self, *, drain_s: float) -> None:
+        self._closing = True
+        self._outbox.put(None)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, min(drain_s, 10.0))
+
+
+class Reconciler:
+    """Re-publishes stranded jobs: PENDING ones whose message was lost and STARTED ones whose lease expired.
+
+    Every API process runs one; a PostgreSQL advisory lock makes sure only one of them works at a time.
+    """
+
+    LOCK_KEY = 0x5265_7073_6372  # "Repscr"
+
+    def __init__(self, *, db: Database, runner: CeleryRunner, settings: Settings) -> None:
+        self._db = db
+        self._runner = runner
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._settings.reconcile_interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                log.warning("reconciler pass failed", exc_info=True)
+
+    def run_once(self) -> int:
+        """One pass; returns how many jobs were re-published (0 when another process holds the lock)."""
+        from sqlalchemy import text
+
+        with self._db.write() as session:
+            if not self._db.is_sqlite:
+                got = session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self.LOCK_KEY}).scalar()
+                if not got:
+                    return 0
+            now = datetime.now(UTC)
+            stranded = jobs_repo.find_stranded(
+                session, now=now, pending_age_s=self._settings.reconcile_pending_age_s, limit=2000
+            )
+            if not stranded:
+                return 0
+            sent = self._runner.publish_now(stranded)
+            if sent:
+                jobs_repo.mark_enqueued(session, job_ids=stranded[:sent], at=now)
+        if sent:
+            log.info("reconciler re-published stranded jobs", extra={"jobs": sent, "found": len(stranded)})
+        return sent

@@ -1,0 +1,44 @@
+"""Celery tasks — thin: each calls ``score_jobs``, the same function the in-process runner calls."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from sqlalchemy.exc import OperationalError
+
+from reportscore.runners.worker_state import get_state, reset_state
+from reportscore.scoring.service import score_jobs
+from reportscore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Celery, settings: Settings) -> None:
+    @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _after_fork(**_: Any) -> None:
+        reset_state()
+        get_state(settings)  # load and warm the model once per pool process, before its first task
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name="scoring.score_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+    )
+    def score_job(self: Task, job_id: str) -> None:
+        state = get_state(settings)
+        try:
+            outcome = score_jobs(
+                db=state.db,
+                model=state.registry.current,
+                job_ids=[job_id],
+                max_attempts=settings.max_attempts,
+                lease_s=settings.effective_lease_s,
+            )
+        except OperationalError as exc:
+            # The database is unreachable (restart, failover): try again shortly. The job stays unfinished in the
+            # database either way, so the reconciler also covers a retry that never arrives.
+            log.warning("database unavailable; retrying", extra={"task_id": job_id, "error": type(exc.orig).__name__})
+            raise self.retry(countdown=2) from exc
+        if state.publisher is not None:
+            state.publisher.publish(outcome.finished)

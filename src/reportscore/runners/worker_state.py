@@ -1,0 +1,48 @@
+"""Per-process state of a Celery worker: engine, model and notifier, built once after fork, in the pool child."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from reportscore.runners.notify import RedisPublisher
+from reportscore.scoring.registry import ModelRegistry
+from reportscore.settings import Settings
+from reportscore.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    settings: Settings
+    db: Database
+    registry: ModelRegistry
+    publisher: RedisPublisher | None
+
+
+_state: WorkerState | None = None
+_lock = threading.Lock()
+
+
+def get_state(settings: Settings) -> WorkerState:
+    """The process's state, built on first use (in the pool child, so nothing is shared across a fork)."""
+    global _state
+    with _lock:
+        if _state is None:
+            db = Database.from_settings(settings)
+            registry = ModelRegistry.from_settings(settings)
+            redis_url = settings.effective_redis_url
+            publisher = RedisPublisher(redis_url, prefix=settings.redis_prefix) if redis_url else None
+            _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher)
+            model = registry.current
+            log.info("worker process ready", extra={"model_name": model.name, "model_version": model.version})
+        return _state
+
+
+def reset_state() -> None:
+    """Forget the state (after fork, so a child never reuses its parent's connections)."""
+    global _state
+    with _lock:
+        _state = None

@@ -1,0 +1,58 @@
+"""pytest fixtures for tests that talk to real services. Import them into a conftest::
+
+    from tests.infra.fixtures import pg_url, redis_url_and_prefix, throwaway_postgres, throwaway_redis  # noqa: F401
+
+``pg_url`` and ``redis_url_and_prefix`` isolate a test on the SHARED servers (own database, own key prefix, removed
+afterwards). ``throwaway_redis`` and ``throwaway_postgres`` start a private server that the test may kill or restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import require
+from tests.infra.isolation import (
+    SHARED_PG_ADMIN_URL,
+    SHARED_REDIS_URL,
+    TempPostgresDatabase,
+    cleanup_redis_prefix,
+    shared_postgres_available,
+    shared_redis_available,
+    unique_prefix,
+)
+from tests.infra.throwaway import PostgresServer, RedisServer
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database ``rs_test_<hex>`` on the shared PostgreSQL, dropped afterwards."""
+    require(shared_postgres_available(), "PostgreSQL on 127.0.0.1:5432 is needed")
+    with TempPostgresDatabase(SHARED_PG_ADMIN_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url_and_prefix() -> Iterator[tuple[str, str]]:
+    """``(url, prefix)`` on the shared Redis; every key starting with ``prefix`` is deleted afterwards."""
+    require(shared_redis_available(), "Redis on 127.0.0.1:6379 is needed")
+    prefix = unique_prefix()
+    try:
+        yield SHARED_REDIS_URL, prefix
+    finally:
+        cleanup_redis_prefix(SHARED_REDIS_URL, prefix)
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[RedisServer]:
+    """A private ``redis-server`` (no persistence) on a free port; the test may kill or restart it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster on a free port; the test may kill or restart it."""
+    with PostgresServer() as server:
+        yield server

@@ -1,0 +1,155 @@
+"""Distributed mode end to end on the shared services: HTTP → Celery (Redis or RabbitMQ) → worker → PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+import redis
+
+from tests.conftest import require
+from tests.infra.isolation import delete_rabbitmq_queues, shared_rabbitmq_available
+from tests.integration.cluster import Cluster, small_bodies
+from tests.servers import ServiceProcess, run_cli
+
+pytestmark = [pytest.mark.integration]
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]) -> Iterator[Cluster]:
+    redis_url, prefix = redis_url_and_prefix
+    c = Cluster(work_dir=tmp_path, database_url=pg_url, broker_url=redis_url, prefix=prefix)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def test_redis_postgres_end_to_end(cluster: Cluster, redis_url_and_prefix: tuple[str, str]) -> None:
+    cluster.migrate()
+    api = cluster.start_api()
+    cluster.start_worker(concurrency=2)
+    cluster.start_worker(concurrency=1)
+    bodies = small_bodies(60, reports_per_job=3)
+    ids = cluster.submit_many(bodies)
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        for task_id in ids:
+            data = http.get(f"/task/{task_id}", params={"wait": 20}).json()
+            assert data["status"] == "SUCCESS", data
+            assert len(data["score"]) == 3
+        assert http.get("/task/6a1f1f3e-0b8e-4f0e-8a55-7a0e9b2b1c33").status_code == 404
+        ready = http.get("/health/ready").json()
+        assert ready["checks"]["broker"] == "ok"
+    cluster.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)))
+    # task ids appear in the workers' log lines
+    assert any(f'"task_id":"{ids[0]}"' in w.logs() for w in cluster.workers)
+
+    # Redis holds only this deployment's prefixed keys, and no Celery result keys
+    url, prefix = redis_url_and_prefix
+    client = redis.Redis.from_url(url)
+    keys = [k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    client.close()
+    assert keys, "the broker should have used prefixed keys"
+    assert not [k for k in keys if "celery-task-meta" in k]
+
+
+def test_long_poll_is_woken_by_redis_pubsub(cluster: Cluster) -> None:
+    cluster.migrate()
+    api = cluster.start_api()
+    cluster.start_worker(concurrency=1)
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        t0 = time.monotonic()
+        task_id = http.post("/predict", json=small_bodies(1)[0]).json()["task_id"]
+        data = http.get(f"/task/{task_id}", params={"wait": 20}).json()
+        elapsed = time.monotonic() - t0
+    assert data["status"] == "SUCCESS"
+    assert elapsed < 2.0, f"long-poll took {elapsed:.2f}s: not woken by the notification"
+
+
+def test_processes_refuse_an_unmigrated_database(cluster: Cluster) -> None:
+    for command in (["serve", "--port", "1"], ["worker"]):
+        result = run_cli(command, cluster.env, timeout_s=60)
+        assert result.returncode == 2, result.stderr
+        assert "reportscore migrate" in result.stderr
+
+
+def test_migrate_is_safe_to_run_concurrently(cluster: Cluster) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: run_cli(["migrate"], cluster.env), range(3)))
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    assert run_cli(["worker-ping", "--timeout", "0.5"], cluster.env).returncode == 1  # no worker yet
+
+
+def test_worker_ping_answers_for_a_running_worker(cluster: Cluster) -> None:
+    cluster.migrate()
+    cluster.start_worker(concurrency=1)
+    result = run_cli(["worker-ping"], cluster.env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("reportscore-")
+
+
+def test_rabbitmq_broker_end_to_end(tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]) -> None:
+    require(shared_rabbitmq_available(), "RabbitMQ on 127.0.0.1:5672 is needed")
+    redis_url, prefix = redis_url_and_prefix
+    c = Cluster(
+        work_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=RABBITMQ_URL,
+        prefix=prefix,
+        REPORTSCORE_REDIS_URL=redis_url,
+    )
+    try:
+        c.migrate()
+        api = c.start_api()
+        c.start_worker(concurrency=1)
+        bodies = small_bodies(20, reports_per_job=2, seed=7)
+        ids = c.submit_many(bodies, threads=4)
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            for task_id in ids:
+                assert http.get(f"/task/{task_id}", params={"wait": 20}).json()["status"] == "SUCCESS"
+        c.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)))
+    finally:
+        c.stop()
+        delete_rabbitmq_queues(RABBITMQ_URL, [c.env["REPORTSCORE_QUEUE_NAME"]])
+
+
+def test_submit_with_the_broker_down_is_accepted_and_reconciled(
+    tmp_path: Path, pg_url: str, throwaway_redis: object
+) -> None:
+    from tests.infra.throwaway import RedisServer
+
+    assert isinstance(throwaway_redis, RedisServer)
+    c = Cluster(
+        work_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=throwaway_redis.url,
+        prefix="rs-brokerdown",
+        REPORTSCORE_RECONCILE_INTERVAL_S="0.5",
+        REPORTSCORE_RECONCILE_PENDING_AGE_S="2",
+    )
+    try:
+        c.migrate()
+        api: ServiceProcess = c.start_api()
+        throwaway_redis.stop()
+        with httpx.Client(base_url=api.url, timeout=10) as http:
+            t0 = time.monotonic()
+            resp = http.post("/predict", json=small_bodies(1)[0])
+            assert resp.status_code == 202
+            assert time.monotonic() - t0 < 1.0
+            task_id = resp.json()["task_id"]
+            ready = http.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.json()["checks"]["broker"].startswith("down")
+            throwaway_redis.start()
+            c.start_worker(concurrency=1)
+            data = http.get(f"/task/{task_id}", params={"wait": 30}).json()
+        assert data["status"] == "SUCCESS"
+        assert "reconciler re-published stranded jobs" in api.logs()
+    finally:
+        c.stop()

@@ -1,0 +1,202 @@
+"""Fault tests: every accepted task ends SUCCESS (or FAILURE with a reason) through crashes and restarts.
+
+Each test runs its own throwaway PostgreSQL and Redis (so killing them disturbs nothing shared), a bounded load, a
+hard timeout, and ends with a reconciliation of every accepted task id against the database. The recovery figures
+are printed (``-s`` shows them; CI logs them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+import pytest
+
+from tests.fakes import CRASH_TEXT_LEN, POISON_TEXT_LEN, write_fake_model_dir
+from tests.infra.throwaway import PostgresServer, RedisServer
+from tests.integration.cluster import FAST_RECOVERY, Cluster, psycopg_url, small_bodies
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    with PostgresServer() as pg, RedisServer(appendonly=True, appendfsync="always") as rd:
+        yield pg, rd
+
+
+def _cluster(tmp_path: Path, pg: PostgresServer, rd: RedisServer, **extra: str) -> Cluster:
+    url = pg.create_database("reportscore")
+    return Cluster(work_dir=tmp_path, database_url=url, broker_url=rd.url, prefix="rsfault", **FAST_RECOVERY, **extra)
+
+
+class Load:
+    """Submits jobs from a background thread so faults can hit mid-load."""
+
+    def __init__(self, cluster: Cluster, bodies: list[list[dict[str, Any]]]) -> None:
+        self.cluster = cluster
+        self.bodies = bodies
+        self.ids: list[str] = []
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        self.ids = self.cluster.submit_many(self.bodies, threads=4)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=180)
+
+    def accepted(self) -> dict[str, list[dict[str, Any]]]:
+        assert len(self.ids) == len(self.bodies), "not every submission was accepted"
+        return dict(zip(self.ids, self.bodies, strict=True))
+
+
+def _successes(cluster: Cluster) -> int:
+    return cluster.statuses().get("SUCCESS", 0)
+
+
+def _wait_for(predicate: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def _finish_and_check(cluster: Cluster, load: Load, fault_at: float, label: str) -> None:
+    accepted = load.accepted()
+    final = cluster.wait_all_finished(accepted, timeout_s=120)
+    recovered_s = time.monotonic() - fault_at
+    not_done = {k: v for k, v in final.items() if v != "SUCCESS"}
+    assert not not_done, f"{len(not_done)} jobs did not end SUCCESS: {list(not_done.items())[:5]}"
+    cluster.assert_scored_exactly_once(accepted)
+    print(
+        f"\n[fault] {label}: submitted={len(accepted)} success={len(final)} duplicates=0 "
+        f"recovered_in={recovered_s:.1f}s"
+    )
+
+
+def test_kill_9_worker_pool_child_then_whole_worker(
+    tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, rd = servers
+    cluster = _cluster(tmp_path, pg, rd)
+    try:
+        cluster.migrate()
+        cluster.start_api()
+        w0 = cluster.start_worker(concurrency=2)
+        w1 = cluster.start_worker(concurrency=2)
+        with Load(cluster, small_bodies(1000, reports_per_job=1, seed=1)) as load:
+            _wait_for(lambda: _successes(cluster) >= 100)
+            child = w0.children()[0]
+            import os
+            import signal
+
+            os.kill(child, signal.SIGKILL)
+            fault_at = time.monotonic()
+            _wait_for(lambda: _successes(cluster) >= 400)
+            w1.kill()
+            cluster.start_worker(concurrency=2)
+        _finish_and_check(cluster, load, fault_at, "kill -9 pool child + whole worker")
+    finally:
+        cluster.stop()
+
+
+def test_redis_restart_then_kill_9_and_restart_empty(
+    tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, rd = servers
+    cluster = _cluster(tmp_path, pg, rd)
+    try:
+        cluster.migrate()
+        cluster.start_api()
+        cluster.start_worker(concurrency=2)
+        with Load(cluster, small_bodies(600, seed=2)) as load:
+            _wait_for(lambda: _successes(cluster) >= 50)
+            rd.restart()
+            fault_at = time.monotonic()
+            _wait_for(lambda: _successes(cluster) >= 250, timeout_s=90)
+            rd.kill()
+            for leftover in ("appendonlydir", "dump.rdb"):
+                target = rd.dir / leftover
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+            rd.start()
+        _finish_and_check(cluster, load, fault_at, "Redis restart, then kill -9 and restart empty")
+    finally:
+        cluster.stop()
+
+
+def test_postgres_restart_mid_load_answers_503_never_500(
+    tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, rd = servers
+    cluster = _cluster(tmp_path, pg, rd)
+    try:
+        cluster.migrate()
+        api = cluster.start_api()
+        cluster.start_worker(concurrency=2)
+        codes: list[int] = []
+        with Load(cluster, small_bodies(500, seed=3)) as load:
+            _wait_for(lambda: _successes(cluster) >= 50)
+            pg.kill()
+            fault_at = time.monotonic()
+            with httpx.Client(base_url=api.url, timeout=10) as http:
+                for _ in range(10):  # while the store is down
+                    codes.append(http.post("/predict", json=small_bodies(1)[0]).status_code)
+                    codes.append(http.get("/task/6a1f1f3e-0b8e-4f0e-8a55-7a0e9b2b1c33").status_code)
+                    time.sleep(0.1)
+            pg.restart()
+        assert 503 in codes
+        assert set(codes) <= {202, 404, 503}, codes
+        _finish_and_check(cluster, load, fault_at, "PostgreSQL kill -9 + restart")
+    finally:
+        cluster.stop()
+
+
+def test_poison_jobs_fail_with_a_reason_while_others_flow(
+    tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, rd = servers
+    model_dir = write_fake_model_dir(tmp_path / "fake-model")
+    cluster = _cluster(
+        tmp_path,
+        pg,
+        rd,
+        REPORTSCORE_MODEL_PATH=str(model_dir),
+        REPORTSCORE_EXTRA_MODEL_FORMATS='["tests.fakes:FakeFormat"]',
+    )
+    try:
+        cluster.migrate()
+        cluster.start_api()
+        cluster.start_worker(concurrency=2)
+        good = small_bodies(100, seed=4)
+        raising = [dict(good[0][0], report_text_len=POISON_TEXT_LEN)]
+        crashing = [dict(good[0][0], report_text_len=CRASH_TEXT_LEN)]
+        raising_id, crashing_id = cluster.submit_many([raising, crashing], threads=1)
+        ids = cluster.submit_many(good)
+        final = cluster.wait_all_finished([*ids, raising_id, crashing_id], timeout_s=120)
+        assert all(final[i] == "SUCCESS" for i in ids)
+        with psycopg.connect(psycopg_url(cluster.database_url)) as conn:
+            errors: dict[str, str] = dict(
+                conn.execute(
+                    "SELECT id, status || ' after ' || attempts || ': ' || error FROM jobs WHERE id = ANY(%s)",
+                    ([raising_id, crashing_id],),
+                ).fetchall()
+            )
+        assert errors[raising_id].startswith("FAILURE after 1: scoring failed: ValueError: poison report")
+        assert errors[crashing_id].startswith("FAILURE after 3: gave up after 3 attempts"), errors[crashing_id]
+        print(f"\n[fault] poison jobs: {errors}")
+    finally:
+        cluster.stop()
