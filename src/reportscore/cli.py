@@ -243,6 +243,61 @@ def train_reference(
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 
+@app.command("local-cluster")
+def local_cluster(
+    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
+    api_processes: Annotated[int, typer.Option(help="API processes behind the port.")] = 1,
+    flower: Annotated[bool, typer.Option(help="Also start Flower (needs REPORTSCORE_FLOWER_BASIC_AUTH).")] = True,
+) -> None:
+    """Run a whole distributed deployment on this machine: migrate, then API + workers + Flower.
+
+    Uses the same process commands as the containers (``migrate``, ``serve``, ``worker``, ``flower``) and the
+    REPORTSCORE_* environment (set REPORTSCORE_DATABASE_URL and REPORTSCORE_BROKER_URL). Ctrl-C or SIGTERM stops
+    every process gracefully.
+    """
+    import signal
+    import subprocess
+
+    settings = _distributed_settings()
+    command = [sys.executable, "-m", "reportscore.cli"]
+    migrated = subprocess.run([*command, "migrate"], check=False)
+    if migrated.returncode != 0:
+        raise typer.Exit(code=migrated.returncode)
+    specs: list[tuple[str, list[str]]] = [("api", ["serve", "--workers", str(api_processes)])]
+    specs += [(f"worker-{i}", ["worker"]) for i in range(workers)]
+    if flower:
+        if settings.flower_basic_auth is None:
+            _fail("set REPORTSCORE_FLOWER_BASIC_AUTH=user:password, or pass --no-flower")
+        specs.append(("flower", ["flower"]))
+    procs = {name: subprocess.Popen([*command, *args]) for name, args in specs}
+    err.print(
+        f"local cluster: API http://{settings.host}:{settings.port}"
+        + (f", Flower http://{settings.host}:{settings.flower_port}" if flower else "")
+        + f", {workers} workers (pids {', '.join(str(p.pid) for n, p in procs.items() if n.startswith('worker'))})"
+    )
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stopping.is_set() and all(p.poll() is None for p in procs.values()):
+        stopping.wait(0.5)
+    exited = [name for name, p in procs.items() if p.poll() is not None]
+    if exited and not stopping.is_set():
+        err.print(f"[bold red]stopping:[/] {', '.join(exited)} exited")
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=settings.shutdown_drain_s + 10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    raise typer.Exit(code=0 if stopping.is_set() else 1)
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON, with secrets and passwords redacted."""
