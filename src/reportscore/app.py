@@ -19,10 +19,12 @@ from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
 from reportscore.runners.inprocess import InProcessRunner
 from reportscore.runners.notify import LocalNotifier, RedisSubscriber
+from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
+from reportscore.storage.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_pending=settings.max_pending_jobs,
                 batch_max_reports=settings.batch_max_reports,
                 max_attempts=settings.max_attempts,
+                batch_wait_ms=settings.batch_wait_ms,
             )
         else:
             celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
@@ -67,8 +70,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis_url is not None:
                 subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
             notifier.reliable_source = subscriber
-        state = AppState(settings=settings, db=db, registry=registry, runner=runner, notifier=notifier)
+        committer = GroupCommitter(db)
+        batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
+        state = AppState(
+            settings=settings,
+            db=db,
+            registry=registry,
+            runner=runner,
+            notifier=notifier,
+            committer=committer,
+            batcher=batcher,
+        )
         app.state.rs = state
+        committer.start()
+        await batcher.start()
         await runner.start()
         if subscriber is not None:
             await subscriber.start()
@@ -90,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if subscriber is not None:
                 await subscriber.stop()
             await runner.stop(drain_s=settings.shutdown_drain_s)
+            await batcher.stop()
+            await run_in_threadpool(committer.stop)
             db.dispose()
             log.info("shutdown complete")
 

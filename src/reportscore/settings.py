@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     batch_max_reports: int = Field(default=4096, ge=1)
     """Micro-batching: a worker gathers queued jobs into one model call up to this many reports."""
 
+    batch_wait_ms: float = Field(default=1.0, ge=0)
+    """Micro-batching: once a request or job is queued, wait at most this long for more to join its model call."""
+
+    worker_batch_max_jobs: int = Field(default=64, ge=1)
+    """Distributed mode: a worker woken by one message also claims up to this many other pending jobs
+    (``FOR UPDATE SKIP LOCKED``) and scores them all in one model call."""
+
     max_attempts: int = Field(default=3, ge=1)
     """A job whose scoring was started this many times without finishing (its process died) ends FAILURE."""
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
+import psycopg
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from reportscore.api.deps import AppState
+from reportscore.app import create_app
+from reportscore.runners.notify import RedisPublisher
+from reportscore.scoring.service import score_jobs
+from reportscore.settings import Settings
+from reportscore.storage import migrate
+from reportscore.storage.db import Database
 from tests.conftest import require
+from tests.e2e.test_fast_paths import count_queries
 from tests.infra.isolation import delete_rabbitmq_queues, shared_rabbitmq_available
-from tests.integration.cluster import Cluster, small_bodies
+from tests.integration.cluster import Cluster, psycopg_url, small_bodies
 from tests.servers import ServiceProcess, run_cli
 
 pytestmark = [pytest.mark.integration]
@@ -153,3 +165,59 @@ def test_submit_with_the_broker_down_is_accepted_and_reconciled(
         assert "reconciler re-published stranded jobs" in api.logs()
     finally:
         c.stop()
+
+
+def test_a_woken_worker_claims_pending_jobs_into_one_batch(cluster: Cluster) -> None:
+    cluster.migrate()
+    cluster.start_api()
+    bodies = small_bodies(40, reports_per_job=2, seed=5)
+    ids = cluster.submit_many(bodies)  # no worker yet: everything waits in the queue
+    cluster.start_worker(concurrency=1)
+    final = cluster.wait_all_finished(ids, timeout_s=60)
+    assert set(final.values()) == {"SUCCESS"}
+    with psycopg.connect(psycopg_url(cluster.database_url)) as conn:
+        batches = conn.execute("SELECT count(DISTINCT started_at) FROM jobs").fetchone()
+    assert batches is not None
+    assert batches[0] <= 5, f"40 pending jobs took {batches[0]} claims: no micro-batching"
+    cluster.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)))
+
+
+def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        redis_prefix=prefix,
+        queue_name=f"{prefix}-scoring",
+        reconcile_interval_s=600,
+    )
+    db = Database.from_settings(settings)
+    migrate.upgrade_to_head(db)
+    with TestClient(create_app(settings)) as client:
+        state: AppState = client.app.state.rs  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not state.notifier.reliable:
+            assert time.monotonic() < deadline, "Redis subscription never connected"
+            time.sleep(0.05)
+        task_id = client.post("/predict", json=small_bodies(1)[0]).json()["task_id"]
+        queries = count_queries(state.db)
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
+        t0 = time.monotonic()
+        waiter.start()
+        time.sleep(0.5)
+        start = len(queries)
+        time.sleep(4.5)
+        during = queries[start:]
+        # now a worker (here: this test, with the same code) finishes the job and announces it
+        score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
+        RedisPublisher(redis_url, prefix=prefix).publish([task_id])
+        waiter.join(timeout=10)
+    db.dispose()
+    assert during == [], f"queries during the wait: {during}"
+    assert result["r"].status_code == 200
+    assert result["r"].json()["status"] == "SUCCESS"
+    assert time.monotonic() - t0 < 8

@@ -9,9 +9,11 @@ from fastapi import Depends, Request
 
 from reportscore.runners.base import Runner
 from reportscore.runners.notify import LocalNotifier
+from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
+from reportscore.storage.group_commit import GroupCommitter
 
 
 @dataclass
@@ -21,6 +23,8 @@ class AppState:
     registry: ModelRegistry
     runner: Runner
     notifier: LocalNotifier
+    committer: GroupCommitter
+    batcher: MicroBatcher
     ready: bool = False
 
 

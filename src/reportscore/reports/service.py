@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from reportscore.storage.db import Database
 from reportscore.storage.models import JobStatus
@@ -40,18 +41,13 @@ def submit_job(
     idempotency_key: str | None,
     idempotency_ttl_s: float,
 ) -> Submitted:
-    """Store a PENDING job with its reports in one transaction; replay an idempotent retry instead."""
-    fingerprint = request_fingerprint(reports) if idempotency_key else None
+    """Store a PENDING job with its reports in its own transaction (the API uses ``submit_in_session`` through the
+    group committer instead)."""
+    work = submission(reports=reports, owner=owner, idempotency_key=idempotency_key, ttl_s=idempotency_ttl_s)
     for attempt in range(2):
         try:
-            return _submit_once(
-                db=db,
-                reports=reports,
-                owner=owner,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                ttl_s=idempotency_ttl_s,
-            )
+            with db.write() as session:
+                return work(session)
         except IntegrityError:
             # Two requests raced with the same key (PostgreSQL): the loser reads the winner's job.
             if idempotency_key is None or attempt == 1:
@@ -59,17 +55,14 @@ def submit_job(
     raise AssertionError("unreachable")
 
 
-def _submit_once(
-    *,
-    db: Database,
-    reports: Sequence[Mapping[str, Any]],
-    owner: str,
-    idempotency_key: str | None,
-    fingerprint: str | None,
-    ttl_s: float,
-) -> Submitted:
-    now = datetime.now(UTC)
-    with db.write() as session:
+def submission(
+    *, reports: Sequence[Mapping[str, Any]], owner: str, idempotency_key: str | None, ttl_s: float
+) -> Callable[[Session], Submitted]:
+    """The unit of work that stores one submitted batch: ``work(session) -> Submitted``."""
+    fingerprint = request_fingerprint(reports) if idempotency_key else None
+
+    def work(session: Session) -> Submitted:
+        now = datetime.now(UTC)
         if idempotency_key is not None:
             existing = jobs_repo.find_by_idempotency_key(session, owner=owner, key=idempotency_key)
             if existing is not None:
@@ -90,7 +83,40 @@ def _submit_once(
             request_sha256=fingerprint,
             idempotency_expires_at=now + timedelta(seconds=ttl_s) if idempotency_key else None,
         )
-    return Submitted(job_id=job_id, created=True)
+        return Submitted(job_id=job_id, created=True)
+
+    return work
+
+
+def scored_submission(
+    *,
+    reports: Sequence[Mapping[str, Any]],
+    scores: Sequence[float],
+    owner: str,
+    model_name: str,
+    model_version: str,
+    predict_ms: float,
+    received_at: datetime,
+) -> Callable[[Session], str]:
+    """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job."""
+
+    def work(session: Session) -> str:
+        job_id = str(uuid.uuid4())
+        jobs_repo.insert_scored_job(
+            session,
+            job_id=job_id,
+            owner=owner,
+            reports=reports,
+            scores=scores,
+            model_name=model_name,
+            model_version=model_version,
+            predict_ms=predict_ms,
+            created_at=received_at,
+            finished_at=datetime.now(UTC),
+        )
+        return job_id
+
+    return work
 
 
 @dataclass(frozen=True)

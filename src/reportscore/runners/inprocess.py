@@ -32,6 +32,7 @@ class InProcessRunner:
         max_pending: int,
         batch_max_reports: int,
         max_attempts: int,
+        batch_wait_ms: float = 0.0,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -40,6 +41,7 @@ class InProcessRunner:
         self._max_pending = max_pending
         self._batch_max_reports = batch_max_reports
         self._max_attempts = max_attempts
+        self._batch_wait_s = batch_wait_ms / 1000.0
         # Bounded by the pending-jobs limit plus what recovery may add at start; admission is by ``reserve``.
         self._queue: asyncio.Queue[tuple[str, int]] | None = None
         self._pending = 0
@@ -89,8 +91,18 @@ class InProcessRunner:
         while not self._closing:
             items = [await self._queue.get()]
             total = items[0][1]
-            while total < self._batch_max_reports and not self._queue.empty():
-                items.append(self._queue.get_nowait())
+            deadline = loop.time() + self._batch_wait_s
+            while total < self._batch_max_reports:
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        items.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    items.append(self._queue.get_nowait())
                 total += items[-1][1]
             batch = [job_id for job_id, _ in items]
             work = functools.partial(

@@ -34,6 +34,10 @@ def register(app: Celery, settings: Settings) -> None:
                 job_ids=[job_id],
                 max_attempts=settings.max_attempts,
                 lease_s=settings.effective_lease_s,
+                # Micro-batching across jobs with prefetch kept at one: this message's job plus whatever else is
+                # pending and not locked by another worker. Their own messages arrive later and write nothing.
+                extra_pending=0 if state.db.is_sqlite else settings.worker_batch_max_jobs,
+                extra_max_reports=settings.batch_max_reports,
             )
         except OperationalError as exc:
             # The database is unreachable (restart, failover): try again shortly. The job stays unfinished in the

@@ -39,6 +39,8 @@ def score_jobs(
     job_ids: Sequence[str],
     max_attempts: int = 3,
     lease_s: float = 300.0,
+    extra_pending: int = 0,
+    extra_max_reports: int = 0,
 ) -> BatchOutcome:
     """Score a micro-batch of jobs with one model call and write all results in one transaction.
 
@@ -48,10 +50,16 @@ def score_jobs(
     outcome = BatchOutcome()
     with db.write() as session:
         claimed, exhausted = jobs_repo.claim_jobs(
-            session, job_ids=job_ids, now=datetime.now(UTC), lease_s=lease_s, max_attempts=max_attempts
+            session,
+            job_ids=job_ids,
+            now=datetime.now(UTC),
+            lease_s=lease_s,
+            max_attempts=max_attempts,
+            extra_pending=extra_pending,
+            extra_max_reports=extra_max_reports,
         )
     outcome.failed.extend(exhausted)
-    outcome.skipped.extend(j for j in job_ids if j not in set(claimed) | set(exhausted))
+    outcome.skipped.extend(j for j in job_ids if j not in set(claimed) | set(exhausted))  # finished or leased
     if not claimed:
         return outcome
     with db.read() as session:

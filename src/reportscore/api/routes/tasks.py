@@ -2,11 +2,13 @@
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.deps import ANONYMOUS_OWNER, AppState, State
@@ -15,6 +17,7 @@ from reportscore.api.schemas.tasks import (
     ErrorBody,
     ModelInfo,
     ReportRef,
+    ScoreResponse,
     TaskAccepted,
     TaskPending,
     TaskResult,
@@ -73,6 +76,22 @@ def build_router(settings: Settings) -> APIRouter:
             operation_id="submit_reports" if path == "/predict" else "submit_reports_alias",
         )
 
+    @router.post(
+        "/score",
+        summary="Score reports synchronously, in this request",
+        response_model=ScoreResponse,
+        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 422)},
+    )
+    async def score(
+        request: Request,
+        reports: Reports,
+        state: State,
+        persist: Annotated[
+            bool, Query(description="Store the reports and scores (committed before the answer). false: only score.")
+        ] = True,
+    ) -> Any:
+        return await _score(request, state, reports, persist)
+
     @router.get(
         "/task/{task_id}",
         summary="Read a task: pending, or its scores",
@@ -105,16 +124,17 @@ async def _submit(request: Request, state: AppState, reports: list[ReportIn], id
             headers={"Retry-After": str(state.settings.retry_after_s)},
         )
     payload = [r.model_dump() for r in reports]
+    work = reports_service.submission(
+        reports=payload, owner=ANONYMOUS_OWNER, idempotency_key=idempotency_key, ttl_s=state.settings.idempotency_ttl_s
+    )
     runner.reserve()
     try:
-        submitted = await run_in_threadpool(
-            reports_service.submit_job,
-            db=state.db,
-            reports=payload,
-            owner=ANONYMOUS_OWNER,
-            idempotency_key=idempotency_key,
-            idempotency_ttl_s=state.settings.idempotency_ttl_s,
-        )
+        try:
+            submitted = await state.committer.run(work)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            submitted = await state.committer.run(work)  # lost a race for this key: now it reads the winner's job
     except reports_service.IdempotencyConflict:
         runner.release()
         raise RequestValidationError(
@@ -162,6 +182,32 @@ async def _wait_for_task(state: AppState, task_id: str, wait: float) -> reports_
             finished.clear()
             view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
     return view
+
+
+async def _score(request: Request, state: AppState, reports: list[ReportIn], persist: bool) -> Any:
+    received_at = datetime.now(UTC)
+    payload = [r.model_dump() for r in reports]
+    scored = await state.batcher.score(payload)
+    task_id = None
+    if persist:
+        task_id = await state.committer.run(
+            reports_service.scored_submission(
+                reports=payload,
+                scores=scored.scores,
+                owner=ANONYMOUS_OWNER,
+                model_name=scored.model.name,
+                model_version=scored.model.version,
+                predict_ms=scored.predict_ms,
+                received_at=received_at,
+            )
+        )
+        request.state.task_id = task_id
+    body = ScoreResponse(
+        score=scored.scores,
+        model=ModelInfo(name=scored.model.name, version=scored.model.version),
+        task_id=task_id,
+    )
+    return JSONResponse(body.model_dump())
 
 
 def _not_found(task_id: str) -> JSONResponse:

@@ -88,6 +88,28 @@ class TaskResult(BaseModel):
     timings: Timings | None = None
 
 
+class ScoreResponse(BaseModel):
+    """Scores computed in the request, one per report in request order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "score": [0.8123, 0.0412],
+                    "model": {"name": "reportscore-reference", "version": "1.0.0"},
+                    "task_id": "5f0c8a1e-3f5e-4d36-9a4b-0f3a3d7f2c11",
+                }
+            ]
+        }
+    )
+
+    score: list[float]
+    model: ModelInfo
+    task_id: str | None = Field(
+        default=None, description="The stored job (readable at /task/{task_id}); null with persist=false."
+    )
+
+
 class ErrorBody(BaseModel):
     """An error with a human-readable reason."""
 

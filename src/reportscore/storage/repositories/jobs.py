@@ -48,22 +48,54 @@ def insert_job(
             enqueued_at=created_at,
         )
     )
+    session.execute(insert(Report), _report_rows(job_id, reports))
+
+
+def insert_scored_job(
+    session: Session,
+    *,
+    job_id: str,
+    owner: str,
+    reports: Sequence[Mapping[str, Any]],
+    scores: Sequence[float],
+    model_name: str,
+    model_version: str,
+    predict_ms: float,
+    created_at: datetime,
+    finished_at: datetime,
+) -> None:
+    """Insert a job that was scored in the request (``POST /score``): SUCCESS, with its reports' scores."""
     session.execute(
-        insert(Report),
-        [
-            {
-                "job_id": job_id,
-                "position": i,
-                "client_report_id": r.get("report_id"),
-                "abuse_type": r["abuse_type"],
-                "report_text_len": r["report_text_len"],
-                "profile_rating": r["profile_rating"],
-                "popularity": r["popularity"],
-                "lifetime_matches_created": r["lifetime_matches_created"],
-            }
-            for i, r in enumerate(reports)
-        ],
+        insert(Job).values(
+            id=job_id,
+            status=JobStatus.SUCCESS,
+            owner=owner,
+            n_reports=len(reports),
+            created_at=created_at,
+            started_at=created_at,
+            finished_at=finished_at,
+            attempts=1,
+            model_name=model_name,
+            model_version=model_version,
+            predict_ms=predict_ms,
+        )
     )
+    rows = _report_rows(job_id, reports)
+    for row, score in zip(rows, scores, strict=True):
+        row.update(score=score, model_version=model_version, scored_at=finished_at)
+    session.execute(insert(Report), rows)
+
+
+def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "job_id": job_id,
+            "position": i,
+            "client_report_id": r.get("report_id"),
+            **{name: r[name] for name in REPORT_COLUMNS},
+        }
+        for i, r in enumerate(reports)
+    ]
 
 
 def find_by_idempotency_key(session: Session, *, owner: str, key: str) -> Job | None:
@@ -118,15 +150,35 @@ def claim_jobs(
     now: datetime,
     lease_s: float,
     max_attempts: int,
+    extra_pending: int = 0,
+    extra_max_reports: int = 0,
 ) -> tuple[list[str], list[str]]:
     """Mark claimable jobs STARTED with a lease, counting the attempt.
 
     A job is claimable when it is PENDING, or STARTED with an expired lease (its worker died). Finished jobs and
     jobs leased by a live worker are left alone, so a redelivered or duplicated message writes nothing.
+    With ``extra_pending`` (PostgreSQL), also claims up to that many other PENDING jobs, oldest first, skipping
+    rows another worker has locked (``FOR UPDATE SKIP LOCKED``), while their reports fit in ``extra_max_reports``:
+    one delivered message then feeds a whole micro-batch, and prefetch stays at one.
     Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE).
     """
+    ids = list(job_ids)
+    if extra_pending > 0:
+        budget = extra_max_reports
+        candidates = session.execute(
+            select(Job.id, Job.n_reports)
+            .where(Job.status == JobStatus.PENDING, Job.id.not_in(ids))
+            .order_by(Job.created_at)
+            .limit(extra_pending)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for job_id, n_reports in candidates:
+            if n_reports > budget:
+                break
+            ids.append(job_id)
+            budget -= n_reports
     claimable = (
-        Job.id.in_(job_ids),
+        Job.id.in_(ids),
         or_(
             Job.status == JobStatus.PENDING,
             and_(Job.status == JobStatus.STARTED, or_(Job.leased_until.is_(None), Job.leased_until < now)),

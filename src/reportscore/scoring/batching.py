@@ -1,0 +1,106 @@
+"""Adaptive micro-batching for synchronous scoring (``POST /score``) in the API process.
+
+Requests queue their reports; one dispatcher takes everything queued (up to ``max_reports``, waiting at most
+``max_wait_ms`` for more once the first arrives), scores it in ONE model call on a dedicated thread, and hands each
+request its slice. While a batch is being scored the next one fills up, so batches grow with load by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from reportscore.scoring.features import REPORT_FIELDS
+from reportscore.scoring.registry import ModelRegistry, ServingModel
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: list[float]
+    model: ServingModel
+    predict_ms: float
+    batch_reports: int
+
+
+_Request = tuple[Sequence[Mapping[str, Any]], "asyncio.Future[Scored]"]
+
+
+class MicroBatcher:
+    def __init__(self, registry: ModelRegistry, *, max_reports: int, max_wait_ms: float) -> None:
+        self._registry = registry
+        self._max_reports = max_reports
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-scoring")
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._dispatch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def score(self, reports: Sequence[Mapping[str, Any]]) -> Scored:
+        assert self._queue is not None, "batcher not started"
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((reports, future))
+        return await future
+
+    async def _dispatch(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            total = len(batch[0][0])
+            deadline = loop.time() + self._max_wait_s
+            while total < self._max_reports:
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout=remaining)
+                    except TimeoutError:
+                        break
+                else:
+                    item = self._queue.get_nowait()
+                batch.append(item)
+                total += len(item[0])
+            model = self._registry.current
+            try:
+                scores, predict_ms = await loop.run_in_executor(self._executor, _predict, model, batch)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            start = 0
+            for reports, future in batch:
+                end = start + len(reports)
+                if not future.done():
+                    future.set_result(Scored(scores[start:end], model, predict_ms, total))
+                start = end
+
+
+def _predict(model: ServingModel, batch: list[_Request]) -> tuple[list[float], float]:
+    columns: dict[str, list[Any]] = {name: [] for name in REPORT_FIELDS}
+    for reports, _ in batch:
+        for name in REPORT_FIELDS:
+            columns[name].extend(r[name] for r in reports)
+    t0 = time.perf_counter()
+    scores = model.score(columns)
+    predict_ms = (time.perf_counter() - t0) * 1000
+    n = len(columns["abuse_type"])
+    if scores.shape != (n,) or not ((scores >= 0) & (scores <= 1)).all():
+        raise ValueError("the model did not return one finite score in 0..1 per report")
+    return [float(s) for s in scores], predict_ms

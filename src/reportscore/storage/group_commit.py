@@ -1,0 +1,92 @@
+"""Group commit: concurrent writers share one transaction, so N requests cost one durable commit instead of N.
+
+Each caller's work runs in its own SAVEPOINT inside the shared transaction, so one caller's error (an idempotency
+conflict, a constraint) rolls back only its own part. Results are handed back only after the COMMIT returned, so
+what a ``202`` promises is unchanged: the caller's rows are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from reportscore.storage.db import Database
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_Item = tuple[Callable[[Session], Any], Future[Any]]
+
+
+class GroupCommitter:
+    def __init__(self, db: Database, *, max_group: int = 256) -> None:
+        self._db = db
+        self._max_group = max_group
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
+        self.groups = 0
+        self.items = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in the next group; returns its result once the group's commit is durable."""
+        future: Future[T] = Future()
+        self._queue.put((work, future))
+        return await asyncio.wrap_future(future)
+
+    def run_sync(self, work: Callable[[Session], T]) -> T:
+        future: Future[T] = Future()
+        self._queue.put((work, future))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self._max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this group, then stop
+                    break
+                group.append(nxt)
+            self._commit(group)
+
+    def _commit(self, group: list[_Item]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            with self._db.write() as session:
+                for work, future in group:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((future, work(session), None))
+                    except Exception as exc:
+                        outcomes.append((future, None, exc))
+        except Exception as exc:  # the transaction itself failed: nothing of this group is durable
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.groups += 1
+        self.items += len(group)
+        for future, result, error in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
