@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     ``name``, ``suffixes`` and ``load(path, threads=…)``, see ``reportscore.scoring.formats.base.ModelFormat``).
     Only list code you trust: it runs inside every process. Env: a JSON list."""
 
+    trust_pickle: bool = False
+    """Allow model artifacts in pickle/joblib format. They can run arbitrary code when loaded: only for artifacts
+    you built yourself. Off by default; every load logs a warning."""
+
     model_threads: int = Field(default=1, ge=1)
     """Threads one model call may use. Keep processes x threads <= cores to avoid oversubscription."""
 
