@@ -74,6 +74,7 @@ class FakeFileModel:
     def __init__(self, config: dict[str, Any]) -> None:
         self._names = FeatureSchema.default().names
         self._sleep_s = float(config.get("sleep_s", 0.0))
+        self._nan = bool(config.get("nan", False))
 
     def predict(self, matrix: FloatMatrix) -> Scores:
         text_len = matrix[:, self._names.index("report_text_len")]
@@ -83,7 +84,10 @@ class FakeFileModel:
             raise ValueError("poison report")
         if self._sleep_s:
             time.sleep(self._sleep_s)
-        return matrix[:, self._names.index("popularity")].astype(np.float64) / 5.0
+        scores = matrix[:, self._names.index("popularity")].astype(np.float64) / 5.0
+        if self._nan:
+            scores[:] = np.nan
+        return scores
 
 
 class FakeFormat:

@@ -13,14 +13,17 @@ from reportscore import __version__
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
-from reportscore.api.routes import health, tasks
+from reportscore.api.routes import health, models, tasks
+from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.monitoring.service import Monitoring
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
 from reportscore.runners.inprocess import InProcessRunner
 from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
-from reportscore.scoring.registry import ModelRegistry
+from reportscore.scoring.registration import ensure_champion
+from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -44,9 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.from_settings(settings)
         if db.is_sqlite:
             await run_in_threadpool(migrate.upgrade_to_head, db)
+            await run_in_threadpool(lambda: ensure_champion(db=db, settings=settings))
         elif not await run_in_threadpool(migrate.is_at_head, db):
             raise RuntimeError("the database is not at the latest migration: run `reportscore migrate` first")
-        registry = await run_in_threadpool(ModelRegistry.from_settings, settings)
+        registry = await run_in_threadpool(ModelRegistry.from_settings, settings, db)
+        watcher = ChampionWatcher(
+            registry,
+            db,
+            name=settings.model_name,
+            threads=settings.model_threads,
+            interval_s=settings.model_refresh_s,
+        )
         notifier = LocalNotifier()
         runner: Runner
         reconciler: Reconciler | None = None
@@ -82,13 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batcher=batcher,
         )
         app.state.rs = state
+        monitoring = Monitoring(settings=settings, db=db, registry=registry)
+        app.state.monitoring = monitoring
         committer.start()
+        watcher.start()
         await batcher.start()
         await runner.start()
         if subscriber is not None:
             await subscriber.start()
         if reconciler is not None:
             reconciler.start()
+        await monitoring.start()
         state.ready = True
         model = registry.current
         log.info(
@@ -106,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await subscriber.stop()
             await runner.stop(drain_s=settings.shutdown_drain_s)
             await batcher.stop()
+            await monitoring.stop()
+            await run_in_threadpool(watcher.stop)
             await run_in_threadpool(committer.stop)
             db.dispose()
             log.info("shutdown complete")
@@ -118,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(tasks.build_router(settings))
     app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(monitoring_routes.router)
 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -24,7 +24,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-err = Console(stderr=True)
+models_app = typer.Typer(
+    help="The model registry: register, list, show, promote and roll back versions of the served model.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Any:
@@ -63,6 +68,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API. Embedded mode (the default): SQLite, migrated at start, in-process scoring threads."""
     settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=workers)
+    _enable_metrics(settings)  # before anything imports prometheus_client
     import uvicorn
 
     from reportscore.app import create_app
@@ -86,6 +92,26 @@ def serve(
     overrides = {"REPORTSCORE_HOST": host, "REPORTSCORE_PORT": port, "REPORTSCORE_DATA_DIR": data_dir}
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     uvicorn.run("reportscore.app:create_app", factory=True, workers=settings.api_processes, **common)
+
+
+def _enable_metrics(settings: Any) -> Any:
+    """Prometheus multiprocess mode for this command's processes (docs/monitoring.md); its directory goes at exit."""
+    import atexit
+    import signal
+
+    from reportscore.monitoring import multiproc
+
+    metrics_dir = multiproc.enable(settings.metrics_multiproc_dir)
+    atexit.register(metrics_dir.close)
+
+    def _terminated(signum: int, _frame: Any) -> None:
+        # uvicorn re-raises SIGTERM after its graceful shutdown (atexit would not run): clean up, then die by it.
+        metrics_dir.close()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, _terminated)
+    return metrics_dir
 
 
 def _distributed_settings(**overrides: Any) -> Any:
@@ -121,6 +147,8 @@ def worker(
 ) -> None:
     """Run a Celery worker (distributed mode): consumes the queue, scores jobs, writes results to the database."""
     settings = _distributed_settings(worker_concurrency=concurrency)
+    metrics_dir = _enable_metrics(settings)  # before anything imports prometheus_client
+    from reportscore.monitoring import multiproc
     from reportscore.monitoring.logs import configure_logging
     from reportscore.runners.celery_app import create_celery_app
 
@@ -134,6 +162,8 @@ def worker(
     worker_shutting_down.connect(lambda **_: shutdown_requested.set(), weak=False)
     worker_init.connect(lambda sender, **_: controllers.append(sender), weak=False)
     celery_app = create_celery_app(settings)
+    port = settings.worker_metrics_port
+    stop_metrics = multiproc.serve_metrics(settings.host, port) if port else None  # all pool processes' metrics
     celery_app.start(
         [
             "worker",
@@ -146,6 +176,8 @@ def worker(
             "--without-mingle",
         ]
     )
+    if stop_metrics is not None:
+        stop_metrics()
     code = controllers[0].exitcode if controllers else 1  # app.start() does not return the worker's exit code
     if code and not shutdown_requested.is_set():
         # Celery stops on an "unrecoverable" error in a few broker reconnection paths (kombu bugs seen when Redis
@@ -153,6 +185,7 @@ def worker(
         # lets the reconciler re-queue the job — so start over in a fresh process instead of staying down.
         logging.getLogger("reportscore.worker").error("worker stopped on an error; restarting", extra={"code": code})
         time.sleep(1.0)
+        metrics_dir.close()
         os.execv(sys.executable, [sys.executable, "-m", "reportscore.cli", *sys.argv[1:]])  # noqa: S606
     raise typer.Exit(code=code or 0)
 
@@ -209,6 +242,7 @@ def flower() -> None:
 def migrate() -> None:
     """Apply database migrations up to the latest (safe to run again)."""
     settings = _settings()
+    from reportscore.scoring.registration import ensure_champion
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
@@ -217,9 +251,12 @@ def migrate() -> None:
         before = migrations.current_revision(db)
         migrations.upgrade_to_head(db)
         after = migrations.current_revision(db)
+        bootstrapped = ensure_champion(db=db, settings=settings)
     finally:
         db.dispose()
     err.print(f"database {settings.redacted()['effective_database_url']}: {before or 'empty'} -> {after}")
+    if bootstrapped:
+        err.print(f"registered and promoted {settings.model_path} as the first champion of {settings.model_name}")
 
 
 @app.command("train-reference")
@@ -269,7 +306,14 @@ def local_cluster(
         if settings.flower_basic_auth is None:
             _fail("set REPORTSCORE_FLOWER_BASIC_AUTH=user:password, or pass --no-flower")
         specs.append(("flower", ["flower"]))
-    procs = {name: subprocess.Popen([*command, *args]) for name, args in specs}
+
+    def env_for(name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        if name.startswith("worker-") and settings.worker_metrics_port:  # one metrics port per worker on this host
+            env["REPORTSCORE_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port + int(name.split("-")[1]))
+        return env
+
+    procs = {name: subprocess.Popen([*command, *args], env=env_for(name)) for name, args in specs}
     err.print(
         f"local cluster: API http://{settings.host}:{settings.port}"
         + (f", Flower http://{settings.host}:{settings.flower_port}" if flower else "")
@@ -296,6 +340,124 @@ def local_cluster(
         except subprocess.TimeoutExpired:
             p.kill()
     raise typer.Exit(code=0 if stopping.is_set() else 1)
+
+
+def _registry_context() -> tuple[Any, Any]:
+    settings = _settings()
+    from reportscore.storage import migrate as migrations
+    from reportscore.storage.db import Database
+
+    db = Database.from_settings(settings)
+    if db.is_sqlite:
+        migrations.upgrade_to_head(db)
+    elif not migrations.is_at_head(db):
+        db.dispose()
+        _fail("the database is not at the latest migration: run `reportscore migrate`")
+    from reportscore.scoring.registration import ensure_champion
+
+    ensure_champion(db=db, settings=settings)
+    return settings, db
+
+
+def _print_versions(views: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table("version", "format", "registered", "by", "reference", "sha256", "champion")
+    for v in views:
+        table.add_row(
+            v.version,
+            v.format,
+            v.registered_at.isoformat(timespec="seconds"),
+            v.registered_by,
+            v.reference_source,
+            v.sha256[:12],
+            "*" if v.is_champion else "",
+        )
+    Console(width=160 if not sys.stdout.isatty() else None).print(table)
+
+
+@models_app.command("register")
+def models_register(
+    path: Annotated[
+        Path, typer.Argument(help="The artifact: .json/.ubj, .skops, .onnx, .keras (.pkl/.joblib if trusted)")
+    ],
+    version: Annotated[str, typer.Option(help="The new version's name, e.g. 1.1.0.")],
+    schema: Annotated[Path | None, typer.Option(help="Feature schema JSON (default: the service's own).")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="A Parquet sample of real reports for the reference distribution.")
+    ] = None,
+) -> None:
+    """Validate and register a new version (it does not serve until promoted)."""
+    from reportscore.scoring.registration import RegistrationError, register_model
+
+    settings, db = _registry_context()
+    try:
+        view = register_model(
+            db=db, settings=settings, artifact=path, version=version, schema=schema, reference=reference
+        )
+    except RegistrationError as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    err.print(f"registered {view.name} {view.version} ({view.format}, sha256 {view.sha256[:12]}); not serving yet")
+    err.print(f"promote it with: reportscore models promote {view.version}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the registered versions; * marks the champion."""
+    from reportscore.scoring.registration import list_models
+
+    settings, db = _registry_context()
+    try:
+        _print_versions(list_models(db=db, settings=settings))
+    finally:
+        db.dispose()
+
+
+@models_app.command("show")
+def models_show(version: Annotated[str, typer.Argument(help="The version to show.")]) -> None:
+    """Print one version's metadata, feature schema and reference distribution as JSON."""
+    from reportscore.scoring.registration import UnknownVersionError, show_model
+
+    settings, db = _registry_context()
+    try:
+        view = show_model(db=db, settings=settings, version=version)
+    except UnknownVersionError as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    typer.echo(json.dumps({k: v for k, v in view.__dict__.items()}, indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[str, typer.Argument(help="The version to serve.")]) -> None:
+    """Make a version the champion; every process switches within REPORTSCORE_MODEL_REFRESH_S, no restart."""
+    from reportscore.scoring.registration import UnknownVersionError, promote
+
+    settings, db = _registry_context()
+    try:
+        view = promote(db=db, settings=settings, version=version)
+    except UnknownVersionError as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    err.print(f"{view.name} {view.version} is the champion")
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Restore the previous champion from the promotion history."""
+    from reportscore.scoring.registration import NothingToRollBackError, rollback
+
+    settings, db = _registry_context()
+    try:
+        view = rollback(db=db, settings=settings)
+    except NothingToRollBackError as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    err.print(f"rolled back: {view.name} {view.version} is the champion")
 
 
 @config_app.command("show")

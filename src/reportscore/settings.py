@@ -43,9 +43,19 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
     """How long a SQLite writer waits for the write lock before failing."""
 
+    model_name: str = Field(default="reportscore-reference", min_length=1, max_length=128)
+    """The served model. It has many registered versions; the latest promotion names the champion."""
+
+    model_store_url: str | None = None
+    """Where registered artifacts live: ``file:///shared/volume/models`` (every process must see it).
+    Unset: ``file://<data_dir>/models``."""
+
+    model_refresh_s: float = Field(default=2.0, gt=0)
+    """How often each process checks for a new champion; it then loads, verifies and warms it before switching."""
+
     model_path: Path = REFERENCE_MODEL_DIR
-    """Directory of the model served at start-up (artifact + ``schema.json`` + ``metadata.json``).
-    Defaults to the bundled reference model."""
+    """Model directory (artifact + ``schema.json`` + ``metadata.json``) registered and promoted as the first
+    champion when the registry is empty. Defaults to the bundled reference model."""
 
     extra_model_formats: list[str] = Field(default_factory=list)
     """Custom model runtimes to load besides the built-in formats, as ``module:Class`` import paths (a class with
@@ -105,6 +115,15 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     """When set (for example ``logs/reportscore.log``), logs also go to this rotating file."""
 
+    metrics_multiproc_dir: Path | None = None
+    """Directory where the processes of one ``serve`` or ``worker`` command (its API processes, or a Celery worker
+    and its pool processes) share their Prometheus metrics (multiprocess mode). Emptied at start, so give each
+    command its own. Unset: a private temporary directory, removed at exit."""
+
+    worker_metrics_port: int = Field(default=9810, ge=0, le=65535)
+    """Distributed mode: port of the Prometheus endpoint (``/metrics``) of each ``reportscore worker``, on
+    REPORTSCORE_HOST, covering all its pool processes; 0 turns it off. Workers sharing a host need distinct ports."""
+
     broker_url: SecretStr | None = None
     """Celery broker URL (``redis://…`` or ``amqp://…``): distributed mode. Unset: embedded mode, in-process workers."""
 
@@ -162,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def effective_lease_s(self) -> float:
         return self.lease_s if self.lease_s is not None else self.task_time_limit_s + 30.0
+
+    @property
+    def effective_model_store_url(self) -> str:
+        return self.model_store_url or (self.data_dir / "models").resolve().as_uri()
 
     @property
     def is_sqlite(self) -> bool:

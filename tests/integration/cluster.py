@@ -15,7 +15,7 @@ import psycopg
 
 from reportscore.scoring.registry import load_model_dir
 from reportscore.settings import Settings
-from tests.servers import ServiceProcess, WorkerProcess, run_cli
+from tests.servers import ServiceProcess, WorkerProcess, free_port, run_cli
 
 # Seconds instead of minutes, so fault tests recover quickly (see docs/configuration.md for the real defaults).
 FAST_RECOVERY = {
@@ -58,7 +58,8 @@ class Cluster:
 
     def start_worker(self, concurrency: int = 2) -> WorkerProcess:
         log = self.work_dir / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess(env=self.env, log_path=log, concurrency=concurrency).start()
+        env = {**self.env, "REPORTSCORE_WORKER_METRICS_PORT": str(free_port())}
+        worker = WorkerProcess(env=env, log_path=log, concurrency=concurrency).start()
         self.workers.append(worker)
         return worker
 

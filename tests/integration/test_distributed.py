@@ -59,6 +59,17 @@ def test_redis_postgres_end_to_end(cluster: Cluster, redis_url_and_prefix: tuple
     cluster.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)))
     # task ids appear in the workers' log lines
     assert any(f'"task_id":"{ids[0]}"' in w.logs() for w in cluster.workers)
+    # each worker exports the metrics of all its pool processes on its own port
+    finished = 0.0
+    for worker in cluster.workers:
+        text = httpx.get(f"http://127.0.0.1:{worker.env['REPORTSCORE_WORKER_METRICS_PORT']}/metrics", timeout=5).text
+        assert 'reportscore_worker_up{runner="celery"}' in text
+        finished += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('reportscore_jobs_finished_total{status="SUCCESS"}')
+        )
+    assert finished >= len(ids)
 
     # Redis holds only this deployment's prefixed keys, and no Celery result keys
     url, prefix = redis_url_and_prefix
@@ -203,7 +214,7 @@ def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
             assert time.monotonic() < deadline, "Redis subscription never connected"
             time.sleep(0.05)
         task_id = client.post("/predict", json=small_bodies(1)[0]).json()["task_id"]
-        queries = count_queries(state.db)
+        queries = count_queries(state.db, about=task_id)
         result: dict[str, Any] = {}
         waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
         t0 = time.monotonic()
@@ -218,6 +229,60 @@ def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
         waiter.join(timeout=10)
     db.dispose()
     assert during == [], f"queries during the wait: {during}"
+    assert queries, "the listener saw no query at all: it is not measuring anything"
     assert result["r"].status_code == 200
     assert result["r"].json()["status"] == "SUCCESS"
     assert time.monotonic() - t0 < 8
+
+
+def test_promote_and_rollback_under_load_with_two_workers(cluster: Cluster, tmp_path: Path) -> None:
+    from tests.model_helpers import tiny_xgboost
+
+    refresh_s = 0.5
+    cluster.env["REPORTSCORE_MODEL_REFRESH_S"] = str(refresh_s)
+    cluster.env["REPORTSCORE_MODEL_STORE_URL"] = (tmp_path / "shared-volume" / "models").as_uri()
+    tiny_xgboost(tmp_path / "next.ubj")
+    cluster.migrate()
+    api = cluster.start_api()
+    cluster.start_worker(concurrency=1)
+    cluster.start_worker(concurrency=1)
+    results: list[tuple[float, int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=api.url, timeout=30) as c:
+            while not stop.is_set():
+                t0 = time.time()
+                r = c.post("/predict", json=small_bodies(1, seed=int(t0 * 1000) % 10_000)[0])
+                if r.status_code != 202:
+                    results.append((t0, r.status_code, None))
+                    continue
+                done = c.get(f"/task/{r.json()['task_id']}", params={"wait": 20})
+                results.append((t0, done.status_code, done.json().get("model", {}).get("version")))
+
+    with httpx.Client(base_url=api.url, timeout=60) as http:
+        with (tmp_path / "next.ubj").open("rb") as fh:
+            assert http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)}).status_code == 201
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        promoted_at = time.time()
+        assert http.post("/models/2.0.0/promote").status_code == 200
+        time.sleep(4.0)
+        rolled_back_at = time.time()
+        assert http.post("/models/rollback").status_code == 200
+        time.sleep(4.0)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    failures = [r for r in results if r[1] != 200]
+    assert not failures, failures[:5]
+    after_promote = {v for t0, _, v in results if promoted_at + refresh_s + 0.5 < t0 < rolled_back_at}
+    after_rollback = {v for t0, _, v in results if t0 > rolled_back_at + refresh_s + 0.5}
+    assert after_promote == {"2.0.0"}
+    assert after_rollback == {"1.0.0"}
+    for worker in cluster.workers:  # each worker process switched on its own, without a restart
+        assert worker.logs().count('"msg":"champion switched"') == 2
+    assert (tmp_path / "shared-volume" / "models" / "reportscore-reference" / "2.0.0" / "model.ubj").is_file()
+    print(f"\n[registry] distributed: {len(results)} jobs, 0 failed, 2 workers switched twice each")

@@ -7,7 +7,11 @@ import time
 from typing import Any
 
 import orjson
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reportscore.monitoring import metrics
 
 access_log = logging.getLogger("reportscore.access")
 
@@ -77,8 +81,25 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def route_template(scope: Scope) -> str:
+    """The route's path template (``/task/{task_id}``), never the raw path, so metric labels stay bounded.
+
+    A request answered before routing (a 413 from ``BodySizeLimit``) is matched here the way the router would.
+    """
+    route = scope.get("route")
+    if route is None:
+        for candidate in iter_route_contexts(getattr(scope.get("app"), "routes", ())):
+            match, _ = candidate.matches(scope)
+            if match is not Match.NONE:
+                route = candidate
+                break
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
 class AccessLog:
-    """One structured log line per HTTP request: method, path, status, duration and the task id if any."""
+    """One structured log line per HTTP request (method, path, route, status, duration, task id if any), and the
+    HTTP metrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -99,12 +120,16 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            duration_s = time.perf_counter() - t0
+            route = route_template(scope)
+            metrics.observe_http(method=scope["method"], route=route, status=status, seconds=duration_s)
             state: dict[str, Any] = scope.get("state") or {}
             extra: dict[str, Any] = {
                 "method": scope["method"],
                 "path": scope["path"],
+                "route": route,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                "duration_ms": round(duration_s * 1000, 3),
             }
             if "task_id" in state:
                 extra["task_id"] = state["task_id"]

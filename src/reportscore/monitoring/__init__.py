@@ -1,1 +1,1 @@
-"""Monitoring: structured logs now; metrics and the dashboard come with the observability work."""
+"""Monitoring: structured logs, Prometheus metrics (multiprocess-aware) and the built-in dashboard page."""

@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
+from reportscore.monitoring import metrics
 from reportscore.runners.worker_state import get_state, reset_state
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
@@ -20,7 +21,12 @@ def register(app: Celery, settings: Settings) -> None:
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _after_fork(**_: Any) -> None:
         reset_state()
-        get_state(settings)  # load and warm the model once per pool process, before its first task
+        model = get_state(settings).registry.current  # load and warm the model once per pool process
+        metrics.worker_process_started(model_name=model.name, model_version=model.version)
+
+    @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _before_exit(**_: Any) -> None:
+        metrics.worker_process_stopping()
 
     @app.task(  # type: ignore[untyped-decorator]
         name="scoring.score_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from reportscore.runners.notify import RedisPublisher
-from reportscore.scoring.registry import ModelRegistry
+from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 
@@ -32,7 +32,14 @@ def get_state(settings: Settings) -> WorkerState:
     with _lock:
         if _state is None:
             db = Database.from_settings(settings)
-            registry = ModelRegistry.from_settings(settings)
+            registry = ModelRegistry.from_settings(settings, db)
+            ChampionWatcher(
+                registry,
+                db,
+                name=settings.model_name,
+                threads=settings.model_threads,
+                interval_s=settings.model_refresh_s,
+            ).start()
             redis_url = settings.effective_redis_url
             publisher = RedisPublisher(redis_url, prefix=settings.redis_prefix) if redis_url else None
             _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from reportscore.monitoring import metrics
 from reportscore.scoring.features import REPORT_FIELDS
 from reportscore.scoring.registry import ModelRegistry, ServingModel
 
@@ -79,6 +80,7 @@ class MicroBatcher:
             try:
                 scores, predict_ms = await loop.run_in_executor(self._executor, _predict, model, batch)
             except Exception as exc:
+                metrics.observe_predict_error(model_version=model.version, source="sync")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -103,4 +105,12 @@ def _predict(model: ServingModel, batch: list[_Request]) -> tuple[list[float], f
     n = len(columns["abuse_type"])
     if scores.shape != (n,) or not ((scores >= 0) & (scores <= 1)).all():
         raise ValueError("the model did not return one finite score in 0..1 per report")
+    metrics.observe_predict(
+        model_name=model.name,
+        model_version=model.version,
+        source="sync",
+        seconds=predict_ms / 1000,
+        abuse_types=columns["abuse_type"],
+        scores=scores,
+    )
     return [float(s) for s in scores], predict_ms

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,17 +22,20 @@ from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
 from reportscore.settings import Settings
+from reportscore.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
 
 
-def formats_with(extra: list[str]) -> dict[str, ModelFormat]:
+def formats_with(extra: list[str], *, trust_pickle: bool = False) -> dict[str, ModelFormat]:
     """The built-in formats plus custom runtimes given as ``module:Class`` import paths."""
     import importlib
 
-    formats = dict(FORMATS)
+    from reportscore.scoring.formats.catalog import builtin_formats
+
+    formats = builtin_formats(trust_pickle=trust_pickle)
     for path in extra:
         module_name, _, class_name = path.partition(":")
         try:
@@ -136,10 +140,18 @@ def _warm_up(model: LoadedModel, schema: FeatureSchema) -> None:
 
 
 class ModelRegistry:
-    """Holds the serving model of this process; swapping ``current`` is atomic for readers."""
+    """Holds the serving model of this process; swapping ``current`` is atomic for readers.
 
-    def __init__(self, current: ServingModel) -> None:
+    ``refresh`` follows the champion recorded in the database: a new champion is loaded from the artifact store,
+    its sha256 checked against the registry and warmed up before the switch; a version that fails to load leaves
+    the current one serving (and is not retried until the champion changes again).
+    """
+
+    def __init__(self, current: ServingModel, *, formats: dict[str, ModelFormat] | None = None) -> None:
         self._current = current
+        self._formats = formats
+        self._failed: tuple[str, str] | None = None
+        self._lock = threading.Lock()
 
     @property
     def current(self) -> ServingModel:
@@ -150,12 +162,79 @@ class ModelRegistry:
         old, self._current = self._current, model
         return old
 
-    @classmethod
-    def from_dir(cls, model_dir: Path, *, threads: int, extra_formats: list[str] | None = None) -> ModelRegistry:
-        return cls(load_model_dir(model_dir, threads=threads, formats=formats_with(extra_formats or [])))
+    def refresh(self, db: Database, *, name: str, threads: int) -> bool:
+        """Switch to the database's champion if it changed; True when a switch happened."""
+        from reportscore.scoring.store import ArtifactStore
+        from reportscore.storage.repositories import models as models_repo
+
+        with db.read() as session:
+            champ = models_repo.champion(session, name=name)
+            if champ is None:
+                return False
+            version, sha256, uri = champ.version, champ.sha256, champ.artifact_uri
+        current = self._current
+        if (current.version, current.sha256) == (version, sha256) or self._failed == (version, sha256):
+            return False
+        with self._lock:
+            try:
+                model_dir = ArtifactStore.local_path(uri).parent
+                loaded = load_model_dir(model_dir, threads=threads, formats=self._formats)
+                if loaded.sha256 != sha256:
+                    raise ModelLoadError(f"artifact sha256 {loaded.sha256} differs from the registry's {sha256}")
+            except Exception as exc:
+                self._failed = (version, sha256)
+                log.error(
+                    "new champion failed to load; the previous model keeps serving",
+                    extra={"model_version": version, "error": str(exc)[:500]},
+                )
+                return False
+            self._failed = None
+            old = self.swap(loaded)
+        log.info(
+            "champion switched",
+            extra={"model_version": loaded.version, "previous_version": old.version, "warmup_ms": loaded.warmup_ms},
+        )
+        return True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
-        return cls.from_dir(
-            settings.model_path, threads=settings.model_threads, extra_formats=settings.extra_model_formats
+    def from_dir(cls, model_dir: Path, *, threads: int, extra_formats: list[str] | None = None) -> ModelRegistry:
+        formats = formats_with(extra_formats or [])
+        return cls(load_model_dir(model_dir, threads=threads, formats=formats), formats=formats)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database | None = None) -> ModelRegistry:
+        """The champion from the database when there is one, else the model directory of ``settings.model_path``."""
+        formats = formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle)
+        registry = cls(
+            load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats), formats=formats
         )
+        if db is not None:
+            registry.refresh(db, name=settings.model_name, threads=settings.model_threads)
+        return registry
+
+
+class ChampionWatcher:
+    """A background thread that calls ``registry.refresh`` every ``interval_s``."""
+
+    def __init__(self, registry: ModelRegistry, db: Database, *, name: str, threads: int, interval_s: float) -> None:
+        self._registry = registry
+        self._db = db
+        self._name = name
+        self._threads = threads
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="champion-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._registry.refresh(self._db, name=self._name, threads=self._threads)
+            except Exception:
+                log.warning("champion check failed", exc_info=True)

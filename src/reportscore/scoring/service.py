@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 
+from reportscore.monitoring import metrics
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
+from reportscore.storage.repositories import stats as stats_repo
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,20 @@ def score_jobs(
     so one poison job fails with its reason while the rest of the batch succeeds.
     """
     outcome = BatchOutcome()
+    claimed_at = datetime.now(UTC)
     with db.write() as session:
         claimed, exhausted = jobs_repo.claim_jobs(
             session,
             job_ids=job_ids,
-            now=datetime.now(UTC),
+            now=claimed_at,
             lease_s=lease_s,
             max_attempts=max_attempts,
             extra_pending=extra_pending,
             extra_max_reports=extra_max_reports,
         )
+        created_at = stats_repo.created_at_of(session, [*claimed, *exhausted])
     outcome.failed.extend(exhausted)
+    _observe_finished("FAILURE", exhausted, created_at, claimed_at)
     outcome.skipped.extend(j for j in job_ids if j not in set(claimed) | set(exhausted))  # finished or leased
     if not claimed:
         return outcome
@@ -72,8 +78,10 @@ def score_jobs(
     try:
         scores = _checked_predict(model, rows.columns)
         predict_ms = (time.perf_counter() - t0) * 1000
+        _observe_predict(model, rows, scores, predict_ms)
         results = _split(rows, scores, model, predict_ms)
     except Exception:  # isolate the job(s) at fault by scoring each alone
+        metrics.observe_predict_error(model_version=model.version, source="queue")
         log.warning("batch predict failed; re-scoring %d jobs one by one", len(claimed), exc_info=True)
         for job_id in claimed:
             sub = _subset(rows, job_id)
@@ -81,9 +89,12 @@ def score_jobs(
             try:
                 job_scores = _checked_predict(model, sub.columns)
             except Exception as exc:
+                metrics.observe_predict_error(model_version=model.version, source="queue")
                 failures[job_id] = f"scoring failed: {type(exc).__name__}: {exc}"
                 continue
-            results.extend(_split(sub, job_scores, model, (time.perf_counter() - t1) * 1000))
+            job_ms = (time.perf_counter() - t1) * 1000
+            _observe_predict(model, sub, job_scores, job_ms)
+            results.extend(_split(sub, job_scores, model, job_ms))
     outcome.predict_ms = (time.perf_counter() - t0) * 1000
     with_result = {r.job_id for r in results}
     for job_id in claimed:
@@ -98,6 +109,8 @@ def score_jobs(
                 outcome.failed.append(job_id)
     written = set(outcome.succeeded) | set(outcome.failed)
     outcome.skipped.extend(j for j in claimed if j not in written)
+    _observe_finished("SUCCESS", outcome.succeeded, created_at, finished_at)
+    _observe_finished("FAILURE", [j for j in failures if j in written], created_at, finished_at)
     for job_id in outcome.succeeded:
         log.info(
             "job scored",
@@ -105,11 +118,33 @@ def score_jobs(
                 "task_id": job_id,
                 "model_version": model.version,
                 "predict_ms": round(outcome.predict_ms, 3),
+                "latency_ms": _latency_ms(created_at.get(job_id), finished_at),
             },
         )
     for job_id in failures:
         log.error("job failed", extra={"task_id": job_id, "error": failures[job_id]})
     return outcome
+
+
+def _observe_predict(model: ServingModel, rows: jobs_repo.FeatureRows, scores: np.ndarray, predict_ms: float) -> None:
+    metrics.observe_predict(
+        model_name=model.name,
+        model_version=model.version,
+        source="queue",
+        seconds=predict_ms / 1000,
+        abuse_types=rows.columns["abuse_type"],
+        scores=scores,
+    )
+
+
+def _observe_finished(
+    status: Literal["SUCCESS", "FAILURE"], job_ids: Iterable[str], created_at: Mapping[str, datetime], at: datetime
+) -> None:
+    metrics.observe_jobs_finished(status, [(at - created_at[j]).total_seconds() for j in job_ids if j in created_at])
+
+
+def _latency_ms(created_at: datetime | None, finished_at: datetime) -> float | None:
+    return None if created_at is None else round((finished_at - created_at).total_seconds() * 1000, 3)
 
 
 def _checked_predict(model: ServingModel, columns: dict[str, list[object]]) -> np.ndarray:

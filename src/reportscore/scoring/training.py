@@ -231,8 +231,10 @@ def train_reference(
 # --- reference distributions ---------------------------------------------------------------------------------
 
 
-def build_reference(columns: dict[str, Array], labels: Array, scores: Array) -> dict[str, Any]:
-    """The ``reference.json`` document (layout in the module docstring) for one population."""
+def build_reference(
+    columns: dict[str, Array], labels: Array | None, scores: Array, *, population: str = "holdout"
+) -> dict[str, Any]:
+    """The ``reference.json`` document (layout in the module docstring) for one population (labels optional)."""
     fields: dict[str, Any] = {}
     for name, values in columns.items():
         if name == "abuse_type":
@@ -249,9 +251,9 @@ def build_reference(columns: dict[str, Array], labels: Array, scores: Array) -> 
     score_counts, _ = np.histogram(scores, bins=edges)
     return {
         "version": 1,
-        "population": "holdout",
-        "n": len(labels),
-        "positive_rate": float(np.mean(labels)),
+        "population": population,
+        "n": len(scores),
+        "positive_rate": float(np.mean(labels)) if labels is not None else None,
         "fields": fields,
         "scores": {
             "bin_edges": [float(e) for e in edges],

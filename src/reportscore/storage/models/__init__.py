@@ -2,6 +2,7 @@
 
 from reportscore.storage.models.base import Base
 from reportscore.storage.models.jobs import Job, JobStatus
+from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.reports import Report
 
-__all__ = ["Base", "Job", "JobStatus", "Report"]
+__all__ = ["Base", "Job", "JobStatus", "ModelPromotion", "ModelVersion", "Report"]
