@@ -172,7 +172,11 @@ def test_promote_and_rollback_under_load_without_a_failed_request(tmp_path: Path
     assert set(after_rollback) == {"1.0.0"}
     switch = service.logs().count('"msg":"champion switched"')
     assert switch == 2
-    print(f"\n[registry] {len(results)} requests, 0 failed; switch-over seen within {refresh_s}s refresh")
+    first_new = min(t0 for t0, _, v in results if v == "2.0.0" and t0 > promoted_at)
+    print(
+        f"\n[registry] embedded: {len(results)} jobs, 0 failed; first job on 2.0.0 submitted "
+        f"{first_new - promoted_at:.2f}s after the promote (refresh {refresh_s}s)"
+    )
 
 
 def test_a_promoted_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path: Path) -> None:

@@ -285,4 +285,8 @@ def test_promote_and_rollback_under_load_with_two_workers(cluster: Cluster, tmp_
     for worker in cluster.workers:  # each worker process switched on its own, without a restart
         assert worker.logs().count('"msg":"champion switched"') == 2
     assert (tmp_path / "shared-volume" / "models" / "reportscore-reference" / "2.0.0" / "model.ubj").is_file()
-    print(f"\n[registry] distributed: {len(results)} jobs, 0 failed, 2 workers switched twice each")
+    first_new = min(t0 for t0, _, v in results if v == "2.0.0" and t0 > promoted_at)
+    print(
+        f"\n[registry] distributed: {len(results)} jobs, 0 failed, 2 workers switched twice each; first job on "
+        f"2.0.0 submitted {first_new - promoted_at:.2f}s after the promote (refresh {refresh_s}s)"
+    )

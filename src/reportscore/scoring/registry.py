@@ -190,6 +190,9 @@ class ModelRegistry:
                 return False
             self._failed = None
             old = self.swap(loaded)
+        from reportscore.monitoring.metrics import note_serving_model
+
+        note_serving_model(model_name=loaded.name, model_version=loaded.version)
         log.info(
             "champion switched",
             extra={"model_version": loaded.version, "previous_version": old.version, "warmup_ms": loaded.warmup_ms},
