@@ -15,6 +15,7 @@ from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
 from reportscore.api.routes import health, models, tasks
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(committer.stop)
             db.dispose()
             log.info("shutdown complete")
+            flush_logs()  # uvicorn re-raises SIGTERM after this, which skips exit handlers
 
     app = FastAPI(
         title="reportscore",

@@ -249,9 +249,10 @@ def migrate() -> None:
     db = Database.from_settings(settings)
     try:
         before = migrations.current_revision(db)
-        migrations.upgrade_to_head(db)
+        outcome: list[bool] = []
+        migrations.upgrade_to_head(db, then=lambda: outcome.append(ensure_champion(db=db, settings=settings)))
         after = migrations.current_revision(db)
-        bootstrapped = ensure_champion(db=db, settings=settings)
+        bootstrapped = bool(outcome and outcome[0])
     finally:
         db.dispose()
     err.print(f"database {settings.redacted()['effective_database_url']}: {before or 'empty'} -> {after}")

@@ -1,9 +1,18 @@
-"""Structured logging: one JSON object per line (or readable text), to stderr and optionally a rotating file."""
+"""Structured logging: one JSON object per line (or readable text), to stderr and optionally a rotating file.
+
+Records are handed to a background thread (``QueueHandler`` → ``QueueListener``), so the thread that logs — often
+the event loop, once per request — never waits for a write to a pipe or a disk. ``flush_logs`` drains the queue
+(called at shutdown, and before a process replaces itself); a forked child starts its own writer thread.
+"""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
 import logging.handlers
+import os
+import queue
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
 
 
@@ -40,7 +51,53 @@ class TextFormatter(logging.Formatter):
             line += f" [{extras}]"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:
+            line += "\n" + record.exc_text
         return line
+
+
+class _DeferredHandler(logging.handlers.QueueHandler):
+    """Queues a copy of the record with its message and traceback already rendered (arguments may not survive)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+_deferred: _DeferredHandler | None = None
+_listener: logging.handlers.QueueListener | None = None
+_targets: list[logging.Handler] = []
+_hooks_installed = False
+
+
+def _start_listener() -> None:
+    global _listener
+    assert _deferred is not None
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _deferred.queue = records
+    _listener = logging.handlers.QueueListener(records, *_targets, respect_handler_level=True)
+    _listener.start()
+
+
+def flush_logs() -> None:
+    """Write every queued record now (the writer thread keeps running afterwards)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+        _start_listener()
+
+
+def _stop_at_exit() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
 
 
 def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
@@ -52,18 +109,37 @@ def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
         handlers.append(
             logging.handlers.RotatingFileHandler(log_file, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8")
         )
+    global _deferred, _hooks_installed
     root = logging.getLogger()
+    _stop_at_exit()
     for old in list(root.handlers):
         if getattr(old, "_reportscore", False):
             root.removeHandler(old)
             old.close()
+    for handler in _targets:
+        handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
-        handler._reportscore = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    _targets[:] = handlers
+    _deferred = _DeferredHandler(queue.SimpleQueue())
+    _deferred._reportscore = True  # type: ignore[attr-defined]
+    root.addHandler(_deferred)
+    _start_listener()
+    if not _hooks_installed:
+        atexit.register(_stop_at_exit)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _hooks_installed = True
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)  # `reportscore migrate` prints its own summary
+
+
+def _after_fork_in_child() -> None:
+    """The parent's writer thread does not exist in a forked child: give the child its own queue and writer."""
+    global _listener
+    if _deferred is not None:
+        _listener = None
+        _start_listener()

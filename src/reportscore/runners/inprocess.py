@@ -43,7 +43,7 @@ class InProcessRunner:
         self._max_attempts = max_attempts
         self._batch_wait_s = batch_wait_ms / 1000.0
         # Bounded by the pending-jobs limit plus what recovery may add at start; admission is by ``reserve``.
-        self._queue: asyncio.Queue[tuple[str, int]] | None = None
+        self._queue: asyncio.Queue[tuple[str, int, bool]] | None = None
         self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._dispatchers: list[asyncio.Task[None]] = []
@@ -55,14 +55,15 @@ class InProcessRunner:
         loop = asyncio.get_running_loop()
         recovered = await loop.run_in_executor(self._executor, self._unfinished)
         self._queue = asyncio.Queue(maxsize=self._max_pending + len(recovered))
-        for job_id, n_reports in recovered:
+        for job_id, n_reports, attempts in recovered:
             self._pending += 1
-            self._queue.put_nowait((job_id, n_reports))
+            # A job whose earlier attempt died with the process is scored alone (see _dispatch).
+            self._queue.put_nowait((job_id, n_reports, attempts > 0))
         if recovered:
             log.info("recovered unfinished jobs", extra={"jobs": len(recovered)})
         self._dispatchers = [asyncio.create_task(self._dispatch(i)) for i in range(self._threads)]
 
-    def _unfinished(self) -> list[tuple[str, int]]:
+    def _unfinished(self) -> list[tuple[str, int, int]]:
         # One process owns the SQLite store, so anything STARTED now was being scored by a process that died.
         with self._db.write() as session:
             jobs_repo.release_started(session)
@@ -79,7 +80,7 @@ class InProcessRunner:
 
     def submit(self, job_id: str, n_reports: int) -> None:
         assert self._queue is not None, "runner not started"
-        self._queue.put_nowait((job_id, n_reports))
+        self._queue.put_nowait((job_id, n_reports, False))
 
     def pending(self) -> int:
         return self._pending
@@ -88,23 +89,30 @@ class InProcessRunner:
         assert self._queue is not None
         assert self._executor is not None
         loop = asyncio.get_running_loop()
+        carry: list[tuple[str, int, bool]] = []
         while not self._closing:
-            items = [await self._queue.get()]
+            items = [carry.pop() if carry else await self._queue.get()]
             total = items[0][1]
             deadline = loop.time() + self._batch_wait_s
-            while total < self._batch_max_reports:
+            # A "solo" job (its earlier attempt died with the process) is scored alone, so a poison job that kills
+            # the process cannot use up the attempts of innocent jobs batched with it.
+            while total < self._batch_max_reports and not items[0][2]:
                 if self._queue.empty():
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
                     try:
-                        items.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+                        nxt = await asyncio.wait_for(self._queue.get(), timeout=remaining)
                     except TimeoutError:
                         break
                 else:
-                    items.append(self._queue.get_nowait())
-                total += items[-1][1]
-            batch = [job_id for job_id, _ in items]
+                    nxt = self._queue.get_nowait()
+                if nxt[2]:
+                    carry.append(nxt)
+                    break
+                items.append(nxt)
+                total += nxt[1]
+            batch = [job_id for job_id, _, _ in items]
             work = functools.partial(
                 score_jobs,
                 db=self._db,

@@ -10,6 +10,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
 from reportscore.monitoring import metrics
+from reportscore.monitoring.logs import flush_logs
 from reportscore.runners.worker_state import get_state, reset_state
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
@@ -27,6 +28,7 @@ def register(app: Celery, settings: Settings) -> None:
     @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _before_exit(**_: Any) -> None:
         metrics.worker_process_stopping()
+        flush_logs()  # pool processes leave with os._exit, which skips exit handlers
 
     @app.task(  # type: ignore[untyped-decorator]
         name="scoring.score_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None

@@ -19,7 +19,7 @@ import numpy as np
 from reportscore.scoring.features import REPORT_FIELDS, FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import ModelLoadError
 from reportscore.scoring.registry import ServingModel, formats_with, load_model_dir, sha256_file
-from reportscore.scoring.store import ArtifactStore
+from reportscore.scoring.store import ArtifactStore, StoreError
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.models import ModelVersion
@@ -300,7 +300,7 @@ def ensure_champion(*, db: Database, settings: Settings) -> bool:
                 extra_metadata={k: v for k, v in meta.items() if k not in ("artifact", "sha256")},
             )
         promote(db=db, settings=settings, version=version, by="bootstrap")
-    except (IntegrityError, RegistrationError):
+    except (IntegrityError, RegistrationError, StoreError):  # another process registered it first
         with db.read() as session:
             if models_repo.champion(session, name=settings.model_name) is None:
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -24,11 +26,12 @@ def alembic_config(url: str) -> Config:
 MIGRATION_LOCK_KEY = 0x5265_7073_636F  # "Repsco"
 
 
-def upgrade_to_head(db: Database) -> None:
+def upgrade_to_head(db: Database, *, then: Callable[[], object] | None = None) -> None:
     """Bring the schema to the latest migration (idempotent).
 
     On PostgreSQL a session advisory lock serialises concurrent ``reportscore migrate`` runs: the second waits,
-    then finds nothing left to do.
+    then finds nothing left to do. ``then`` runs while the lock is still held (first-run set-up that must happen
+    once, such as registering the first champion).
     """
     cfg = alembic_config(db.url)
     with db.write_engine.connect() as conn:
@@ -39,6 +42,8 @@ def upgrade_to_head(db: Database) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
+            if then is not None:
+                then()
         finally:
             if not db.is_sqlite:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})

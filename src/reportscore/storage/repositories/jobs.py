@@ -135,12 +135,12 @@ def count_unfinished(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job).where(Job.status.not_in(TERMINAL_STATUSES))) or 0)
 
 
-def list_unfinished(session: Session) -> list[tuple[str, int]]:
-    """(job id, number of reports) of every job not yet SUCCESS or FAILURE, oldest first."""
+def list_unfinished(session: Session) -> list[tuple[str, int, int]]:
+    """(job id, number of reports, attempts so far) of every job not yet SUCCESS or FAILURE, oldest first."""
     rows = session.execute(
-        select(Job.id, Job.n_reports).where(Job.status.not_in(TERMINAL_STATUSES)).order_by(Job.created_at)
+        select(Job.id, Job.n_reports, Job.attempts).where(Job.status.not_in(TERMINAL_STATUSES)).order_by(Job.created_at)
     ).all()
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def claim_jobs(
@@ -163,11 +163,21 @@ def claim_jobs(
     Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE).
     """
     ids = list(job_ids)
-    if extra_pending > 0:
+    if extra_pending > 0 and ids:
+        # Lock rows without waiting, the message's own job included: a row another worker has locked is part of
+        # that worker's batch. Never waiting for a row lock is what keeps concurrent claims free of deadlocks.
+        locked = session.execute(
+            select(Job.id, Job.attempts).where(Job.id.in_(ids)).with_for_update(skip_locked=True)
+        ).all()
+        ids = [job_id for job_id, _ in locked]
+        if any(attempts > 0 for _, attempts in locked):
+            # A job whose earlier attempt never finished may be what killed its worker: it goes alone, so a
+            # poison job cannot use up the attempts of innocent jobs batched with it.
+            extra_pending = 0
         budget = extra_max_reports
         candidates = session.execute(
             select(Job.id, Job.n_reports)
-            .where(Job.status == JobStatus.PENDING, Job.id.not_in(ids))
+            .where(Job.status == JobStatus.PENDING, Job.attempts == 0, Job.id.not_in(ids))
             .order_by(Job.created_at)
             .limit(extra_pending)
             .with_for_update(skip_locked=True)

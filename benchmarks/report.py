@@ -1,0 +1,347 @@
+"""Targets of issue 7 evaluated against the floors of the same run, and RESULTS.md rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.loadgen import Flow
+from benchmarks.stats import fmt_num, fmt_pct, meets, ratio, verdict
+
+Row = dict[str, Any]
+
+
+def workload_name(deployment: str, flow: str, batch: int, concurrency: int) -> str:
+    return f"{deployment} {flow} B={batch} C={concurrency}"
+
+
+def open_name(deployment: str, flow: str, batch: int) -> str:
+    return f"{deployment} {flow} B={batch} open-loop"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A line of issue 7's target table: ``deployment flow B C`` measured against the floor app's same workload."""
+
+    label: str
+    deployment: str
+    flow: Flow
+    batch: int
+    concurrency: int
+    min_ratio: float
+    max_p99_ms: float | None = None
+
+    @property
+    def metric(self) -> str:
+        return "jobs_per_s" if self.batch == 1 else "reports_per_s"
+
+    @property
+    def unit(self) -> str:
+        if self.batch == 1:
+            return "jobs/s" if self.flow == "async" else "req/s"
+        return "reports/s"
+
+    @property
+    def text(self) -> str:
+        floor = "submit/poll" if self.flow == "async" else "sync"
+        out = f">= {self.min_ratio:.0%} of the {floor} floor's {self.unit}"
+        if self.max_p99_ms is not None:
+            out += f", p99 <= {self.max_p99_ms:g} ms"
+        return out
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("embedded, async B=1, C=64", "embedded", "async", 1, 64, 0.50, 100.0),
+    Target("embedded, async B=100, C=64", "embedded", "async", 100, 64, 0.50),
+    Target("embedded, sync /score B=1, C=8", "embedded", "sync", 1, 8, 0.70, 20.0),
+    Target("embedded, sync /score B=100, C=8", "embedded", "sync", 100, 8, 0.50),
+    Target("distributed, async B=1, C=64", "distributed", "async", 1, 64, 0.15),
+    Target("distributed, async B=100, C=64", "distributed", "async", 100, 64, 0.30),
+)
+MEMORY_TARGET_MB = 400.0
+
+
+def find(rows: list[Row], name: str) -> Row | None:
+    return next((r for r in rows if r["name"] == name), None)
+
+
+def floor_row(rows: list[Row], flow: str, batch: int, concurrency: int) -> Row | None:
+    return find(rows, workload_name("floor", flow, batch, concurrency))
+
+
+def primary_metric(row: Row) -> str:
+    return "jobs_per_s" if row["batch"] == 1 else "reports_per_s"
+
+
+def evaluate(rows: list[Row]) -> list[Row]:
+    """One line per target of issue 7 (plus memory): measured, floor, ratio, pass/fail."""
+    lines: list[Row] = []
+    for t in TARGETS:
+        row = find(rows, workload_name(t.deployment, t.flow, t.batch, t.concurrency))
+        floor = floor_row(rows, t.flow, t.batch, t.concurrency)
+        available = row is not None and row.get("status", "ok") == "ok"
+        measured = row[t.metric] if available and row is not None else None
+        floor_value = floor[t.metric] if floor is not None and floor.get("status", "ok") == "ok" else None
+        r = ratio(measured, floor_value)
+        p99 = row["latency"]["p99_ms"] if available and row is not None else None
+        errors = sum(row["errors"].values()) if available and row is not None else None
+        checks = [meets(r, at_least=t.min_ratio), meets(None if errors is None else float(errors), at_most=0)]
+        if t.max_p99_ms is not None:
+            checks.append(meets(p99, at_most=t.max_p99_ms))
+        lines.append(
+            {
+                "target": t.label,
+                "workload": workload_name(t.deployment, t.flow, t.batch, t.concurrency),
+                "metric": t.unit,
+                "measured": measured,
+                "floor": floor_value,
+                "ratio": r,
+                "p99_ms": p99,
+                "errors": errors,
+                "goal": t.text + ", no errors",
+                "result": verdict(*checks) if available else ("not available" if row is not None else "not run"),
+                "status": row.get("status", "ok") if row is not None else "not run",
+            }
+        )
+    embedded = [r for r in rows if r["deployment"] == "embedded" and r.get("status", "ok") == "ok"]
+    peaks = [r["resources"].get("peak_rss_mb") for r in embedded if r.get("resources")]
+    peak = max((p for p in peaks if p is not None), default=None)
+    lines.append(
+        {
+            "target": "memory, embedded, XGBoost only, under load",
+            "workload": "all embedded workloads",
+            "metric": "peak RSS MB",
+            "measured": peak,
+            "floor": None,
+            "ratio": None,
+            "p99_ms": None,
+            "errors": None,
+            "goal": f"<= {MEMORY_TARGET_MB:g} MB RSS",
+            "result": verdict(meets(peak, at_most=MEMORY_TARGET_MB)),
+            "status": "ok" if peak is not None else "not run",
+        }
+    )
+    return lines
+
+
+def target_for(name: str) -> Target | None:
+    return next(
+        (t for t in TARGETS if workload_name(t.deployment, t.flow, t.batch, t.concurrency) == name),
+        None,
+    )
+
+
+def _errors_text(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "0"
+
+
+def _ms(value: float | None) -> str:
+    return fmt_num(value, 1)
+
+
+def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
+    """Every workload beside its floor: measured, floor, ratio, p99, target, pass/fail."""
+    by_target = {e["workload"]: e for e in evaluation}
+    out = [
+        "| workload | metric | measured | floor | ratio | p99 ms | errors | target | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        if row["deployment"] == "floor":
+            continue
+        metric = primary_metric(row)
+        unit = "reports/s" if row["batch"] != 1 else ("jobs/s" if row["flow"] == "async" else "req/s")
+        if row.get("status", "ok") != "ok":
+            out.append(f"| {row['name']} | {unit} | {row['status']} | | | | | | |")
+            continue
+        if row["arrival"] == "open":
+            floor = floor_row(rows, row["flow"], row["batch"], row["floor_concurrency"])
+            floor_value = floor[metric] if floor else None
+            offered = row["offered_rate"] * (row["batch"] if metric == "reports_per_s" else 1)
+            achieved = row[metric]
+            basis = f"; offered = {row['rate_basis']}" if row.get("rate_basis") else ""
+            out.append(
+                f"| {row['name']} (offered {fmt_num(offered)} {unit}{basis}) | {unit} achieved | {fmt_num(achieved)} | "
+                f"{fmt_num(floor_value)} | {fmt_pct(ratio(achieved, floor_value))} | "
+                f"{_ms(row['latency']['p99_ms'])} | {_errors_text(row['errors'])} | "
+                f"info: achieved/offered {fmt_pct(ratio(achieved, offered))} | info |"
+            )
+            continue
+        floor = floor_row(rows, row["flow"], row["batch"], row["concurrency"])
+        floor_value = floor[metric] if floor else None
+        ev = by_target.get(row["name"])
+        out.append(
+            f"| {row['name']} | {unit} | {fmt_num(row[metric])} | {fmt_num(floor_value)} | "
+            f"{fmt_pct(ratio(row[metric], floor_value))} | {_ms(row['latency']['p99_ms'])} | "
+            f"{_errors_text(row['errors'])} | {ev['goal'] if ev else '-'} | "
+            f"{('**' + ev['result'] + '**') if ev else '-'} |"
+        )
+    mem = evaluation[-1]
+    out.append(
+        f"| {mem['target']} | peak RSS MB | {fmt_num(mem['measured'], 1)} | | | | | {mem['goal']} | "
+        f"**{mem['result']}** |"
+    )
+    return out
+
+
+def other_cpu(row: Row) -> float | None:
+    """CPU used on the machine by anything but the service and the load generator (PostgreSQL and Redis in the
+    distributed rows, other jobs on a shared machine: noise), in % of one core."""
+    res = row.get("resources") or {}
+    machine, service, loadgen = res.get("machine_cpu_pct"), res.get("service_cpu_pct"), row.get("loadgen_cpu_pct")
+    if machine is None or service is None or loadgen is None:
+        return None
+    return max(0.0, float(machine) - float(service) - float(loadgen))
+
+
+def details_table(rows: list[Row]) -> list[str]:
+    out = [
+        "| workload | jobs/s | reports/s | p50 ms | p95 ms | p99 ms | max ms | errors | checked | "
+        "service peak RSS MB | service CPU % | loadgen CPU % | other CPU % | service timings (mean ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if row.get("status", "ok") != "ok":
+            out.append(f"| {row['name']} | {row['status']} | | | | | | | | | | | | |")
+            continue
+        lat = row["latency"]
+        res = row.get("resources") or {}
+        timings = row.get("service_timings") or {}
+        timing_text = ", ".join(
+            f"{k.removeprefix('mean_').removesuffix('_ms')} {v:.1f}"
+            for k, v in timings.items()
+            if k.startswith("mean_") and v is not None
+        )
+        name = row["name"]
+        if row["arrival"] == "open":
+            name += f" @ {fmt_num(row['offered_rate'])} jobs/s"
+        out.append(
+            f"| {name} | {fmt_num(row['jobs_per_s'])} | {fmt_num(row['reports_per_s'])} | {_ms(lat['p50_ms'])} | "
+            f"{_ms(lat['p95_ms'])} | {_ms(lat['p99_ms'])} | {_ms(lat['max_ms'])} | {_errors_text(row['errors'])} | "
+            f"{row['checked']} | {fmt_num(res.get('peak_rss_mb'), 1)} | {fmt_num(res.get('service_cpu_pct'))} | "
+            f"{fmt_num(row.get('loadgen_cpu_pct'))} | {fmt_num(other_cpu(row))} | {timing_text or '-'} |"
+        )
+    return out
+
+
+def model_table(model_floors: list[Row]) -> list[str]:
+    out = [
+        "| model threads | cores | batch | predict rows/s | µs per call | encode+predict rows/s | µs per call |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in model_floors:
+        cpus = m["cpus"] if isinstance(m["cpus"], str) else ",".join(str(c) for c in m["cpus"])
+        out.append(
+            f"| {m['threads']} | {cpus} | {m['batch']:,} | {fmt_num(m['predict_rows_per_s'])} | "
+            f"{fmt_num(m['predict_us_per_call'], 1)} | {fmt_num(m['encode_predict_rows_per_s'])} | "
+            f"{fmt_num(m['encode_predict_us_per_call'], 1)} |"
+        )
+    return out
+
+
+def observations(rows: list[Row], evaluation: list[Row], service_cpus: int) -> list[str]:
+    """Mechanical hints for each unmet target: CPU saturation, errors, the service's own timings."""
+    notes: list[str] = []
+    for ev in evaluation[:-1]:
+        if ev["result"] != "fail":
+            continue
+        row = find(rows, ev["workload"])
+        if row is None:
+            continue
+        res = row.get("resources") or {}
+        cpu = res.get("service_cpu_pct")
+        parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of the floor, p99 {_ms(ev['p99_ms'])} ms)"]
+        if cpu is not None:
+            saturated = cpu >= 85 * service_cpus
+            parts.append(
+                f"service processes used {cpu:.0f}% CPU on {service_cpus} pinned core(s)"
+                + (" — CPU-bound" if saturated else " — not CPU-bound: waiting (fsync, locks, broker, database)")
+            )
+        if row.get("loadgen_cpu_pct") is not None and row["loadgen_cpu_pct"] >= 85:
+            parts.append(f"the load generator used {row['loadgen_cpu_pct']:.0f}% of its core (may be the limit)")
+        timings = row.get("service_timings") or {}
+        if timings:
+            parts.append(
+                "service-reported mean timings: "
+                + ", ".join(
+                    f"{k.removeprefix('mean_')} {v:.1f}" for k, v in timings.items() if k.startswith("mean_") and v
+                )
+            )
+        if row["errors"]:
+            parts.append(f"errors: {_errors_text(row['errors'])}")
+        notes.append("- " + "; ".join(parts) + ".")
+    return notes
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    cfg = results["config"]
+    rows: list[Row] = results["workloads"]
+    evaluation: list[Row] = results["targets"]
+    in_tree = str(cfg.get("service_src", "working tree")).startswith("working tree")
+    dirty_note = ", with uncommitted changes in src/" if m.get("git_dirty") and in_tree else ""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{cfg['command']}` on {results['finished_at']} (commit `{m.get('git_commit', '?')}`"
+        f"{dirty_note}). Method, workloads and "
+        "options: [README.md](README.md). Raw numbers: "
+        f"[{cfg['results_json_name']}]({cfg['results_json_name']}).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu_model']}, {m['cpus']} cores; memory {m['memory_gb']:.1f} GB; {m['os']}",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        f"- Shared services: PostgreSQL {m['servers'].get('postgresql', '-')}, Redis {m['servers'].get('redis', '-')}",
+        f"- Pinning: load generator on core {cfg['loadgen_cpu']}; floor app, API and workers on core(s) "
+        f"{','.join(str(c) for c in cfg['service_cpus'])} (taskset); PostgreSQL and Redis are shared machine services, "
+        "not pinned (they float over both cores). "
+        + (
+            "With 2 cores this gives the service one core and the generator the other."
+            if m["cpus"] == 2
+            else "Adjust with `--loadgen-cpu` / `--service-cpus`."
+        ),
+        f"- Each workload: {cfg['warmup_s']:g} s warm-up, then {cfg['duration_s']:g} s measured; HTTP client "
+        f"`{cfg['client']}`; scores checked against the in-process model (1e-6) on every {cfg['check_every']} job(s); "
+        f"distributed = API + {cfg['dist_workers']} x `reportscore worker --concurrency={cfg['dist_concurrency']}`.",
+        f"- Service code: {cfg.get('service_src', 'working tree (src/)')}; `POST /score`: "
+        f"{results['sync_available_text']}.",
+        "",
+        "## Targets (issue 7) and every workload, as ratios to the floors of this run",
+        "",
+        "Floors: the minimal FastAPI app (`benchmarks/floor_app.py`, same pydantic models, constant scores, same "
+        "uvicorn settings) under the same workload (flow, B and C). `measured` is jobs/s (async), req/s (sync) at "
+        "B=1 and reports/s at B=100; latency is submit → result. Open-loop rows offer Poisson arrivals at the "
+        "target rate (target ratio x floor), or at 80% of the service's own closed-loop best when it cannot "
+        "sustain the target rate, and report what was achieved (latency from the scheduled arrival).",
+        "",
+        *main_table(rows, evaluation),
+        "",
+        "## Raw-model floor (reference XGBoost model, in-process)",
+        "",
+        *model_table(results["model_floors"]),
+        "",
+        "## Details",
+        "",
+        *details_table(rows),
+        "",
+        "Service CPU % is the sum over the service's processes (100% = one core). Peak RSS is the largest sum of "
+        "VmRSS over the service's processes sampled every 0.2 s during the workload (the distributed rows count the "
+        "API and worker processes, not the shared PostgreSQL and Redis). Other CPU % is what the rest of the machine "
+        "used meanwhile (PostgreSQL and Redis in distributed rows; otherwise other jobs on the machine, i.e. noise). "
+        "Service timings are the service's own `timings` (queued, predict, total) averaged over the checked answers.",
+        "",
+    ]
+    notes = observations(rows, evaluation, len(cfg["service_cpus"]))
+    if notes:
+        lines += ["## What limits the unmet targets (mechanical observations)", "", *notes, ""]
+    problems = {dep: p for dep, p in (results.get("service_log_problems") or {}).items() if p}
+    if problems:
+        lines += ["## Warnings and errors in the service logs during the run", ""]
+        for dep, counts in problems.items():
+            lines += [f"- {dep}: " + "; ".join(f"{key}: {n}x" for key, n in list(counts.items())[:10])]
+        lines.append("")
+    profile = results.get("profile")
+    if profile:
+        lines += ["## Profile", "", profile.get("summary_md", ""), ""]
+    return "\n".join(lines)

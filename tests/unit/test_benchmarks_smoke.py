@@ -1,0 +1,114 @@
+"""The benchmark suite's modules import, and its helpers compute what the tables show (no servers, no load)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats
+
+
+def test_modules_import() -> None:
+    assert callable(run.main)
+    assert callable(floor_app.create_floor_app)
+    assert callable(loadgen.run_load)
+    assert callable(model_floor.measure_all)
+    assert callable(services.embedded_server)
+    assert callable(sampler.summarize)
+
+
+@pytest.mark.parametrize("q", [0, 10, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy_linear(q: float) -> None:
+    data = [12.0, 3.5, 7.25, 100.0, 0.5, 42.0, 9.0, 9.0, 15.5, 61.0, 2.0]
+    assert stats.percentile(data, q) == pytest.approx(float(np.percentile(data, q)))
+
+
+def test_percentile_fixed_values() -> None:
+    assert stats.percentile([1, 2, 3, 4], 50) == 2.5
+    assert stats.percentile([5], 99) == 5.0
+    assert stats.percentile([], 50) is None
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        stats.percentile([1.0], 101)
+
+
+def test_latency_summary_is_in_milliseconds() -> None:
+    summary = stats.latency_summary([0.001 * i for i in range(1, 101)])  # 1..100 ms
+    assert summary["p50_ms"] == pytest.approx(50.5)
+    assert summary["p99_ms"] == pytest.approx(99.01)
+    assert summary["max_ms"] == pytest.approx(100.0)
+    assert stats.latency_summary([])["p99_ms"] is None
+
+
+def test_ratio_and_verdicts() -> None:
+    assert stats.ratio(50.0, 200.0) == 0.25
+    assert stats.ratio(None, 200.0) is None
+    assert stats.ratio(1.0, 0.0) is None
+    assert stats.ratio(math.nan, 1.0) is None
+    assert stats.meets(0.6, at_least=0.5) is True
+    assert stats.meets(120.0, at_most=100.0) is False
+    assert stats.meets(None, at_least=0.5) is None
+    assert stats.verdict(True, True) == "pass"
+    assert stats.verdict(True, False, None) == "fail"
+    assert stats.verdict(True, None) == "n/a"
+    assert stats.fmt_num(12345.678) == "12,346"
+    assert stats.fmt_pct(0.254) == "25%"
+
+
+def _row(deployment: str, flow: str, batch: int, conc: int, jobs: float, p99: float) -> dict[str, object]:
+    return {
+        "name": report.workload_name(deployment, flow, batch, conc),
+        "deployment": deployment,
+        "flow": flow,
+        "batch": batch,
+        "concurrency": conc,
+        "arrival": "closed",
+        "status": "ok",
+        "jobs_per_s": jobs,
+        "reports_per_s": jobs * batch,
+        "latency": {"p50_ms": p99 / 2, "p95_ms": p99, "p99_ms": p99, "max_ms": p99},
+        "errors": {},
+        "resources": {"peak_rss_mb": 250.0, "service_cpu_pct": 99.0},
+        "loadgen_cpu_pct": 20.0,
+        "checked": 10,
+    }
+
+
+def test_target_evaluation_against_floors() -> None:
+    rows = [
+        _row("floor", "async", 1, 64, 2000.0, 40.0),
+        _row("embedded", "async", 1, 64, 1200.0, 80.0),  # 60% of the floor, p99 within 100 ms: pass
+        _row("floor", "sync", 1, 8, 4000.0, 5.0),
+        _row("embedded", "sync", 1, 8, 2000.0, 10.0),  # 50% < 70%: fail
+    ]
+    evaluation = {e["target"]: e for e in report.evaluate(rows)}
+    first = evaluation["embedded, async B=1, C=64"]
+    assert first["ratio"] == pytest.approx(0.6)
+    assert first["result"] == "pass"
+    assert evaluation["embedded, sync /score B=1, C=8"]["result"] == "fail"
+    assert evaluation["distributed, async B=1, C=64"]["result"] == "not run"
+    assert evaluation["memory, embedded, XGBoost only, under load"]["result"] == "pass"
+    table = "\n".join(report.main_table(rows, report.evaluate(rows)))
+    assert "| embedded async B=1 C=64 | jobs/s | 1,200 | 2,000 | 60% |" in table
+
+
+def test_score_check_tolerance() -> None:
+    body = loadgen.Body(b"[]", 2, (0.25, 0.5))
+    assert loadgen.check_scores(body, [0.25, 0.5 + 5e-7])
+    assert not loadgen.check_scores(body, [0.25, 0.5 + 5e-6])
+    assert not loadgen.check_scores(body, [0.25])
+    assert loadgen.check_scores(loadgen.Body(b"[]", 2, None), [0.5, 0.5])
+
+
+def test_sampler_summary_skips_parked_threads() -> None:
+    folded = "\n".join(
+        [
+            "scoring;_bootstrap (threading.py);score_jobs (service.py);predict (xgboost_native.py) 30",
+            "scoring;_bootstrap (threading.py);score_jobs (service.py);do_commit (default.py) 10",
+            "scoring;_bootstrap (threading.py);_worker (thread.py) 60",
+        ]
+    )
+    text = sampler.summarize(folded)
+    assert "[scoring] 40 busy samples of 100 (40%)" in text
+    assert "75.0%  predict (xgboost_native.py)" in text
+    assert "every busy sample is under: score_jobs (service.py)" in text
