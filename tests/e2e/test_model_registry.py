@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.e2e.test_api_contract import POC_EXAMPLE
 from tests.fakes import write_fake_model_dir
 from tests.model_helpers import schema_file, tiny_xgboost
 from tests.servers import ServiceProcess, run_cli
+from tests.switch_load import promote_and_roll_back_under_load
 
 
 def _wait_version(client: TestClient, version: str, timeout_s: float = 10) -> None:
@@ -134,48 +134,13 @@ def test_promote_and_rollback_under_load_without_a_failed_request(tmp_path: Path
     with ServiceProcess(tmp_path / "data", env=env) as service, httpx.Client(base_url=service.url, timeout=30) as http:
         with (tmp_path / "next.ubj").open("rb") as fh:
             assert http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)}).status_code == 201
-        results: list[tuple[float, int, str | None]] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            with httpx.Client(base_url=service.url, timeout=30) as c:
-                while not stop.is_set():
-                    t0 = time.time()
-                    r = c.post("/predict", json=POC_EXAMPLE)
-                    if r.status_code != 202:
-                        results.append((t0, r.status_code, None))
-                        continue
-                    done = c.get(f"/task/{r.json()['task_id']}", params={"wait": 10})
-                    body = done.json()
-                    results.append((t0, done.status_code, body.get("model", {}).get("version")))
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(1.5)
-        promoted_at = time.time()
-        assert http.post("/models/2.0.0/promote").status_code == 200
-        time.sleep(3.0)
-        rolled_back_at = time.time()
-        assert http.post("/models/rollback").status_code == 200
-        time.sleep(3.0)
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
-    failures = [r for r in results if r[1] != 200]
-    assert not failures, failures[:5]
-    after_promote = [v for t0, _, v in results if promoted_at + refresh_s + 0.5 < t0 < rolled_back_at]
-    after_rollback = [v for t0, _, v in results if t0 > rolled_back_at + refresh_s + 0.5]
-    assert after_promote
-    assert set(after_promote) == {"2.0.0"}
-    assert after_rollback
-    assert set(after_rollback) == {"1.0.0"}
+        run = promote_and_roll_back_under_load(service.url, body=lambda: POC_EXAMPLE, phase_s=3.0)
+    delay = run.check(refresh_s=refresh_s)
     switch = service.logs().count('"msg":"champion switched"')
     assert switch == 2
-    first_new = min(t0 for t0, _, v in results if v == "2.0.0" and t0 > promoted_at)
     print(
-        f"\n[registry] embedded: {len(results)} jobs, 0 failed; first job on 2.0.0 submitted "
-        f"{first_new - promoted_at:.2f}s after the promote (refresh {refresh_s}s)"
+        f"\n[registry] embedded: {len(run.results)} jobs, 0 failed; first job on 2.0.0 submitted "
+        f"{delay:.2f}s after the promote (refresh {refresh_s}s)"
     )
 
 

@@ -26,6 +26,7 @@ from tests.e2e.test_fast_paths import count_queries
 from tests.infra.isolation import delete_rabbitmq_queues, shared_rabbitmq_available
 from tests.integration.cluster import Cluster, psycopg_url, small_bodies
 from tests.servers import ServiceProcess, run_cli
+from tests.switch_load import promote_and_roll_back_under_load
 
 pytestmark = [pytest.mark.integration]
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -246,47 +247,14 @@ def test_promote_and_rollback_under_load_with_two_workers(cluster: Cluster, tmp_
     api = cluster.start_api()
     cluster.start_worker(concurrency=1)
     cluster.start_worker(concurrency=1)
-    results: list[tuple[float, int, str | None]] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=api.url, timeout=30) as c:
-            while not stop.is_set():
-                t0 = time.time()
-                r = c.post("/predict", json=small_bodies(1, seed=int(t0 * 1000) % 10_000)[0])
-                if r.status_code != 202:
-                    results.append((t0, r.status_code, None))
-                    continue
-                done = c.get(f"/task/{r.json()['task_id']}", params={"wait": 20})
-                results.append((t0, done.status_code, done.json().get("model", {}).get("version")))
-
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        with (tmp_path / "next.ubj").open("rb") as fh:
-            assert http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)}).status_code == 201
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(2.0)
-        promoted_at = time.time()
-        assert http.post("/models/2.0.0/promote").status_code == 200
-        time.sleep(4.0)
-        rolled_back_at = time.time()
-        assert http.post("/models/rollback").status_code == 200
-        time.sleep(4.0)
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    failures = [r for r in results if r[1] != 200]
-    assert not failures, failures[:5]
-    after_promote = {v for t0, _, v in results if promoted_at + refresh_s + 0.5 < t0 < rolled_back_at}
-    after_rollback = {v for t0, _, v in results if t0 > rolled_back_at + refresh_s + 0.5}
-    assert after_promote == {"2.0.0"}
-    assert after_rollback == {"1.0.0"}
+    with httpx.Client(base_url=api.url, timeout=60) as http, (tmp_path / "next.ubj").open("rb") as fh:
+        assert http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)}).status_code == 201
+    run = promote_and_roll_back_under_load(api.url, body=lambda: small_bodies(1, seed=7)[0], phase_s=4.0)
+    delay = run.check(refresh_s=refresh_s)
     for worker in cluster.workers:  # each worker process switched on its own, without a restart
         assert worker.logs().count('"msg":"champion switched"') == 2
     assert (tmp_path / "shared-volume" / "models" / "reportscore-reference" / "2.0.0" / "model.ubj").is_file()
-    first_new = min(t0 for t0, _, v in results if v == "2.0.0" and t0 > promoted_at)
     print(
-        f"\n[registry] distributed: {len(results)} jobs, 0 failed, 2 workers switched twice each; first job on "
-        f"2.0.0 submitted {first_new - promoted_at:.2f}s after the promote (refresh {refresh_s}s)"
+        f"\n[registry] distributed: {len(run.results)} jobs, 0 failed, 2 workers switched twice each; first job on "
+        f"2.0.0 submitted {delay:.2f}s after the promote (refresh {refresh_s}s)"
     )
