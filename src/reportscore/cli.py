@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -9,6 +10,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -343,21 +346,31 @@ def local_cluster(
     raise typer.Exit(code=0 if stopping.is_set() else 1)
 
 
-def _registry_context() -> tuple[Any, Any]:
+@contextmanager
+def _registry() -> Iterator[tuple[Any, Any]]:
+    """(settings, database) for a ``models`` command; a registry error ends the command with its reason."""
     settings = _settings()
+    from reportscore.scoring.registration import (
+        NothingToRollBackError,
+        RegistrationError,
+        UnknownVersionError,
+        ensure_champion,
+    )
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
     db = Database.from_settings(settings)
-    if db.is_sqlite:
-        migrations.upgrade_to_head(db)
-    elif not migrations.is_at_head(db):
+    try:
+        if db.is_sqlite:
+            migrations.upgrade_to_head(db)
+        elif not migrations.is_at_head(db):
+            _fail("the database is not at the latest migration: run `reportscore migrate`")
+        ensure_champion(db=db, settings=settings)
+        yield settings, db
+    except (RegistrationError, UnknownVersionError, NothingToRollBackError) as exc:
+        _fail(str(exc))
+    finally:
         db.dispose()
-        _fail("the database is not at the latest migration: run `reportscore migrate`")
-    from reportscore.scoring.registration import ensure_champion
-
-    ensure_champion(db=db, settings=settings)
-    return settings, db
 
 
 def _print_versions(views: list[Any]) -> None:
@@ -389,17 +402,12 @@ def models_register(
     ] = None,
 ) -> None:
     """Validate and register a new version (it does not serve until promoted)."""
-    from reportscore.scoring.registration import RegistrationError, register_model
+    from reportscore.scoring.registration import register_model
 
-    settings, db = _registry_context()
-    try:
+    with _registry() as (settings, db):
         view = register_model(
             db=db, settings=settings, artifact=path, version=version, schema=schema, reference=reference
         )
-    except RegistrationError as exc:
-        _fail(str(exc))
-    finally:
-        db.dispose()
     err.print(f"registered {view.name} {view.version} ({view.format}, sha256 {view.sha256[:12]}); not serving yet")
     err.print(f"promote it with: reportscore models promote {view.version}")
 
@@ -409,55 +417,37 @@ def models_list() -> None:
     """List the registered versions; * marks the champion."""
     from reportscore.scoring.registration import list_models
 
-    settings, db = _registry_context()
-    try:
+    with _registry() as (settings, db):
         _print_versions(list_models(db=db, settings=settings))
-    finally:
-        db.dispose()
 
 
 @models_app.command("show")
 def models_show(version: Annotated[str, typer.Argument(help="The version to show.")]) -> None:
     """Print one version's metadata, feature schema and reference distribution as JSON."""
-    from reportscore.scoring.registration import UnknownVersionError, show_model
+    from reportscore.scoring.registration import show_model
 
-    settings, db = _registry_context()
-    try:
+    with _registry() as (settings, db):
         view = show_model(db=db, settings=settings, version=version)
-    except UnknownVersionError as exc:
-        _fail(str(exc))
-    finally:
-        db.dispose()
-    typer.echo(json.dumps({k: v for k, v in view.__dict__.items()}, indent=2, default=str))
+    typer.echo(json.dumps(dataclasses.asdict(view), indent=2, default=str))
 
 
 @models_app.command("promote")
 def models_promote(version: Annotated[str, typer.Argument(help="The version to serve.")]) -> None:
     """Make a version the champion; every process switches within REPORTSCORE_MODEL_REFRESH_S, no restart."""
-    from reportscore.scoring.registration import UnknownVersionError, promote
+    from reportscore.scoring.registration import promote
 
-    settings, db = _registry_context()
-    try:
+    with _registry() as (settings, db):
         view = promote(db=db, settings=settings, version=version)
-    except UnknownVersionError as exc:
-        _fail(str(exc))
-    finally:
-        db.dispose()
     err.print(f"{view.name} {view.version} is the champion")
 
 
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Restore the previous champion from the promotion history."""
-    from reportscore.scoring.registration import NothingToRollBackError, rollback
+    from reportscore.scoring.registration import rollback
 
-    settings, db = _registry_context()
-    try:
+    with _registry() as (settings, db):
         view = rollback(db=db, settings=settings)
-    except NothingToRollBackError as exc:
-        _fail(str(exc))
-    finally:
-        db.dispose()
     err.print(f"rolled back: {view.name} {view.version} is the champion")
 
 

@@ -7,10 +7,13 @@ are printed (``-s`` shows them; CI logs them).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,23 @@ class Load:
         return dict(zip(self.ids, self.bodies, strict=True))
 
 
+@contextmanager
+def _running_cluster(
+    tmp_path: Path, servers: tuple[PostgresServer, RedisServer], *, workers: int = 1, **extra: str
+) -> Iterator[Cluster]:
+    """Migrated database, one API process and ``workers`` workers (2 pool processes each), stopped afterwards."""
+    pg, rd = servers
+    cluster = _cluster(tmp_path, pg, rd, **extra)
+    try:
+        cluster.migrate()
+        cluster.start_api()
+        for _ in range(workers):
+            cluster.start_worker(concurrency=2)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 def _successes(cluster: Cluster) -> int:
     return cluster.statuses().get("SUCCESS", 0)
 
@@ -88,38 +108,24 @@ def _finish_and_check(cluster: Cluster, load: Load, fault_at: float, label: str)
 def test_kill_9_worker_pool_child_then_whole_worker(
     tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
 ) -> None:
-    pg, rd = servers
-    cluster = _cluster(tmp_path, pg, rd)
-    try:
-        cluster.migrate()
-        cluster.start_api()
-        w0 = cluster.start_worker(concurrency=2)
-        w1 = cluster.start_worker(concurrency=2)
+    with _running_cluster(tmp_path, servers, workers=2) as cluster:
+        w0, w1 = cluster.workers
         with Load(cluster, small_bodies(1000, reports_per_job=1, seed=1)) as load:
             _wait_for(lambda: _successes(cluster) >= 100)
             child = w0.children()[0]
-            import os
-            import signal
-
             os.kill(child, signal.SIGKILL)
             fault_at = time.monotonic()
             _wait_for(lambda: _successes(cluster) >= 400)
             w1.kill()
             cluster.start_worker(concurrency=2)
         _finish_and_check(cluster, load, fault_at, "kill -9 pool child + whole worker")
-    finally:
-        cluster.stop()
 
 
 def test_redis_restart_then_kill_9_and_restart_empty(
     tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
 ) -> None:
-    pg, rd = servers
-    cluster = _cluster(tmp_path, pg, rd)
-    try:
-        cluster.migrate()
-        cluster.start_api()
-        cluster.start_worker(concurrency=2)
+    _, rd = servers
+    with _running_cluster(tmp_path, servers) as cluster:
         with Load(cluster, small_bodies(600, seed=2)) as load:
             _wait_for(lambda: _successes(cluster) >= 50)
             rd.restart()
@@ -134,19 +140,14 @@ def test_redis_restart_then_kill_9_and_restart_empty(
                     target.unlink()
             rd.start()
         _finish_and_check(cluster, load, fault_at, "Redis restart, then kill -9 and restart empty")
-    finally:
-        cluster.stop()
 
 
 def test_postgres_restart_mid_load_answers_503_never_500(
     tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
 ) -> None:
-    pg, rd = servers
-    cluster = _cluster(tmp_path, pg, rd)
-    try:
-        cluster.migrate()
-        api = cluster.start_api()
-        cluster.start_worker(concurrency=2)
+    pg, _ = servers
+    with _running_cluster(tmp_path, servers) as cluster:
+        api = cluster.apis[0]
         codes: list[int] = []
         with Load(cluster, small_bodies(500, seed=3)) as load:
             _wait_for(lambda: _successes(cluster) >= 50)
@@ -161,26 +162,18 @@ def test_postgres_restart_mid_load_answers_503_never_500(
         assert 503 in codes
         assert set(codes) <= {202, 404, 503}, codes
         _finish_and_check(cluster, load, fault_at, "PostgreSQL kill -9 + restart")
-    finally:
-        cluster.stop()
 
 
 def test_poison_jobs_fail_with_a_reason_while_others_flow(
     tmp_path: Path, servers: tuple[PostgresServer, RedisServer]
 ) -> None:
-    pg, rd = servers
     model_dir = write_fake_model_dir(tmp_path / "fake-model")
-    cluster = _cluster(
+    with _running_cluster(
         tmp_path,
-        pg,
-        rd,
+        servers,
         REPORTSCORE_MODEL_PATH=str(model_dir),
         REPORTSCORE_EXTRA_MODEL_FORMATS='["tests.fakes:FakeFormat"]',
-    )
-    try:
-        cluster.migrate()
-        cluster.start_api()
-        cluster.start_worker(concurrency=2)
+    ) as cluster:
         good = small_bodies(100, seed=4)
         raising = [dict(good[0][0], report_text_len=POISON_TEXT_LEN)]
         crashing = [dict(good[0][0], report_text_len=CRASH_TEXT_LEN)]
@@ -205,5 +198,3 @@ def test_poison_jobs_fail_with_a_reason_while_others_flow(
         assert worst is not None
         assert worst[0] <= 2
         print(f"\n[fault] poison jobs: {errors}; innocent jobs' max attempts: {worst[0]}")
-    finally:
-        cluster.stop()

@@ -28,5 +28,9 @@ class Runner(Protocol):
         """Jobs accepted and not yet finished."""
         ...
 
+    def broker_status(self) -> str:
+        """The broker's state for /health/ready ("ok", "down: …", or that none is used); may block briefly."""
+        ...
+
     async def stop(self, *, drain_s: float) -> None:
         """Stop taking work, let in-flight scoring finish (up to ``drain_s``); queued jobs stay for recovery."""

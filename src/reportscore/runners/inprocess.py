@@ -85,6 +85,9 @@ class InProcessRunner:
     def pending(self) -> int:
         return self._pending
 
+    def broker_status(self) -> str:
+        return "not used (embedded mode)"
+
     async def _dispatch(self, index: int) -> None:
         assert self._queue is not None
         assert self._executor is not None

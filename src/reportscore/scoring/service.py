@@ -65,7 +65,8 @@ def score_jobs(
         created_at = stats_repo.created_at_of(session, [*claimed, *exhausted])
     outcome.failed.extend(exhausted)
     _observe_finished("FAILURE", exhausted, created_at, claimed_at)
-    outcome.skipped.extend(j for j in job_ids if j not in set(claimed) | set(exhausted))  # finished or leased
+    taken = set(claimed) | set(exhausted)
+    outcome.skipped.extend(j for j in job_ids if j not in taken)  # finished, or leased by another worker
     if not claimed:
         return outcome
     with db.read() as session:

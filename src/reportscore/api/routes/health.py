@@ -33,15 +33,6 @@ def _check_database(state: AppState) -> str:
     return "ok"
 
 
-async def _broker_status(state: AppState) -> str:
-    """Reported, never a reason to be unready: accepted jobs wait in the store for the reconciler."""
-    check = getattr(state.runner, "broker_status", None)
-    if check is None:
-        return "not used (embedded mode)"
-    status: str = await run_in_threadpool(check)
-    return status
-
-
 @router.get(
     "/health/ready",
     response_model=Health,
@@ -54,7 +45,8 @@ async def ready(state: State) -> JSONResponse:
     checks = {
         "database": database,
         "model": f"{model.name} {model.version}" if state.ready else "loading",
-        "broker": await _broker_status(state),
+        # reported, never a reason to be unready: accepted jobs wait in the store for the reconciler
+        "broker": await run_in_threadpool(state.runner.broker_status),
     }
     ok = database == "ok" and state.ready
     body = Health(status="ok" if ok else "unavailable", checks=checks)
