@@ -69,7 +69,11 @@ def serve(
         typer.Option(help="API processes [env REPORTSCORE_API_PROCESSES]. Embedded mode allows 1."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API. Embedded mode (the default): SQLite, migrated at start, in-process scoring threads."""
+    """Serve the HTTP API.
+
+    Embedded mode (the default): SQLite migrated at start, scoring threads in this process. Distributed mode
+    (REPORTSCORE_BROKER_URL and a PostgreSQL REPORTSCORE_DATABASE_URL): the API only; Celery workers score.
+    """
     settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=workers)
     _enable_metrics(settings)  # before anything imports prometheus_client
     import uvicorn
