@@ -38,7 +38,7 @@ def test_micro_batch_scores_several_jobs_in_one_model_call(db: Database) -> None
     assert sorted(outcome.succeeded) == sorted(jobs)
     assert fake.calls == [6]  # one vectorized call for three jobs
     for job_id, pops in zip(jobs, ([1, 2], [5], [0, 4, 3]), strict=True):
-        view = reports_service.get_task(db=db, task_id=job_id)
+        view = reports_service.get_task(db=db, task_id=job_id, owner="t")
         assert view is not None
         assert view.status == JobStatus.SUCCESS
         assert view.model_version == "fake-1"
@@ -67,7 +67,7 @@ def test_poison_job_fails_alone_with_its_reason(db: Database) -> None:
     outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[good, poison, other])
     assert sorted(outcome.succeeded) == sorted([good, other])
     assert outcome.failed == [poison]
-    view = reports_service.get_task(db=db, task_id=poison)
+    view = reports_service.get_task(db=db, task_id=poison, owner="t")
     assert view is not None
     assert view.status == JobStatus.FAILURE
     assert view.error is not None
@@ -80,7 +80,7 @@ def test_nan_scores_fail_the_job_instead_of_storing_nan(db: Database) -> None:
     job = _submit(db, [_report(1)])
     outcome = score_jobs(db=db, model=fake_serving_model(FakeModel(nan=True)), job_ids=[job])
     assert outcome.failed == [job]
-    view = reports_service.get_task(db=db, task_id=job)
+    view = reports_service.get_task(db=db, task_id=job, owner="t")
     assert view is not None
     assert view.error is not None
     assert "not a finite number" in view.error
@@ -92,7 +92,7 @@ def test_job_started_too_often_ends_failure(db: Database) -> None:
         s.execute(update(Job).where(Job.id == job).values(attempts=3, status=JobStatus.STARTED))
     outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[job], max_attempts=3)
     assert outcome.failed == [job]
-    view = reports_service.get_task(db=db, task_id=job)
+    view = reports_service.get_task(db=db, task_id=job, owner="t")
     assert view is not None
     assert view.status == JobStatus.FAILURE
     assert view.error is not None

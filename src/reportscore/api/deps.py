@@ -34,6 +34,3 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
-
-# Until API keys exist every request belongs to one owner; idempotency keys are unique per owner.
-ANONYMOUS_OWNER = "anonymous"

@@ -141,11 +141,12 @@ class TaskView:
         return self.status in (JobStatus.SUCCESS, JobStatus.FAILURE)
 
 
-def get_task(*, db: Database, task_id: str) -> TaskView | None:
-    """The job and, when it succeeded, its reports' scores in request order; None for an unknown id."""
+def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
+    """The job and, when it succeeded, its reports' scores in request order; None for an unknown id or another
+    owner's job (the caller cannot tell the two apart)."""
     with db.read() as session:
         job = jobs_repo.get_job(session, task_id)
-        if job is None:
+        if job is None or job.owner != owner:
             return None
         reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
         return TaskView(

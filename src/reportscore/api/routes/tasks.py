@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from reportscore.api.deps import ANONYMOUS_OWNER, AppState, State
+from reportscore.api.auth import Principal, requires
+from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -58,8 +59,14 @@ def build_router(settings: Settings) -> APIRouter:
         ),
     ]
 
-    async def submit(request: Request, reports: Reports, state: State, idempotency_key: IdempotencyKey = None) -> Any:
-        return await _submit(request, state, reports, idempotency_key)
+    async def submit(
+        request: Request,
+        reports: Reports,
+        state: State,
+        principal: Annotated[Principal, requires("submit")],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Any:
+        return await _submit(request, state, principal, reports, idempotency_key)
 
     for path, name in (
         ("/predict", "Submit reports for scoring"),
@@ -86,11 +93,12 @@ def build_router(settings: Settings) -> APIRouter:
         request: Request,
         reports: Reports,
         state: State,
+        principal: Annotated[Principal, requires("submit")],
         persist: Annotated[
             bool, Query(description="Store the reports and scores (committed before the answer). false: only score.")
         ] = True,
     ) -> Any:
-        return await _score(request, state, reports, persist)
+        return await _score(request, state, principal, reports, persist)
 
     @router.get(
         "/task/{task_id}",
@@ -105,17 +113,20 @@ def build_router(settings: Settings) -> APIRouter:
         request: Request,
         task_id: str,
         state: State,
+        principal: Annotated[Principal, requires("read")],
         wait: Annotated[
             float,
             Query(ge=0, description="Long-poll: wait up to this many seconds for the task to finish (capped)."),
         ] = 0.0,
     ) -> Any:
-        return await _read_task(request, state, task_id, wait)
+        return await _read_task(request, state, principal, task_id, wait)
 
     return router
 
 
-async def _submit(request: Request, state: AppState, reports: list[ReportIn], idempotency_key: str | None) -> Any:
+async def _submit(
+    request: Request, state: AppState, principal: Principal, reports: list[ReportIn], idempotency_key: str | None
+) -> Any:
     runner = state.runner
     if not runner.has_capacity():
         return JSONResponse(
@@ -125,7 +136,7 @@ async def _submit(request: Request, state: AppState, reports: list[ReportIn], id
         )
     payload = [r.model_dump() for r in reports]
     work = reports_service.submission(
-        reports=payload, owner=ANONYMOUS_OWNER, idempotency_key=idempotency_key, ttl_s=state.settings.idempotency_ttl_s
+        reports=payload, owner=principal.tenant, idempotency_key=idempotency_key, ttl_s=state.settings.idempotency_ttl_s
     )
     runner.reserve()
     try:
@@ -162,13 +173,13 @@ async def _submit(request: Request, state: AppState, reports: list[ReportIn], id
     )
 
 
-async def _wait_for_task(state: AppState, task_id: str, wait: float) -> reports_service.TaskView | None:
+async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
     """Long-poll: read once, then sleep until the job's finish is announced (no polling while notifications are
     reliable; a re-read once a second while they are not)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
-        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
         while view is not None and not view.done:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -180,11 +191,13 @@ async def _wait_for_task(state: AppState, task_id: str, wait: float) -> reports_
                 if state.notifier.reliable and loop.time() >= deadline:
                     break
             finished.clear()
-            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
     return view
 
 
-async def _score(request: Request, state: AppState, reports: list[ReportIn], persist: bool) -> Any:
+async def _score(
+    request: Request, state: AppState, principal: Principal, reports: list[ReportIn], persist: bool
+) -> Any:
     received_at = datetime.now(UTC)
     payload = [r.model_dump() for r in reports]
     scored = await state.batcher.score(payload)
@@ -194,7 +207,7 @@ async def _score(request: Request, state: AppState, reports: list[ReportIn], per
             reports_service.scored_submission(
                 reports=payload,
                 scores=scored.scores,
-                owner=ANONYMOUS_OWNER,
+                owner=principal.tenant,
                 model_name=scored.model.name,
                 model_version=scored.model.version,
                 predict_ms=scored.predict_ms,
@@ -214,7 +227,7 @@ def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
 
 
-async def _read_task(request: Request, state: AppState, task_id: str, wait: float) -> Any:
+async def _read_task(request: Request, state: AppState, principal: Principal, task_id: str, wait: float) -> Any:
     try:
         uuid.UUID(task_id)
     except ValueError:
@@ -222,9 +235,9 @@ async def _read_task(request: Request, state: AppState, task_id: str, wait: floa
     request.state.task_id = task_id
     wait = min(wait, state.settings.long_poll_max_s)
     if wait > 0:
-        view = await _wait_for_task(state, task_id, wait)
+        view = await _wait_for_task(state, principal.tenant, task_id, wait)
     else:
-        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id)
+        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=principal.tenant)
     if view is None:
         return _not_found(task_id)
     if not view.done:
