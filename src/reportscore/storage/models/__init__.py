@@ -3,6 +3,7 @@
 from reportscore.storage.models.base import Base
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
+from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
 from reportscore.storage.models.reports import Report
 
-__all__ = ["Base", "Job", "JobStatus", "ModelPromotion", "ModelVersion", "Report"]
+__all__ = ["Base", "Job", "JobStatus", "ModelPromotion", "ModelVersion", "Report", "ReportFeedback", "ReportReasons"]

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     SmallInteger,
     String,
@@ -34,6 +35,10 @@ class Report(Base):
     score: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(64))
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_outcome: Mapped[str | None] = mapped_column(String(16))
+    """The current moderator outcome (``actioned`` / ``dismissed``; history in ``report_feedback``); null while
+    the report waits in the queue."""
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         CheckConstraint("abuse_type IN ('MSG', 'PRF')", name="abuse_type"),
@@ -42,4 +47,16 @@ class Report(Base):
         CheckConstraint("lifetime_matches_created >= 0", name="lifetime_matches_created"),
         # also the index that reads a job's reports in order
         UniqueConstraint("job_id", "position"),
+        Index("ix_reports_client_report_id", "client_report_id"),
     )
+
+
+_UNREVIEWED = Report.review_outcome.is_(None) & Report.score.is_not(None)
+# The moderation queue: scored, unreviewed reports in (score DESC, id ASC) order; a reviewed report drops out.
+Index(
+    "ix_reports_queue",
+    Report.score.desc(),
+    Report.id,
+    sqlite_where=_UNREVIEWED,
+    postgresql_where=_UNREVIEWED,
+)
