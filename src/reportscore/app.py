@@ -13,8 +13,9 @@ from reportscore import __version__
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
-from reportscore.api.routes import health, models, tasks
+from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
 from reportscore.runners.base import Runner
@@ -24,7 +25,7 @@ from reportscore.runners.inprocess import InProcessRunner
 from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registration import ensure_champion
-from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
+from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats_with
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -92,6 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             notifier=notifier,
             committer=committer,
             batcher=batcher,
+            explainer=ReasonExplainer(
+                registry=registry,
+                db=db,
+                formats=formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle),
+                threads=settings.model_threads,
+            ),
         )
         app.state.rs = state
         monitoring = Monitoring(settings=settings, db=db, registry=registry)
@@ -138,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.build_router(settings))
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(moderation.router)
     app.include_router(monitoring_routes.router)
 
     install_error_handlers(app)
