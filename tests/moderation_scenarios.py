@@ -135,7 +135,8 @@ def queue_order_pagination_and_reasons(http: httpx.Client, db: Database) -> None
             )
             for report in new:
                 inserted.append((report, key(report) > (-last[0], last[1])))
-    assert [r for r, later in inserted if later] and [r for r, later in inserted if not later]
+    assert [r for r, later in inserted if later]
+    assert [r for r, later in inserted if not later]
 
     ids = [item["id"] for item in seen]
     assert len(ids) == len(set(ids)), "a report appeared twice"
@@ -166,7 +167,8 @@ def queue_order_pagination_and_reasons(http: httpx.Client, db: Database) -> None
 
     # the filter and the limits
     msg_only = page_all(http, abuse_type="MSG", limit=4)
-    assert msg_only and all(i["abuse_type"] == "MSG" for i in msg_only)
+    assert msg_only
+    assert all(i["abuse_type"] == "MSG" for i in msg_only)
     assert [i["id"] for i in msg_only] == [i["id"] for i in page_all(http, limit=500) if i["abuse_type"] == "MSG"]
     for bad in ({"limit": 0}, {"limit": 501}, {"cursor": "not-a-cursor"}):
         resp = http.get("/reports/queue", params=bad)
@@ -203,12 +205,20 @@ def feedback_statuses_and_queue(http: httpx.Client, db: Database) -> None:
     assert first.json()["results"][2]["id"] == mine[2]["id"]
 
     again = http.post("/feedback", json=body).json()["results"]  # a retried request changes nothing
-    assert [r["status"] for r in again] == ["unchanged", "unchanged", "unchanged", "not_found", "not_found", "unchanged"]
+    assert [r["status"] for r in again] == [
+        "unchanged",
+        "unchanged",
+        "unchanged",
+        "not_found",
+        "not_found",
+        "unchanged",
+    ]
 
     correction = http.post(
         "/feedback", json=[{"id": mine[3]["id"], "outcome": "dismissed", "reviewer": "mod-lead"}]
     ).json()["results"][0]
-    assert correction["status"] == "recorded" and correction["previous_outcome"] == "actioned"
+    assert correction["status"] == "recorded"
+    assert correction["previous_outcome"] == "actioned"
 
     after = {i["id"] for i in page_all(http, limit=500)}
     reviewed = {mine[3]["id"], later["id"], mine[2]["id"]}

@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reportscore.storage.models import Job, JobStatus, Report, ReportFeedback, ReportReasons
+from reportscore.storage.models import Job, Report, ReportFeedback, ReportReasons
 from reportscore.storage.repositories.jobs import REPORT_COLUMNS
 
 
@@ -71,20 +71,17 @@ def _review_rows(rows: Sequence[Any]) -> list[ReviewRow]:
     ]
 
 
-def queue_page(
-    session: Session,
-    *,
-    owner: str,
-    limit: int,
-    abuse_type: str | None = None,
-    after: tuple[float, int] | None = None,
-) -> list[ReviewRow]:
+def queue_query(
+    *, owner: str, limit: int, abuse_type: str | None = None, after: tuple[float, int] | None = None
+) -> Select[Any]:
     """Up to ``limit`` scored, unreviewed reports of ``owner`` in (score DESC, id ASC) order, strictly after the
-    key ``after`` = (score, id) of the previous page's last report. Served by the partial index ``ix_reports_queue``.
+    key ``after`` = (score, id) of the previous page's last report. Served by the partial index ``ix_reports_queue``
+    (owner, score DESC, id): no sort, and it stops after ``limit`` rows.
+
+    A report has a score only once its job committed SUCCESS (results and status are written together).
     """
     query = _review_select().where(
-        Job.owner == owner,
-        Job.status == JobStatus.SUCCESS,
+        Report.owner == owner,
         Report.review_outcome.is_(None),
         Report.score.is_not(None),
     )
@@ -93,8 +90,20 @@ def queue_page(
     if after is not None:
         score, report_id = after
         query = query.where(or_(Report.score < score, and_(Report.score == score, Report.id > report_id)))
-    rows = session.execute(query.order_by(Report.score.desc(), Report.id.asc()).limit(limit)).all()
-    return _review_rows(rows)
+    return query.order_by(Report.score.desc(), Report.id.asc()).limit(limit)
+
+
+def queue_page(
+    session: Session,
+    *,
+    owner: str,
+    limit: int,
+    abuse_type: str | None = None,
+    after: tuple[float, int] | None = None,
+) -> list[ReviewRow]:
+    """One page of the queue (see :func:`queue_query`)."""
+    query = queue_query(owner=owner, limit=limit, abuse_type=abuse_type, after=after)
+    return _review_rows(session.execute(query).all())
 
 
 def job_review_rows(session: Session, *, job_id: str) -> list[ReviewRow]:
@@ -146,7 +155,7 @@ def feedback_target(
             Report.model_version,
         )
         .join(Job, Job.id == Report.job_id)
-        .where(Job.owner == owner)
+        .where(Report.owner == owner)
     )
     if report_id is not None:
         query = query.where(Report.id == report_id)

@@ -1,8 +1,9 @@
 """Moderation: the review queue's partial index, feedback history and stored reasons.
 
-``reports`` gains its current outcome (``review_outcome``, ``reviewed_at``) so the queue index can be partial on
-unreviewed, scored rows; ``report_feedback`` keeps every outcome ever recorded (corrections included) with the model
-that scored the report; ``report_reasons`` stores a report's top feature contributions once computed.
+``reports`` gains its job's owner (filled in from ``jobs``) and its current outcome (``review_outcome``,
+``reviewed_at``), so the queue index can start with the tenant and be partial on unreviewed, scored rows;
+``report_feedback`` keeps every outcome ever recorded (corrections included) with the model that scored the
+report; ``report_reasons`` stores a report's top feature contributions once computed.
 
 Revision ID: 0005
 Revises: 0003
@@ -27,18 +28,21 @@ UNREVIEWED = sa.text("review_outcome IS NULL AND score IS NOT NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("reports") as batch:
+    # added in place (no table copy on SQLite): NOT NULL with a default, then filled in from the jobs
+    with op.batch_alter_table("reports", recreate="never") as batch:
+        batch.add_column(sa.Column("owner", sa.String(length=128), server_default="", nullable=False))
         batch.add_column(sa.Column("review_outcome", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("reviewed_at", UTC(), nullable=True))
+    op.execute("UPDATE reports SET owner = (SELECT jobs.owner FROM jobs WHERE jobs.id = reports.job_id)")
     op.create_index(
         "ix_reports_queue",
         "reports",
-        [sa.text("score DESC"), "id"],
+        ["owner", sa.text("score DESC"), "id"],
         unique=False,
         sqlite_where=UNREVIEWED,
         postgresql_where=UNREVIEWED,
     )
-    op.create_index("ix_reports_client_report_id", "reports", ["client_report_id"], unique=False)
+    op.create_index("ix_reports_owner_client_report_id", "reports", ["owner", "client_report_id"], unique=False)
     op.create_table(
         "report_feedback",
         sa.Column("id", REPORT_ID, autoincrement=True, nullable=False),
@@ -84,8 +88,9 @@ def downgrade() -> None:
     op.drop_index("ix_report_feedback_model_version_recorded_at", table_name="report_feedback")
     op.drop_index("ix_report_feedback_report_id_id", table_name="report_feedback")
     op.drop_table("report_feedback")
-    op.drop_index("ix_reports_client_report_id", table_name="reports")
+    op.drop_index("ix_reports_owner_client_report_id", table_name="reports")
     op.drop_index("ix_reports_queue", table_name="reports")
     with op.batch_alter_table("reports") as batch:
         batch.drop_column("reviewed_at")
         batch.drop_column("review_outcome")
+        batch.drop_column("owner")
