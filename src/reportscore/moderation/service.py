@@ -41,7 +41,7 @@ def decode_cursor(cursor: str, *, abuse_type: str | None) -> tuple[float, int]:
         score, report_id = doc["s"], doc["i"]
         if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
             raise ValueError("bad score")
-        if isinstance(report_id, bool) or not isinstance(report_id, int):
+        if isinstance(report_id, bool) or not isinstance(report_id, int) or not 0 <= report_id < 2**63:
             raise ValueError("bad id")
     except (binascii.Error, ValueError, KeyError, orjson.JSONDecodeError) as exc:
         raise InvalidCursor("invalid cursor: pass back the next_cursor of a previous page unchanged") from exc

@@ -8,6 +8,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from reportscore.api.schemas.tasks import REASONS_DESCRIPTION, ModelInfo, Reason, UTCTimestamp
 
+MAX_REPORT_ID = 2**63 - 1
+NO_NUL = r"^[^\x00]*$"
+
 
 class QueueItem(BaseModel):
     id: int = Field(description="The service's id of the report (use it for feedback).")
@@ -60,17 +63,21 @@ class QueuePage(BaseModel):
 class FeedbackIn(BaseModel):
     """A moderator's outcome for one report, named by exactly one of ``id`` or ``report_id``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"id": 4211, "outcome": "actioned", "reviewer": "mod-ana"}]},
+    )
 
-    id: int | None = Field(default=None, ge=1, description="The service's id of the report.")
+    id: int | None = Field(default=None, ge=1, le=MAX_REPORT_ID, description="The service's id of the report.")
     report_id: str | None = Field(
         default=None,
         min_length=1,
         max_length=128,
+        pattern=NO_NUL,
         description="Your own id of the report; the most recent report with this id in your tenant.",
     )
     outcome: Literal["actioned", "dismissed"]
-    reviewer: str = Field(min_length=1, max_length=128)
+    reviewer: str = Field(min_length=1, max_length=128, pattern=NO_NUL, description="Who decided.")
     reviewed_at: AwareDatetime | None = Field(default=None, description="With an offset; default: when recorded.")
 
     @model_validator(mode="after")
