@@ -96,7 +96,16 @@ def test_openapi_documents_every_endpoint_with_examples(client: TestClient) -> N
         assert object_form == {"$ref": "#/components/schemas/SubmitBody"}
         assert set(body_schema["examples"]) == {"list", "object"}
     schemas = spec["components"]["schemas"]
-    for name in ("ReportIn", "SubmitBody", "TaskAccepted", "TaskPending", "TaskResult", "ErrorBody", "Heartbeat", "Health"):
+    for name in (
+        "ReportIn",
+        "SubmitBody",
+        "TaskAccepted",
+        "TaskPending",
+        "TaskResult",
+        "ErrorBody",
+        "Heartbeat",
+        "Health",
+    ):
         assert schemas[name].get("examples"), f"{name} has no example"
 
 

@@ -242,9 +242,7 @@ def test_failed_jobs_are_called_back_too(tmp_path: Path) -> None:
         from tests.fakes import FakeModel, fake_serving_model
 
         state_of(client).registry.swap(fake_serving_model(FakeModel(nan=True)))
-        task_id = client.post("/predict", json={"reports": POC_EXAMPLE, "callback_url": receiver.url}).json()[
-            "task_id"
-        ]
+        task_id = client.post("/predict", json={"reports": POC_EXAMPLE, "callback_url": receiver.url}).json()["task_id"]
         (delivery,) = receiver.wait_for(task_id, 1)
         deadline = time.monotonic() + 10
         task = client.get(f"/task/{task_id}").json()
