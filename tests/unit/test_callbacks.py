@@ -14,7 +14,6 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, update
 
-from reportscore.callbacks import urls
 from reportscore.callbacks.dispatcher import CallbackDispatcher, backoff_s
 from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
 from reportscore.reports import service as reports_service
@@ -77,7 +76,7 @@ def test_a_name_with_any_non_public_address_is_refused(monkeypatch: pytest.Monke
     def two_answers(host: str, port: int, **_: Any) -> list[Any]:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in ("93.184.215.14", "10.0.0.7")]
 
-    monkeypatch.setattr(urls.socket, "getaddrinfo", two_answers)
+    monkeypatch.setattr(socket, "getaddrinfo", two_answers)
     with pytest.raises(UnsafeCallbackUrl, match=r"private address: hooks.example.com \(10.0.0.7\)"):
         check_url("https://hooks.example.com/", AllowList())
 
@@ -253,11 +252,14 @@ def test_dispatcher_rechecks_dns_and_connects_to_the_checked_address(
     )
     answers = iter(["10.9.9.9"])  # first delivery: the name now points inside the network; then loopback
 
-    def rebinding(host: str, port: int, **_: Any) -> list[Any]:
-        assert host == "hooks.example.test"
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != "hooks.example.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers, "127.0.0.1"), port))]
 
-    monkeypatch.setattr(urls.socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     database = Database.from_settings(settings)
     from reportscore.storage import migrate
 
