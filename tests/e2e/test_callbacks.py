@@ -215,6 +215,7 @@ def test_redirects_are_not_followed(tmp_path: Path) -> None:
         assert [r.path for r in receiver.received] == ["/hooks/reportscore"] * 2  # never /elsewhere
 
 
+@pytest.mark.slow
 def test_callback_survives_kill_9_and_is_delivered_after_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = callback_env(REPORTSCORE_CALLBACK_MAX_ATTEMPTS="50")

@@ -188,8 +188,7 @@ class CallbackDispatcher:
         address = checked.addresses[0]
         ip_host = f"[{address}]" if address.version == 6 else str(address)
         pinned = checked.parts._replace(netloc=f"{ip_host}:{checked.port}").geturl()
-        default_port = 443 if checked.parts.scheme == "https" else 80
-        host_header = checked.parts.netloc if checked.parts.port != default_port else checked.parts.hostname or ""
+        host_header = checked.parts.netloc  # as the client wrote it (credentials are refused by the guard)
         extensions = {"sni_hostname": checked.host} if checked.parts.scheme == "https" else {}
         async with self._client.stream(
             "POST", pinned, content=body, headers={**headers, "Host": host_header}, extensions=extensions
