@@ -30,7 +30,7 @@ def cluster(tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]) 
         c.stop()
 
 
-def test_callbacks_are_retried_delivered_signed_and_sent_once_by_several_api_processes(cluster: Cluster) -> None:
+def test_callbacks_are_retried_delivered_signed_sent_once_and_survive_kill_9(cluster: Cluster) -> None:
     verify = readme_verify()
     with Receiver([500, 500]) as receiver:
         cluster.migrate()
@@ -73,3 +73,23 @@ def test_callbacks_are_retried_delivered_signed_and_sent_once_by_several_api_pro
                 (ids,),
             ).fetchall()
         assert rows == [("delivered", 1, len(ids))]
+
+        # kill -9 every API process while the receiver fails: a new API process delivers from the outbox
+        receiver.default = 500
+        resp = httpx.post(
+            f"{apis[0].url}/predict", json={"reports": small_bodies(1)[0], "callback_url": receiver.url}, timeout=30
+        )
+        assert resp.status_code == 202, resp.text
+        last = resp.json()["task_id"]
+        receiver.wait_for(last, 2)
+        for api in apis:
+            api.kill()
+        failed_before = len(receiver.for_task(last))
+        receiver.default = 200
+        restarted = cluster.start_api()
+        task = wait_callback(restarted.url, last, "delivered")
+        deliveries = receiver.for_task(last)
+        assert len(deliveries) > failed_before
+        assert deliveries[-1].status == 200
+        assert verify(SECRET.encode(), deliveries[-1].headers, deliveries[-1].body)
+        assert task["callback"]["attempts"] >= 3

@@ -100,9 +100,13 @@ class CallbackDispatcher:
         return len(due)
 
     def _claim(self, limit: int) -> list[callbacks_repo.DueDelivery]:
+        now = datetime.now(UTC)
+        with self._db.read() as session:
+            if not callbacks_repo.any_due(session, now=now):
+                return []
         with self._db.write() as session:
             return callbacks_repo.claim_due(
-                session, now=datetime.now(UTC), lease_s=self._settings.effective_callback_lease_s, limit=limit
+                session, now=now, lease_s=self._settings.effective_callback_lease_s, limit=limit
             )
 
     async def _deliver(self, due: callbacks_repo.DueDelivery) -> None:

@@ -40,6 +40,20 @@ class DueDelivery:
     """Deliveries already made before this one."""
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether some pending delivery is due (a cheap read, so an idle dispatcher never takes the write lock)."""
+    found = session.scalar(
+        select(CallbackDelivery.job_id)
+        .where(
+            CallbackDelivery.status == CallbackStatus.PENDING,
+            CallbackDelivery.next_attempt_at <= now,
+            or_(CallbackDelivery.leased_until.is_(None), CallbackDelivery.leased_until < now),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def claim_due(session: Session, *, now: datetime, lease_s: float, limit: int) -> list[DueDelivery]:
     """Take up to ``limit`` pending deliveries that are due and not leased by a live process, and lease them.
 
