@@ -289,3 +289,35 @@ async def _run_dispatcher(db: Database, settings: Settings, done: Any, timeout_s
             await asyncio.sleep(0.02)
     finally:
         await dispatcher.stop(drain_s=5)
+
+
+def test_a_receiver_that_never_answers_times_out_and_is_given_up(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        callbacks_enabled=True,
+        callback_secret=SECRET,
+        callback_allow_private_networks=["127.0.0.1/32"],
+        callback_timeout_s=0.3,
+        callback_max_attempts=1,
+        callback_poll_interval_s=0.02,
+    )
+    database = Database.from_settings(settings)
+    from reportscore.storage import migrate
+
+    migrate.upgrade_to_head(database)
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        try:
+            job = _submit(database, callback_url=f"http://127.0.0.1:{silent.getsockname()[1]}/cb")
+            score_jobs(db=database, model=fake_serving_model(), job_ids=[job])
+            started = time.monotonic()
+            asyncio.run(_run_dispatcher(database, settings, lambda: _deliveries(database)[job].status != "pending"))
+            row = _deliveries(database)[job]
+            assert row.status == CallbackStatus.FAILED
+            assert row.attempts == 1
+            assert row.last_error is not None
+            assert "Timeout" in row.last_error or "no answer within" in row.last_error
+            assert time.monotonic() - started < 5
+        finally:
+            database.dispose()

@@ -123,13 +123,16 @@ class CallbackDispatcher:
             headers = sign(
                 secret=self._secret, timestamp=int(time.time()), body=body, task_id=due.job_id, attempt=attempt
             )
-            status_code = await self._post(checked, body, headers)
+            async with asyncio.timeout(self._settings.callback_timeout_s):  # a whole-delivery deadline too
+                status_code = await self._post(checked, body, headers)
             if not 200 <= status_code < 300:
                 error = f"receiver answered HTTP {status_code}"
                 if 300 <= status_code < 400:
                     error += " (redirects are not followed)"
         except UnsafeCallbackUrl as exc:
             error = f"refused: {exc}"
+        except TimeoutError:
+            error = f"no answer within {self._settings.callback_timeout_s:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except Exception as exc:
