@@ -15,6 +15,7 @@ from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
 from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.callbacks.dispatcher import CallbackDispatcher
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
@@ -103,6 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rs = state
         monitoring = Monitoring(settings=settings, db=db, registry=registry)
         app.state.monitoring = monitoring
+        dispatcher: CallbackDispatcher | None = None
+        if settings.callbacks_enabled:
+            # Every API process delivers callbacks; in embedded mode it is the only process, so leases left by a
+            # killed predecessor are released at once instead of running out.
+            dispatcher = CallbackDispatcher(db=db, settings=settings, release_leases_at_start=db.is_sqlite)
         committer.start()
         watcher.start()
         await batcher.start()
@@ -112,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if reconciler is not None:
             reconciler.start()
         await monitoring.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         state.ready = True
         model = registry.current
         log.info(
@@ -128,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if subscriber is not None:
                 await subscriber.stop()
             await runner.stop(drain_s=settings.shutdown_drain_s)
+            if dispatcher is not None:
+                await dispatcher.stop(drain_s=settings.shutdown_drain_s)
             await batcher.stop()
             await monitoring.stop()
             await run_in_threadpool(watcher.stop)

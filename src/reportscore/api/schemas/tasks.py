@@ -71,6 +71,35 @@ class ExplainedReportRef(ReportRef):
     reasons: list[Reason] | None = Field(description=REASONS_DESCRIPTION)
 
 
+class CallbackInfo(BaseModel):
+    """Delivery of this task's callback (only on tasks submitted with a ``callback_url``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "pending",
+                    "attempts": 2,
+                    "last_attempt_at": "2026-11-27T08:00:04.000000+00:00",
+                    "last_status_code": 500,
+                    "last_error": "receiver answered HTTP 500",
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
+
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: not acknowledged yet (retried with backoff); delivered: a 2xx was received; "
+        "failed: gave up after the maximum number of attempts."
+    )
+    attempts: int = Field(description="Deliveries made so far.")
+    last_attempt_at: UTCTimestamp | None = None
+    last_status_code: int | None = Field(default=None, description="HTTP status of the last answer, if any.")
+    last_error: str | None = Field(default=None, description="Why the last delivery did not succeed.")
+    finished_at: UTCTimestamp | None = Field(default=None, description="When it was delivered or given up.")
+
+
 class TaskResult(BaseModel):
     """A finished job: SUCCESS with one score per report in request order, or FAILURE with the reason."""
 
@@ -111,6 +140,9 @@ class TaskResult(BaseModel):
     started_at: UTCTimestamp | None = None
     finished_at: UTCTimestamp | None = None
     timings: Timings | None = None
+    callback: CallbackInfo | None = Field(
+        default=None, description="Only for tasks submitted with a callback_url: the state of its delivery."
+    )
 
 
 class ScoreResponse(BaseModel):

@@ -32,6 +32,7 @@ def insert_job(
     idempotency_key: str | None,
     request_sha256: str | None,
     idempotency_expires_at: datetime | None,
+    callback_url: str | None = None,
 ) -> None:
     """Insert a PENDING job and all its report rows (one bulk insert)."""
     session.execute(
@@ -46,6 +47,7 @@ def insert_job(
             request_sha256=request_sha256,
             idempotency_expires_at=idempotency_expires_at,
             enqueued_at=created_at,
+            callback_url=callback_url,
         )
     )
     session.execute(insert(Report), _report_rows(job_id, owner, reports))
