@@ -1,8 +1,9 @@
 """ORM models (tables only; API schemas live in ``reportscore.api.schemas``)."""
 
+from reportscore.storage.models.api_keys import ApiKey
 from reportscore.storage.models.base import Base
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.reports import Report
 
-__all__ = ["Base", "Job", "JobStatus", "ModelPromotion", "ModelVersion", "Report"]
+__all__ = ["ApiKey", "Base", "Job", "JobStatus", "ModelPromotion", "ModelVersion", "Report"]
