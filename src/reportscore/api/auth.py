@@ -135,15 +135,16 @@ class Authenticator:
 
     async def authorize(self, presented: str | None, scope: str) -> Principal:
         """The caller's principal, or 401 (no valid key), 403 (key lacks ``scope``), 429 (over its rate)."""
-        if not await self.keys_exist():
-            if self.allow_open:
-                return _ANONYMOUS
-            raise _unauthorized(
-                "no API key exists yet and this service is not bound to loopback: "
-                "create one with `reportscore keys create --tenant <tenant> --name <name> --scopes ...`"
-            )
         if not presented:
+            if not await self.keys_exist():
+                if self.allow_open:
+                    return _ANONYMOUS
+                raise _unauthorized(
+                    "no API key exists yet and this service is not bound to loopback: "
+                    "create one with `reportscore keys create --tenant <tenant> --name <name> --scopes ...`"
+                )
             raise _unauthorized(f"missing API key: send it in the {API_KEY_HEADER} header")
+        # A key that is sent is always checked, even while the service is open: a revoked key never works.
         prefix = keys.parse_prefix(presented)
         stored = await self._stored(prefix) if prefix is not None else None
         if stored is None or stored.revoked or not keys.matches(presented, stored.key_hash):
