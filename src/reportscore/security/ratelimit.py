@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,14 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """GCRA in this process (embedded mode, and the fallback while Redis is away)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._tat: dict[str, float] = {}  # theoretical arrival time of the next request, per key
         self._lock = threading.Lock()
 
     def acquire_sync(self, key_id: str, *, rate: float, burst: int) -> float | None:
         interval = 1.0 / rate
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             tat = max(self._tat.get(key_id, now), now)
             new_tat = tat + interval
