@@ -104,3 +104,22 @@ def test_serve_with_a_bootstrap_key_needs_it_and_accepts_it(tmp_path: Path) -> N
         assert "INSECURE" not in proc.logs()
     finally:
         proc.stop()
+
+
+def test_migrate_stores_the_bootstrap_key_once_and_refuses_a_placeholder(tmp_path: Path) -> None:
+    key = run_cli(["keys", "generate"], {}).stdout.strip()
+    env = _env(tmp_path, REPORTSCORE_BOOTSTRAP_API_KEY=key, REPORTSCORE_BOOTSTRAP_API_KEY_TENANT="moderation")
+    first = run_cli(["migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "stored REPORTSCORE_BOOTSTRAP_API_KEY" in first.stderr
+    again = run_cli(["migrate"], env)
+    assert again.returncode == 0, again.stderr
+    assert "stored REPORTSCORE_BOOTSTRAP_API_KEY" not in again.stderr
+    listed = run_cli(["keys", "list"], env).stdout
+    assert "moderation" in listed
+    assert "bootstrap" in listed
+    placeholder = run_cli(["migrate"], _env(tmp_path, REPORTSCORE_BOOTSTRAP_API_KEY="change-me"))
+    assert placeholder.returncode == 2
+    assert "keys generate" in placeholder.stderr
+    shown = run_cli(["config", "show"], env)
+    assert key not in shown.stdout
