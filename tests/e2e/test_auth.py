@@ -6,6 +6,7 @@ The route list comes from ``app.routes``: a route added later without an entry i
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -165,6 +166,18 @@ def test_another_tenants_task_is_a_404_like_an_unknown_id(protected: tuple[TestC
     assert client.get(f"/task/{scored}", headers=mine).status_code == 200
 
 
+def test_the_access_log_names_the_tenant_and_key(
+    protected: tuple[TestClient, Keys], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, stored = protected
+    with caplog.at_level(logging.INFO, logger="reportscore.access"):
+        client.get(f"/task/{uuid.uuid4()}", headers={API_KEY_HEADER: stored.other_tenant})
+    record = next(r for r in caplog.records if r.name == "reportscore.access")
+    assert getattr(record, "tenant", None) == "t2"
+    assert getattr(record, "key_id", None) == keys.parse_prefix(stored.other_tenant)
+    assert stored.other_tenant not in caplog.text
+
+
 def test_idempotency_keys_are_per_tenant(protected: tuple[TestClient, Keys]) -> None:
     client, stored = protected
     same = {"Idempotency-Key": "retry-1"}
@@ -211,6 +224,10 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         assert limited.status_code == 429
         assert 1 <= int(limited.headers["retry-after"]) <= 2
         assert all(client.get(url, headers={API_KEY_HEADER: free}).status_code == 404 for _ in range(20))
+        # keys exist, but monitoring stays open unless REPORTSCORE_PROTECT_MONITORING
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/dashboard/data").status_code == 200
+        assert "security" not in client.get("/openapi.json").json()["paths"]["/metrics"]["get"]
         time.sleep(1.05)
         assert client.get(url, headers={API_KEY_HEADER: key}).status_code == 404
 

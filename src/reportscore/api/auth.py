@@ -168,7 +168,11 @@ def requires(scope: Scope) -> Any:
 
     async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)] = None) -> Principal:
         authenticator: Authenticator = request.app.state.auth
-        return await authenticator.authorize(api_key, scope)
+        found = await authenticator.authorize(api_key, scope)
+        request.state.tenant = found.tenant  # for the access log
+        if found.key_id is not None:
+            request.state.key_id = found.key_id
+        return found
 
     principal.__name__ = f"requires_{scope}"
     principal.required_scope = scope  # type: ignore[attr-defined]  # read by route_scope()
