@@ -144,6 +144,17 @@ def test_route_answers_each_kind_of_key(protected: tuple[TestClient, Keys], meth
         assert _call(client, method, path, key).status_code not in (401, 403), label
 
 
+def test_a_body_is_not_parsed_before_the_key_is_checked(protected: tuple[TestClient, Keys]) -> None:
+    client, stored = protected
+    for key in (None, "not-a-key", stored.revoked):
+        headers = {"Content-Type": "application/json"} | ({} if key is None else {API_KEY_HEADER: key})
+        resp = client.post("/predict", content=b"[{not json", headers=headers)
+        assert resp.status_code == 401, resp.text
+        assert resp.headers["www-authenticate"].startswith("ApiKey")
+    bad_json = client.post("/predict", content=b"[{not json", headers={API_KEY_HEADER: stored.all_scopes})
+    assert bad_json.status_code == 422  # a valid key: on to parsing
+
+
 def test_another_tenants_task_is_a_404_like_an_unknown_id(protected: tuple[TestClient, Keys]) -> None:
     client, stored = protected
     mine = {API_KEY_HEADER: stored.all_scopes}

@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import HTTPException, Request, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from reportscore.security import keys
 from reportscore.security.ratelimit import RateLimiter
@@ -133,12 +137,12 @@ class Authenticator:
             cached = self._keys[prefix] = (now, stored)
         return cached[1]
 
-    async def authorize(self, presented: str | None, scope: str) -> Principal:
-        """The caller's principal, or 401 (no valid key), 403 (key lacks ``scope``), 429 (over its rate)."""
+    async def authenticate(self, presented: str | None) -> keys.StoredKey | None:
+        """The presented key's record (None: the open service's anonymous caller), or 401."""
         if not presented:
             if not await self.keys_exist():
                 if self.allow_open:
-                    return _ANONYMOUS
+                    return None
                 raise _unauthorized(
                     "no API key exists yet and this service is not bound to loopback: "
                     "create one with `reportscore keys create --tenant <tenant> --name <name> --scopes ...`"
@@ -149,6 +153,13 @@ class Authenticator:
         stored = await self._stored(prefix) if prefix is not None else None
         if stored is None or stored.revoked or not keys.matches(presented, stored.key_hash):
             raise _unauthorized("invalid or revoked API key")
+        return stored
+
+    async def authorize(self, presented: str | None, scope: str) -> Principal:
+        """The caller's principal, or 401 (no valid key), 403 (key lacks ``scope``), 429 (over its rate)."""
+        stored = await self.authenticate(presented)
+        if stored is None:
+            return _ANONYMOUS
         if scope not in stored.scopes and not (scope == MONITORING and "admin" in stored.scopes):
             raise HTTPException(status_code=403, detail=f"this API key lacks the {scope!r} scope")
         if stored.rate is not None:
@@ -161,6 +172,28 @@ class Authenticator:
                     headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
                 )
         return Principal(tenant=stored.tenant, key_id=stored.prefix, scopes=stored.scopes)
+
+
+class AuthenticateBeforeBody:
+    """Pure ASGI middleware: a request with a body (every such route is protected) and no valid key gets its 401
+    before the body is read and parsed, so anonymous callers cannot make the service parse megabytes of JSON.
+    Scopes and rate limits are still checked by the route's :func:`requires` dependency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            authenticator: Authenticator | None = getattr(scope["app"].state, "auth", None)
+            if authenticator is not None:
+                presented = Headers(scope=scope).get(API_KEY_HEADER)
+                try:
+                    await authenticator.authenticate(presented)
+                except HTTPException as exc:
+                    response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def requires(scope: Scope) -> Any:
