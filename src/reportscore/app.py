@@ -14,9 +14,10 @@ from reportscore.api.auth import MONITORING, AuthenticateBeforeBody, Authenticat
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
-from reportscore.api.routes import health, models, tasks
+from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
 from reportscore.runners.base import Runner
@@ -26,7 +27,7 @@ from reportscore.runners.inprocess import InProcessRunner
 from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registration import ensure_champion
-from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
+from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats_with
 from reportscore.security import keys
 from reportscore.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from reportscore.settings import Settings
@@ -97,6 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             notifier=notifier,
             committer=committer,
             batcher=batcher,
+            explainer=ReasonExplainer(
+                registry=registry,
+                db=db,
+                formats=formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle),
+                threads=settings.model_threads,
+            ),
         )
         app.state.rs = state
         limiter = _rate_limiter(settings)
@@ -157,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.build_router(settings))
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(moderation.router)
     app.include_router(keys_routes.router)
     app.include_router(
         monitoring_routes.router, dependencies=[requires(MONITORING)] if settings.protect_monitoring else []

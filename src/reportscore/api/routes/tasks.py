@@ -16,7 +16,9 @@ from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
+    ExplainedReportRef,
     ModelInfo,
+    Reason,
     ReportRef,
     ScoreResponse,
     TaskAccepted,
@@ -24,6 +26,7 @@ from reportscore.api.schemas.tasks import (
     TaskResult,
     Timings,
 )
+from reportscore.moderation import service as moderation_service
 from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 
@@ -118,8 +121,12 @@ def build_router(settings: Settings) -> APIRouter:
             float,
             Query(ge=0, description="Long-poll: wait up to this many seconds for the task to finish (capped)."),
         ] = 0.0,
+        explain: Annotated[
+            bool,
+            Query(description="Add each report's top reasons (feature contributions of the model that scored it)."),
+        ] = False,
     ) -> Any:
-        return await _read_task(request, state, principal, task_id, wait)
+        return await _read_task(request, state, principal, task_id, wait, explain)
 
     return router
 
@@ -227,7 +234,9 @@ def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
 
 
-async def _read_task(request: Request, state: AppState, principal: Principal, task_id: str, wait: float) -> Any:
+async def _read_task(
+    request: Request, state: AppState, principal: Principal, task_id: str, wait: float, explain: bool = False
+) -> Any:
     try:
         uuid.UUID(task_id)
     except ValueError:
@@ -243,7 +252,20 @@ async def _read_task(request: Request, state: AppState, principal: Principal, ta
     if not view.done:
         status = "STARTED" if view.status == "STARTED" else "PENDING"
         return JSONResponse(TaskPending(task_id=task_id, status=status).model_dump(), status_code=202)
-    return JSONResponse(_result(view).model_dump(mode="json"), status_code=200)
+    result = _result(view)
+    if explain and view.status == "SUCCESS" and view.reports:
+        reasons = await run_in_threadpool(
+            moderation_service.task_reasons, db=state.db, explainer=state.explainer, task_id=task_id
+        )
+        result.reports = [
+            ExplainedReportRef(
+                id=r.id,
+                report_id=r.client_report_id,
+                reasons=None if reasons.get(r.id) is None else [Reason.model_validate(x) for x in reasons[r.id]],
+            )
+            for r in view.reports
+        ]
+    return JSONResponse(result.model_dump(mode="json"), status_code=200)
 
 
 def _ms(a: Any, b: Any) -> float | None:

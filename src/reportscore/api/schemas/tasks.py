@@ -48,6 +48,29 @@ class ReportRef(BaseModel):
     report_id: str | None = Field(description="The client's own id, if it sent one.")
 
 
+class Reason(BaseModel):
+    """One feature's contribution to a report's score, as the scoring model itself computes it."""
+
+    feature: str = Field(description="The feature's name in the model's feature schema.")
+    contribution: float = Field(
+        description="Signed contribution on the model's margin scale (log-odds for XGBoost): positive pushes the "
+        "score up, negative down."
+    )
+
+
+REASONS_DESCRIPTION = (
+    "Up to 3 feature contributions with the largest absolute value, largest first (zeros left out), from the model "
+    "version that scored the report (XGBoost's own pred_contribs). null when that model gives none (a format "
+    "without contributions) or the version cannot be loaded."
+)
+
+
+class ExplainedReportRef(ReportRef):
+    """A report of ``GET /task/{id}?explain=true``: its ids and its top reasons."""
+
+    reasons: list[Reason] | None = Field(description=REASONS_DESCRIPTION)
+
+
 class TaskResult(BaseModel):
     """A finished job: SUCCESS with one score per report in request order, or FAILURE with the reason."""
 
@@ -79,7 +102,9 @@ class TaskResult(BaseModel):
     score: list[float] | None = Field(default=None, description="One score in 0..1 per report, in request order.")
     error: str | None = None
     model: ModelInfo | None = None
-    reports: list[ReportRef] | None = None
+    reports: list[ExplainedReportRef] | list[ReportRef] | None = Field(
+        default=None, description="Per-report ids in request order (with their reasons when ?explain=true)."
+    )
     n_reports: int
     attempts: int
     created_at: UTCTimestamp

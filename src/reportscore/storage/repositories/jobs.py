@@ -48,7 +48,7 @@ def insert_job(
             enqueued_at=created_at,
         )
     )
-    session.execute(insert(Report), _report_rows(job_id, reports))
+    session.execute(insert(Report), _report_rows(job_id, owner, reports))
 
 
 def insert_scored_job(
@@ -80,16 +80,17 @@ def insert_scored_job(
             predict_ms=predict_ms,
         )
     )
-    rows = _report_rows(job_id, reports)
+    rows = _report_rows(job_id, owner, reports)
     for row, score in zip(rows, scores, strict=True):
         row.update(score=score, model_version=model_version, scored_at=finished_at)
     session.execute(insert(Report), rows)
 
 
-def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "job_id": job_id,
+            "owner": owner,
             "position": i,
             "client_report_id": r.get("report_id"),
             **{name: r[name] for name in REPORT_COLUMNS},
