@@ -10,10 +10,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from reportscore import __version__
+from reportscore.api.auth import MONITORING, AuthenticateBeforeBody, Authenticator, requires
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
 from reportscore.api.routes import health, models, moderation, tasks
+from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
 from reportscore.callbacks.dispatcher import CallbackDispatcher
 from reportscore.moderation.reasons import ReasonExplainer
@@ -27,6 +29,8 @@ from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registration import ensure_champion
 from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats_with
+from reportscore.security import keys
+from reportscore.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(lambda: ensure_champion(db=db, settings=settings))
         elif not await run_in_threadpool(migrate.is_at_head, db):
             raise RuntimeError("the database is not at the latest migration: run `reportscore migrate` first")
+        await run_in_threadpool(lambda: keys.ensure_bootstrap_key(db=db, settings=settings))
         registry = await run_in_threadpool(ModelRegistry.from_settings, settings, db)
         watcher = ChampionWatcher(
             registry,
@@ -102,6 +107,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         app.state.rs = state
+        limiter = _rate_limiter(settings)
+        app.state.auth = Authenticator(db=db, settings=settings, limiter=limiter)
+        if not await app.state.auth.keys_exist():
+            if not app.state.auth.allow_open:
+                log.error(
+                    "no API key exists and the service is not bound to loopback: every protected route answers 401"
+                )
+            elif settings.insecure:
+                log.warning(
+                    "INSECURE: serving without API keys on a non-loopback address; create one with "
+                    "`reportscore keys create` (docs/security.md)",
+                    extra={"host": settings.host},
+                )
         monitoring = Monitoring(settings=settings, db=db, registry=registry)
         app.state.monitoring = monitoring
         dispatcher: CallbackDispatcher | None = None
@@ -140,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await dispatcher.stop(drain_s=settings.shutdown_drain_s)
             await batcher.stop()
             await monitoring.stop()
+            await limiter.close()
             await run_in_threadpool(watcher.stop)
             await run_in_threadpool(committer.stop)
             db.dispose()
@@ -156,9 +175,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(moderation.router)
-    app.include_router(monitoring_routes.router)
+    app.include_router(keys_routes.router)
+    app.include_router(
+        monitoring_routes.router, dependencies=[requires(MONITORING)] if settings.protect_monitoring else []
+    )
 
     install_error_handlers(app)
+    app.add_middleware(AuthenticateBeforeBody)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     return app
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    """Shared through Redis in distributed mode (when there is a Redis), per process otherwise."""
+    redis_url = settings.effective_redis_url
+    if settings.mode == "distributed" and redis_url is not None:
+        return RedisRateLimiter(redis_url, prefix=settings.redis_prefix)
+    if settings.mode == "distributed":
+        log.warning("no Redis (REPORTSCORE_REDIS_URL): per-key rate limits are counted per API process")
+    return MemoryRateLimiter()

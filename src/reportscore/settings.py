@@ -128,7 +128,8 @@ class Settings(BaseSettings):
     """Celery broker URL (``redis://…`` or ``amqp://…``): distributed mode. Unset: embedded mode, in-process workers."""
 
     redis_url: SecretStr | None = None
-    """Redis for everything but the broker (long-poll notifications). Defaults to the broker's URL when it is Redis."""
+    """Redis for everything but the broker (long-poll notifications, per-key rate limits shared by every API
+    process). Defaults to the broker's URL when it is Redis."""
 
     queue_name: str = Field(default="reportscore", min_length=1, max_length=200)
     """Celery queue the API publishes to and workers consume (give each test run or tenant its own)."""
@@ -157,6 +158,33 @@ class Settings(BaseSettings):
 
     broker_timeout_s: float = Field(default=1.0, gt=0)
     """Connect/publish timeout towards the broker; a submit never waits longer on a broker that is down."""
+
+    insecure: bool = False
+    """Serve without API keys on a non-loopback address (``serve --insecure``): anyone who can reach the port may
+    submit, read every anonymous task and manage models. Logged as a warning at start. Without it, ``serve`` on a
+    non-loopback address refuses to start until an API key exists (docs/security.md)."""
+
+    protect_monitoring: bool = False
+    """Require an API key with the ``metrics`` or ``admin`` scope for ``/metrics`` and ``/dashboard*`` (give
+    Prometheus a ``metrics`` key). Off: they stay open, like ``/heartbeat`` and ``/health/*``."""
+
+    auth_cache_s: float = Field(default=2.0, gt=0, le=60)
+    """How long each API process caches an API key lookup and whether any key exists: a revoked key stops working,
+    and a first key created turns authentication on, within this many seconds."""
+
+    bootstrap_api_key: SecretStr | None = None
+    """An API key (``rsk_…``, from ``reportscore keys generate``) to store if missing, by ``reportscore migrate`` and
+    at ``serve`` start: how a deployment provisions its first key from a secret. Revoking it is permanent; rotate by
+    setting a new one."""
+
+    bootstrap_api_key_tenant: str = Field(default="default", min_length=1, max_length=128)
+    """Tenant of REPORTSCORE_BOOTSTRAP_API_KEY."""
+
+    bootstrap_api_key_scopes: list[Literal["submit", "read", "feedback", "admin", "metrics"]] = Field(
+        default=["submit", "read", "feedback"], min_length=1
+    )
+    """Scopes of REPORTSCORE_BOOTSTRAP_API_KEY (env: a JSON list). Default: what the proof of concept's clients
+    need; make admin keys with ``reportscore keys create``."""
 
     flower_port: int = Field(default=5555, ge=1, le=65535)
     """Port of ``reportscore flower``."""

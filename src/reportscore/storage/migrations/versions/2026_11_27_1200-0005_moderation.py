@@ -6,7 +6,7 @@
 report; ``report_reasons`` stores a report's top feature contributions once computed.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-27 12:00:00+00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import reportscore.storage.models.base
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
