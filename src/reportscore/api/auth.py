@@ -15,6 +15,7 @@ anonymous tenant with every scope; once a key exists every protected route needs
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Send
@@ -83,6 +85,8 @@ api_key_header = APIKeyHeader(
     auto_error=False,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -123,7 +127,13 @@ class Authenticator:
     async def keys_exist(self) -> bool:
         now = time.monotonic()
         if self._any_key is None or now - self._any_key[0] >= self._ttl_s:
-            exists = await run_in_threadpool(keys.any_active_key, db=self.db)
+            try:
+                exists = await run_in_threadpool(keys.any_active_key, db=self.db)
+            except OperationalError:
+                if self._any_key is None:
+                    raise  # nothing known yet: the caller answers 503
+                log.warning("store unavailable: using the last known key state")
+                return self._any_key[1]
             self._any_key = (now, exists)
         return self._any_key[1]
 
@@ -131,7 +141,13 @@ class Authenticator:
         now = time.monotonic()
         cached = self._keys.get(prefix)
         if cached is None or now - cached[0] >= self._ttl_s:
-            stored = await run_in_threadpool(keys.lookup, db=self.db, prefix=prefix)
+            try:
+                stored = await run_in_threadpool(keys.lookup, db=self.db, prefix=prefix)
+            except OperationalError:
+                if cached is None:
+                    raise  # nothing known yet: the caller answers 503
+                log.warning("store unavailable: using the last known state of an API key")
+                return cached[1]
             if len(self._keys) >= self.MAX_CACHED:
                 self._keys.clear()
             cached = self._keys[prefix] = (now, stored)
@@ -191,6 +207,14 @@ class AuthenticateBeforeBody:
                     await authenticator.authenticate(presented)
                 except HTTPException as exc:
                     response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+                    await response(scope, receive, send)
+                    return
+                except OperationalError:  # outside the app's exception handlers: answer their 503 here
+                    response = JSONResponse(
+                        {"detail": "the store is unavailable; retry shortly"},
+                        status_code=503,
+                        headers={"Retry-After": "1"},
+                    )
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
