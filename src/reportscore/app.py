@@ -17,6 +17,7 @@ from reportscore.api.routes import health, models, tasks
 from reportscore.api.routes import monitoring as monitoring_routes
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
+from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval_s=settings.model_refresh_s,
         )
         notifier = LocalNotifier()
+        committer = GroupCommitter(db)
+        tasks_cache = TaskCache()
         runner: Runner
         reconciler: Reconciler | None = None
         subscriber: RedisSubscriber | None = None
@@ -73,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_max_reports=settings.batch_max_reports,
                 max_attempts=settings.max_attempts,
                 batch_wait_ms=settings.batch_wait_ms,
+                committer=committer,
+                cache=tasks_cache,
             )
         else:
             celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
@@ -82,7 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis_url is not None:
                 subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
             notifier.reliable_source = subscriber
-        committer = GroupCommitter(db)
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
         state = AppState(
             settings=settings,
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             notifier=notifier,
             committer=committer,
             batcher=batcher,
+            tasks=tasks_cache,
         )
         app.state.rs = state
         monitoring = Monitoring(settings=settings, db=db, registry=registry)

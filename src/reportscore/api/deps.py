@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
 from reportscore.runners.notify import LocalNotifier
 from reportscore.scoring.batching import MicroBatcher
@@ -25,6 +26,7 @@ class AppState:
     notifier: LocalNotifier
     committer: GroupCommitter
     batcher: MicroBatcher
+    tasks: TaskCache
     ready: bool = False
 
 

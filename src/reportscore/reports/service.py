@@ -26,6 +26,8 @@ class IdempotencyConflict(Exception):
 class Submitted:
     job_id: str
     created: bool
+    report_ids: list[int] | None = None
+    """The new reports' ids, in order (when ``created``)."""
 
 
 def request_fingerprint(reports: Sequence[Mapping[str, Any]]) -> str:
@@ -73,7 +75,7 @@ def submission(
                     return Submitted(job_id=existing.id, created=False)
                 jobs_repo.release_idempotency_key(session, job_id=existing.id)
         job_id = str(uuid.uuid4())
-        jobs_repo.insert_job(
+        report_ids = jobs_repo.insert_job(
             session,
             job_id=job_id,
             owner=owner,
@@ -83,9 +85,16 @@ def submission(
             request_sha256=fingerprint,
             idempotency_expires_at=now + timedelta(seconds=ttl_s) if idempotency_key else None,
         )
-        return Submitted(job_id=job_id, created=True)
+        return Submitted(job_id=job_id, created=True, report_ids=report_ids)
 
     return work
+
+
+def handover(submitted: Submitted, reports: Sequence[Mapping[str, Any]]) -> jobs_repo.FeatureRows | None:
+    """A new job's reports as committed, for a runner in this process (so it need not read them back)."""
+    if not submitted.created or submitted.report_ids is None:
+        return None
+    return jobs_repo.feature_rows(submitted.job_id, submitted.report_ids, reports)
 
 
 def scored_submission(
@@ -144,11 +153,11 @@ class TaskView:
 def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
     """The job and, when it succeeded, its reports' scores in request order; None for an unknown id or another
     owner's job (the caller cannot tell the two apart)."""
-    with db.read() as session:
-        job = jobs_repo.get_job(session, task_id)
-        if job is None or job.owner != owner:
+    with db.read_connection() as conn:
+        job = jobs_repo.get_job_row(conn, job_id=task_id, owner=owner)
+        if job is None:
             return None
-        reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
+        reports = jobs_repo.get_job_reports(conn, task_id) if job.status == JobStatus.SUCCESS else None
         return TaskView(
             task_id=job.id,
             status=job.status,

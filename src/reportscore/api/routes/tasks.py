@@ -5,9 +5,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -16,13 +17,10 @@ from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
-    ModelInfo,
-    ReportRef,
     ScoreResponse,
     TaskAccepted,
     TaskPending,
     TaskResult,
-    Timings,
 )
 from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
@@ -162,15 +160,36 @@ async def _submit(
         runner.release()
         raise
     if submitted.created:
-        runner.submit(submitted.job_id, len(payload))
+        runner.submit(
+            submitted.job_id,
+            len(payload),
+            owner=principal.tenant,
+            features=reports_service.handover(submitted, payload),
+        )
     else:
         runner.release()
     request.state.task_id = submitted.job_id
-    return JSONResponse(
-        TaskAccepted(task_id=submitted.job_id).model_dump(),
+    return _json(
+        {"task_id": submitted.job_id, "status": "PENDING"},
         status_code=202,
         headers={"Location": f"/task/{submitted.job_id}"},
     )
+
+
+def _json(body: Any, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer rendered by orjson (same body as ``JSONResponse``, without a pydantic model in between)."""
+    return Response(orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json")
+
+
+async def _lookup(state: AppState, owner: str, task_id: str) -> reports_service.TaskView | None:
+    """The task from this process's cache, else from the store (a finished one is then cached: it never changes)."""
+    view = state.tasks.get(task_id, owner=owner)
+    if view is not None:
+        return view
+    view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
+    if view is not None and view.done:
+        state.tasks.remember(view, owner=owner)
+    return view
 
 
 async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
@@ -179,7 +198,7 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
-        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
+        view = await _lookup(state, owner, task_id)
         while view is not None and not view.done:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -191,7 +210,7 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
                 if state.notifier.reliable and loop.time() >= deadline:
                     break
             finished.clear()
-            view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
+            view = await _lookup(state, owner, task_id)
     return view
 
 
@@ -215,12 +234,13 @@ async def _score(
             )
         )
         request.state.task_id = task_id
-    body = ScoreResponse(
-        score=scored.scores,
-        model=ModelInfo(name=scored.model.name, version=scored.model.version),
-        task_id=task_id,
+    return _json(
+        {
+            "score": scored.scores,
+            "model": {"name": scored.model.name, "version": scored.model.version},
+            "task_id": task_id,
+        }
     )
-    return JSONResponse(body.model_dump())
 
 
 def _not_found(task_id: str) -> JSONResponse:
@@ -237,38 +257,44 @@ async def _read_task(request: Request, state: AppState, principal: Principal, ta
     if wait > 0:
         view = await _wait_for_task(state, principal.tenant, task_id, wait)
     else:
-        view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=principal.tenant)
+        view = await _lookup(state, principal.tenant, task_id)
     if view is None:
         return _not_found(task_id)
     if not view.done:
         status = "STARTED" if view.status == "STARTED" else "PENDING"
-        return JSONResponse(TaskPending(task_id=task_id, status=status).model_dump(), status_code=202)
-    return JSONResponse(_result(view).model_dump(mode="json"), status_code=200)
+        return _json({"task_id": task_id, "status": status}, status_code=202)
+    return _json(_result_body(view))
 
 
 def _ms(a: Any, b: Any) -> float | None:
     return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
 
 
-def _result(view: reports_service.TaskView) -> TaskResult:
+def _iso(d: datetime | None) -> str | None:
+    return None if d is None else d.isoformat()
+
+
+def _result_body(view: reports_service.TaskView) -> dict[str, Any]:
+    """``TaskResult`` as JSON, built directly (the hottest answer; ``TaskResult`` documents it, and a test checks
+    the two agree)."""
     success = view.status == "SUCCESS"
-    return TaskResult(
-        task_id=view.task_id,
-        status="SUCCESS" if success else "FAILURE",
-        score=[r.score for r in view.reports if r.score is not None] if success and view.reports else None,
-        error=None if success else (view.error or "scoring failed"),
-        model=ModelInfo(name=view.model_name, version=view.model_version)
+    return {
+        "task_id": view.task_id,
+        "status": "SUCCESS" if success else "FAILURE",
+        "score": [r.score for r in view.reports if r.score is not None] if success and view.reports else None,
+        "error": None if success else (view.error or "scoring failed"),
+        "model": {"name": view.model_name, "version": view.model_version}
         if view.model_name and view.model_version
         else None,
-        reports=[ReportRef(id=r.id, report_id=r.client_report_id) for r in view.reports] if view.reports else None,
-        n_reports=view.n_reports,
-        attempts=view.attempts,
-        created_at=view.created_at,
-        started_at=view.started_at,
-        finished_at=view.finished_at,
-        timings=Timings(
-            queued_ms=_ms(view.created_at, view.started_at),
-            predict_ms=round(view.predict_ms, 3) if view.predict_ms is not None else None,
-            total_ms=_ms(view.created_at, view.finished_at),
-        ),
-    )
+        "reports": [{"id": r.id, "report_id": r.client_report_id} for r in view.reports] if view.reports else None,
+        "n_reports": view.n_reports,
+        "attempts": view.attempts,
+        "created_at": view.created_at.isoformat(),
+        "started_at": _iso(view.started_at),
+        "finished_at": _iso(view.finished_at),
+        "timings": {
+            "queued_ms": _ms(view.created_at, view.started_at),
+            "predict_ms": round(view.predict_ms, 3) if view.predict_ms is not None else None,
+            "total_ms": _ms(view.created_at, view.finished_at),
+        },
+    }

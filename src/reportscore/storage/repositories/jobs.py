@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
@@ -22,6 +22,10 @@ REPORT_COLUMNS = (
 )
 
 
+_REPORTS = cast(Table, Report.__table__)
+_INSERT_REPORTS = insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True)
+
+
 def insert_job(
     session: Session,
     *,
@@ -32,8 +36,8 @@ def insert_job(
     idempotency_key: str | None,
     request_sha256: str | None,
     idempotency_expires_at: datetime | None,
-) -> None:
-    """Insert a PENDING job and all its report rows (one bulk insert)."""
+) -> list[int]:
+    """Insert a PENDING job and all its report rows (one bulk insert); returns the reports' ids in order."""
     session.execute(
         insert(Job).values(
             id=job_id,
@@ -48,7 +52,8 @@ def insert_job(
             enqueued_at=created_at,
         )
     )
-    session.execute(insert(Report), _report_rows(job_id, reports))
+    inserted = session.execute(_INSERT_REPORTS, _report_rows(job_id, reports))
+    return [row[0] for row in inserted]
 
 
 def insert_scored_job(
@@ -116,18 +121,62 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 
 @dataclass(frozen=True)
+class JobRow:
+    """A job's columns as the API shows them."""
+
+    id: str
+    status: JobStatus
+    owner: str
+    n_reports: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_name: str | None
+    model_version: str | None
+    predict_ms: float | None
+    error: str | None
+
+
+_JOB_ROW = text(
+    "SELECT id, status, owner, n_reports, attempts, created_at, started_at, finished_at, model_name, model_version, "
+    "predict_ms, error FROM jobs WHERE id = :job_id AND owner = :owner"
+).columns(
+    Job.id,
+    Job.status,
+    Job.owner,
+    Job.n_reports,
+    Job.attempts,
+    Job.created_at,
+    Job.started_at,
+    Job.finished_at,
+    Job.model_name,
+    Job.model_version,
+    Job.predict_ms,
+    Job.error,
+)
+
+
+def get_job_row(conn: Connection | Session, *, job_id: str, owner: str) -> JobRow | None:
+    """The job if ``owner`` owns it (another owner's job reads as unknown), in one primary-key lookup."""
+    row = conn.execute(_JOB_ROW, {"job_id": job_id, "owner": owner}).first()
+    return None if row is None else JobRow(*row)
+
+
+@dataclass(frozen=True)
 class ScoredReport:
     id: int
     client_report_id: str | None
     score: float | None
 
 
-def get_job_reports(session: Session, job_id: str) -> list[ScoredReport]:
-    rows = session.execute(
-        select(Report.id, Report.client_report_id, Report.score)
-        .where(Report.job_id == job_id)
-        .order_by(Report.position)
-    ).all()
+_JOB_REPORTS = text("SELECT id, client_report_id, score FROM reports WHERE job_id = :job_id ORDER BY position").columns(
+    Report.id, Report.client_report_id, Report.score
+)
+
+
+def get_job_reports(session: Connection | Session, job_id: str) -> list[ScoredReport]:
+    rows = session.execute(_JOB_REPORTS, {"job_id": job_id}).all()
     return [ScoredReport(id=r[0], client_report_id=r[1], score=r[2]) for r in rows]
 
 
@@ -267,6 +316,17 @@ class FeatureRows:
     job_ids: list[str]
     report_ids: list[int]
     columns: dict[str, list[Any]]
+    client_report_ids: list[str | None] = field(default_factory=list)
+
+
+def feature_rows(job_id: str, report_ids: Sequence[int], reports: Sequence[Mapping[str, Any]]) -> FeatureRows:
+    """One job's reports as they were submitted, in the shape ``load_features`` reads them back."""
+    return FeatureRows(
+        job_ids=[job_id] * len(reports),
+        report_ids=list(report_ids),
+        columns={name: [r[name] for r in reports] for name in REPORT_COLUMNS},
+        client_report_ids=[r.get("report_id") for r in reports],
+    )
 
 
 def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
@@ -274,6 +334,7 @@ def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
         select(
             Report.job_id,
             Report.id,
+            Report.client_report_id,
             Report.abuse_type,
             Report.report_text_len,
             Report.profile_rating,
@@ -289,8 +350,32 @@ def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
     return FeatureRows(
         job_ids=list(cols[0]),
         report_ids=list(cols[1]),
-        columns={name: list(values) for name, values in zip(REPORT_COLUMNS, cols[2:], strict=True)},
+        client_report_ids=list(cols[2]),
+        columns={name: list(values) for name, values in zip(REPORT_COLUMNS, cols[3:], strict=True)},
     )
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a claimed job's result view needs besides its scores."""
+
+    owner: str
+    n_reports: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+
+
+def claimed_jobs(session: Session, job_ids: Sequence[str]) -> dict[str, ClaimedJob]:
+    """Owner, size, attempts and timestamps of these jobs (read in the claim's transaction)."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Job.id, Job.owner, Job.n_reports, Job.attempts, Job.created_at, Job.started_at).where(
+            Job.id.in_(list(job_ids))
+        )
+    ).all()
+    return {r[0]: ClaimedJob(owner=r[1], n_reports=r[2], attempts=r[3], created_at=r[4], started_at=r[5]) for r in rows}
 
 
 @dataclass(frozen=True)
