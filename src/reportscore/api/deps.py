@@ -30,7 +30,8 @@ class AppState:
     ready: bool = False
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per request for a lookup.
     state: AppState = request.app.state.rs
     return state
 

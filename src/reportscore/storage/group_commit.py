@@ -1,8 +1,10 @@
 """Group commit: concurrent writers share one transaction, so N requests cost one durable commit instead of N.
 
-Each caller's work runs in its own SAVEPOINT inside the shared transaction, so one caller's error (an idempotency
-conflict, a constraint) rolls back only its own part. Results are handed back only after the COMMIT returned, so
-what a ``202`` promises is unchanged: the caller's rows are durable.
+A group first runs every caller's work straight in the shared transaction (a SAVEPOINT per caller cost more than
+the work itself). If any work raises, that transaction is rolled back and the group runs again with each caller's
+work in its own SAVEPOINT, so one caller's error (an idempotency conflict, a constraint) rolls back only its own
+part; work must therefore be safe to run twice (each run starts from what is committed). Results are handed back
+only after the COMMIT returned, so what a ``202`` promises is unchanged: the caller's rows are durable.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: list[_Item]) -> None:
+        try:
+            with self._db.write() as session:
+                results = [work(session) for work, _ in group]
+        except Exception:
+            self._commit_isolated(group)  # someone's work failed: find whose, without losing the others'
+            return
+        self.groups += 1
+        self.items += len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            future.set_result(result)
+
+    def _commit_isolated(self, group: list[_Item]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with self._db.write() as session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
@@ -22,8 +22,13 @@ REPORT_COLUMNS = (
 )
 
 
+_JOBS = cast(Table, Job.__table__)
 _REPORTS = cast(Table, Report.__table__)
+# Statements built once (their compiled form is cached) and run on the session's connection: the group committer
+# runs them for every submit, so ORM-level execution and per-call statement building were a visible cost.
+_INSERT_JOB = insert(_JOBS)
 _INSERT_REPORTS = insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True)
+_INSERT_SCORED_REPORTS = insert(_REPORTS)
 
 
 def insert_job(
@@ -38,21 +43,23 @@ def insert_job(
     idempotency_expires_at: datetime | None,
 ) -> list[int]:
     """Insert a PENDING job and all its report rows (one bulk insert); returns the reports' ids in order."""
-    session.execute(
-        insert(Job).values(
-            id=job_id,
-            status=JobStatus.PENDING,
-            owner=owner,
-            n_reports=len(reports),
-            created_at=created_at,
-            attempts=0,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256,
-            idempotency_expires_at=idempotency_expires_at,
-            enqueued_at=created_at,
-        )
+    conn = session.connection()
+    conn.execute(
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "status": JobStatus.PENDING,
+            "owner": owner,
+            "n_reports": len(reports),
+            "created_at": created_at,
+            "attempts": 0,
+            "idempotency_key": idempotency_key,
+            "request_sha256": request_sha256,
+            "idempotency_expires_at": idempotency_expires_at,
+            "enqueued_at": created_at,
+        },
     )
-    inserted = session.execute(_INSERT_REPORTS, _report_rows(job_id, reports))
+    inserted = conn.execute(_INSERT_REPORTS, _report_rows(job_id, reports))
     return [row[0] for row in inserted]
 
 
@@ -70,25 +77,27 @@ def insert_scored_job(
     finished_at: datetime,
 ) -> None:
     """Insert a job that was scored in the request (``POST /score``): SUCCESS, with its reports' scores."""
-    session.execute(
-        insert(Job).values(
-            id=job_id,
-            status=JobStatus.SUCCESS,
-            owner=owner,
-            n_reports=len(reports),
-            created_at=created_at,
-            started_at=created_at,
-            finished_at=finished_at,
-            attempts=1,
-            model_name=model_name,
-            model_version=model_version,
-            predict_ms=predict_ms,
-        )
+    conn = session.connection()
+    conn.execute(
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "status": JobStatus.SUCCESS,
+            "owner": owner,
+            "n_reports": len(reports),
+            "created_at": created_at,
+            "started_at": created_at,
+            "finished_at": finished_at,
+            "attempts": 1,
+            "model_name": model_name,
+            "model_version": model_version,
+            "predict_ms": predict_ms,
+        },
     )
     rows = _report_rows(job_id, reports)
     for row, score in zip(rows, scores, strict=True):
         row.update(score=score, model_version=model_version, scored_at=finished_at)
-    session.execute(insert(Report), rows)
+    conn.execute(_INSERT_SCORED_REPORTS, rows)
 
 
 def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -388,38 +397,63 @@ class JobResult:
     predict_ms: float
 
 
+_SAVE_SUCCESS = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)), _JOBS.c.status.not_in(TERMINAL_STATUSES))
+    .values(
+        status=JobStatus.SUCCESS,
+        finished_at=bindparam("b_finished_at"),
+        model_name=bindparam("b_model_name"),
+        model_version=bindparam("b_model_version"),
+        predict_ms=bindparam("b_predict_ms"),
+        error=None,
+        leased_until=None,
+    )
+    .returning(_JOBS.c.id)
+)
+_SAVE_SCORES = (
+    update(_REPORTS)
+    .where(_REPORTS.c.id == bindparam("b_id"))
+    .values(score=bindparam("b_score"), model_version=bindparam("b_model_version"), scored_at=bindparam("b_at"))
+)
+
+
 def save_results(session: Session, *, results: Iterable[JobResult], finished_at: datetime) -> list[str]:
     """Write SUCCESS and scores for each job still unfinished; returns the ids written.
 
     The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
-    or another worker) is skipped and its reports are not touched.
+    or another worker) is skipped and its reports are not touched. One UPDATE per model call (usually one per
+    batch) marks the jobs, one executemany writes the scores.
     """
+    conn = session.connection()
+    by_call: dict[tuple[str, str, float], list[JobResult]] = {}
+    for res in results:
+        by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
     written: list[str] = []
     report_updates: list[dict[str, Any]] = []
-    for res in results:
-        done = session.execute(
-            update(Job)
-            .where(Job.id == res.job_id, Job.status.not_in(TERMINAL_STATUSES))
-            .values(
-                status=JobStatus.SUCCESS,
-                finished_at=finished_at,
-                model_name=res.model_name,
-                model_version=res.model_version,
-                predict_ms=res.predict_ms,
-                error=None,
-                leased_until=None,
+    for (model_name, model_version, predict_ms), group in by_call.items():
+        done = set(
+            conn.execute(
+                _SAVE_SUCCESS,
+                {
+                    "b_ids": [r.job_id for r in group],
+                    "b_finished_at": finished_at,
+                    "b_model_name": model_name,
+                    "b_model_version": model_version,
+                    "b_predict_ms": predict_ms,
+                },
+            ).scalars()
+        )
+        for res in group:
+            if res.job_id not in done:
+                continue
+            written.append(res.job_id)
+            report_updates.extend(
+                {"b_id": rid, "b_score": score, "b_model_version": model_version, "b_at": finished_at}
+                for rid, score in zip(res.report_ids, res.scores, strict=True)
             )
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            continue
-        written.append(res.job_id)
-        report_updates.extend(
-            {"id": rid, "score": score, "model_version": res.model_version, "scored_at": finished_at}
-            for rid, score in zip(res.report_ids, res.scores, strict=True)
-        )
     if report_updates:
-        session.execute(update(Report), report_updates)
+        conn.execute(_SAVE_SCORES, report_updates)
     return written
 
 
