@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -27,9 +28,10 @@ _Item = tuple[Callable[[Session], Any], Future[Any]]
 
 
 class GroupCommitter:
-    def __init__(self, db: Database, *, max_group: int = 256) -> None:
+    def __init__(self, db: Database, *, max_group: int = 256, linger_ms: float = 0.3) -> None:
         self._db = db
         self._max_group = max_group
+        self._linger_s = linger_ms / 1000.0
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self.groups = 0
@@ -59,11 +61,20 @@ class GroupCommitter:
             if first is None:
                 return
             group = [first]
+            linger_until = time.monotonic() + self._linger_s
             while len(group) < self._max_group:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Requests answered together (a micro-batch of /score) arrive a few microseconds apart: wait a
+                    # moment for them, a fraction of what the durable commit costs, so they share one.
+                    remaining = linger_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     self._queue.put(None)  # finish this group, then stop
                     break

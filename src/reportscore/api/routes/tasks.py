@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
-from reportscore.api.deps import AppState, State
+from reportscore.api.deps import AppState
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -60,11 +60,10 @@ def build_router(settings: Settings) -> APIRouter:
     async def submit(
         request: Request,
         reports: Reports,
-        state: State,
         principal: Annotated[Principal, requires("submit")],
         idempotency_key: IdempotencyKey = None,
     ) -> Any:
-        return await _submit(request, state, principal, reports, idempotency_key)
+        return await _submit(request, _state(request), principal, reports, idempotency_key)
 
     for path, name in (
         ("/predict", "Submit reports for scoring"),
@@ -90,13 +89,12 @@ def build_router(settings: Settings) -> APIRouter:
     async def score(
         request: Request,
         reports: Reports,
-        state: State,
         principal: Annotated[Principal, requires("submit")],
         persist: Annotated[
             bool, Query(description="Store the reports and scores (committed before the answer). false: only score.")
         ] = True,
     ) -> Any:
-        return await _score(request, state, principal, reports, persist)
+        return await _score(request, _state(request), principal, reports, persist)
 
     @router.get(
         "/task/{task_id}",
@@ -110,16 +108,21 @@ def build_router(settings: Settings) -> APIRouter:
     async def read_task(
         request: Request,
         task_id: str,
-        state: State,
         principal: Annotated[Principal, requires("read")],
         wait: Annotated[
             float,
             Query(ge=0, description="Long-poll: wait up to this many seconds for the task to finish (capped)."),
         ] = 0.0,
     ) -> Any:
-        return await _read_task(request, state, principal, task_id, wait)
+        return await _read_task(request, _state(request), principal, task_id, wait)
 
     return router
+
+
+def _state(request: Request) -> AppState:
+    """The app's state, read directly: the hottest routes skip the ``State`` dependency (measurable per request)."""
+    state: AppState = request.app.state.rs
+    return state
 
 
 async def _submit(
@@ -205,7 +208,8 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
                 break
             timeout = remaining if state.notifier.reliable else min(remaining, 1.0)
             try:
-                await asyncio.wait_for(finished.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
+                    await finished.wait()
             except TimeoutError:
                 if state.notifier.reliable and loop.time() >= deadline:
                     break

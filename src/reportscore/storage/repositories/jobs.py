@@ -201,6 +201,35 @@ def list_unfinished(session: Session) -> list[tuple[str, int, int]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+_CLAIMABLE = (
+    _JOBS.c.id.in_(bindparam("b_ids", expanding=True)),
+    or_(
+        _JOBS.c.status == JobStatus.PENDING,
+        and_(
+            _JOBS.c.status == JobStatus.STARTED,
+            or_(_JOBS.c.leased_until.is_(None), _JOBS.c.leased_until < bindparam("b_now")),
+        ),
+    ),
+)
+_CLAIM_EXHAUSTED = (
+    update(_JOBS)
+    .where(*_CLAIMABLE, _JOBS.c.attempts >= bindparam("b_max_attempts"))
+    .values(status=JobStatus.FAILURE, finished_at=bindparam("b_now"), leased_until=None, error=bindparam("b_error"))
+    .returning(_JOBS.c.id)
+)
+_CLAIM = (
+    update(_JOBS)
+    .where(*_CLAIMABLE, _JOBS.c.attempts < bindparam("b_max_attempts"))
+    .values(
+        status=JobStatus.STARTED,
+        attempts=_JOBS.c.attempts + 1,
+        leased_until=bindparam("b_leased_until"),
+        started_at=case((_JOBS.c.started_at.is_(None), bindparam("b_now")), else_=_JOBS.c.started_at),
+    )
+    .returning(_JOBS.c.id)
+)
+
+
 def claim_jobs(
     session: Session,
     *,
@@ -245,40 +274,19 @@ def claim_jobs(
                 break
             ids.append(job_id)
             budget -= n_reports
-    claimable = (
-        Job.id.in_(ids),
-        or_(
-            Job.status == JobStatus.PENDING,
-            and_(Job.status == JobStatus.STARTED, or_(Job.leased_until.is_(None), Job.leased_until < now)),
-        ),
-    )
+    conn = session.connection()
+    params = {"b_ids": ids, "b_now": now, "b_max_attempts": max_attempts}
     exhausted = list(
-        session.scalars(
-            update(Job)
-            .where(*claimable, Job.attempts >= max_attempts)
-            .values(
-                status=JobStatus.FAILURE,
-                finished_at=now,
-                leased_until=None,
-                error=f"gave up after {max_attempts} attempts: the job never finished scoring "
+        conn.execute(
+            _CLAIM_EXHAUSTED,
+            {
+                **params,
+                "b_error": f"gave up after {max_attempts} attempts: the job never finished scoring "
                 "(the process scoring it died or timed out each time)",
-            )
-            .returning(Job.id)
-        )
+            },
+        ).scalars()
     )
-    claimed = list(
-        session.scalars(
-            update(Job)
-            .where(*claimable, Job.attempts < max_attempts)
-            .values(
-                status=JobStatus.STARTED,
-                attempts=Job.attempts + 1,
-                leased_until=now + timedelta(seconds=lease_s),
-                started_at=case((Job.started_at.is_(None), now), else_=Job.started_at),
-            )
-            .returning(Job.id)
-        )
-    )
+    claimed = list(conn.execute(_CLAIM, {**params, "b_leased_until": now + timedelta(seconds=lease_s)}).scalars())
     return claimed, exhausted
 
 
@@ -375,15 +383,16 @@ class ClaimedJob:
     started_at: datetime | None
 
 
+_CLAIMED_JOBS = select(
+    _JOBS.c.id, _JOBS.c.owner, _JOBS.c.n_reports, _JOBS.c.attempts, _JOBS.c.created_at, _JOBS.c.started_at
+).where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
 def claimed_jobs(session: Session, job_ids: Sequence[str]) -> dict[str, ClaimedJob]:
     """Owner, size, attempts and timestamps of these jobs (read in the claim's transaction)."""
     if not job_ids:
         return {}
-    rows = session.execute(
-        select(Job.id, Job.owner, Job.n_reports, Job.attempts, Job.created_at, Job.started_at).where(
-            Job.id.in_(list(job_ids))
-        )
-    ).all()
+    rows = session.connection().execute(_CLAIMED_JOBS, {"b_ids": list(job_ids)}).all()
     return {r[0]: ClaimedJob(owner=r[1], n_reports=r[2], attempts=r[3], created_at=r[4], started_at=r[5]) for r in rows}
 
 
