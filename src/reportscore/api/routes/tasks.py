@@ -9,11 +9,13 @@ import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import AppState
+from reportscore.api.fast_json import OrjsonRoute
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -38,7 +40,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def build_router(settings: Settings) -> APIRouter:
     """Routes whose validation depends on settings (the maximum batch size appears in the OpenAPI schema)."""
-    router = APIRouter(tags=["scoring"])
+    router = APIRouter(tags=["scoring"], route_class=OrjsonRoute)
     Reports = Annotated[  # noqa: N806
         list[ReportIn],
         Body(
@@ -119,6 +121,15 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
+_REPORT_LIST = TypeAdapter(list[ReportIn])
+
+
+def _dump_reports(reports: list[ReportIn]) -> list[dict[str, Any]]:
+    """The validated reports as plain dicts, in one call (a ``model_dump`` per report cost more than parsing)."""
+    dumped: list[dict[str, Any]] = _REPORT_LIST.dump_python(reports)
+    return dumped
+
+
 def _state(request: Request) -> AppState:
     """The app's state, read directly: the hottest routes skip the ``State`` dependency (measurable per request)."""
     state: AppState = request.app.state.rs
@@ -135,7 +146,7 @@ async def _submit(
             status_code=503,
             headers={"Retry-After": str(state.settings.retry_after_s)},
         )
-    payload = [r.model_dump() for r in reports]
+    payload = _dump_reports(reports)
     work = reports_service.submission(
         reports=payload, owner=principal.tenant, idempotency_key=idempotency_key, ttl_s=state.settings.idempotency_ttl_s
     )
@@ -222,7 +233,7 @@ async def _score(
     request: Request, state: AppState, principal: Principal, reports: list[ReportIn], persist: bool
 ) -> Any:
     received_at = datetime.now(UTC)
-    payload = [r.model_dump() for r in reports]
+    payload = _dump_reports(reports)
     scored = await state.batcher.score(payload)
     task_id = None
     if persist:

@@ -31,6 +31,13 @@ _INSERT_REPORTS = insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_or
 _INSERT_SCORED_REPORTS = insert(_REPORTS)
 
 
+_MARK_SCORED = (
+    update(_REPORTS)
+    .where(_REPORTS.c.job_id.in_(bindparam("b_job_ids", expanding=True)))
+    .values(model_version=bindparam("b_model_version"), scored_at=bindparam("b_at"))
+)
+
+
 def insert_job(
     session: Session,
     *,
@@ -96,8 +103,10 @@ def insert_scored_job(
     )
     rows = _report_rows(job_id, reports)
     for row, score in zip(rows, scores, strict=True):
-        row.update(score=score, model_version=model_version, scored_at=finished_at)
+        row["score"] = score
     conn.execute(_INSERT_SCORED_REPORTS, rows)
+    # The same for every report: one statement, not a timestamp conversion per row.
+    conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
 
 
 def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -420,11 +429,7 @@ _SAVE_SUCCESS = (
     )
     .returning(_JOBS.c.id)
 )
-_SAVE_SCORES = (
-    update(_REPORTS)
-    .where(_REPORTS.c.id == bindparam("b_id"))
-    .values(score=bindparam("b_score"), model_version=bindparam("b_model_version"), scored_at=bindparam("b_at"))
-)
+_SAVE_SCORES = update(_REPORTS).where(_REPORTS.c.id == bindparam("b_id")).values(score=bindparam("b_score"))
 
 
 def save_results(session: Session, *, results: Iterable[JobResult], finished_at: datetime) -> list[str]:
@@ -453,14 +458,17 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
                 },
             ).scalars()
         )
-        for res in group:
-            if res.job_id not in done:
-                continue
-            written.append(res.job_id)
-            report_updates.extend(
-                {"b_id": rid, "b_score": score, "b_model_version": model_version, "b_at": finished_at}
-                for rid, score in zip(res.report_ids, res.scores, strict=True)
+        group_written = [res.job_id for res in group if res.job_id in done]
+        if group_written:
+            conn.execute(
+                _MARK_SCORED, {"b_job_ids": group_written, "b_model_version": model_version, "b_at": finished_at}
             )
+        for res in group:
+            if res.job_id in done:
+                written.append(res.job_id)
+                report_updates.extend(
+                    {"b_id": rid, "b_score": score} for rid, score in zip(res.report_ids, res.scores, strict=True)
+                )
     if report_updates:
         conn.execute(_SAVE_SCORES, report_updates)
     return written
