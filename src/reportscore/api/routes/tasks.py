@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import AppState
-from reportscore.api.fast_json import OrjsonRoute
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -40,7 +39,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def build_router(settings: Settings) -> APIRouter:
     """Routes whose validation depends on settings (the maximum batch size appears in the OpenAPI schema)."""
-    router = APIRouter(tags=["scoring"], route_class=OrjsonRoute)
+    router = APIRouter(tags=["scoring"])
     Reports = Annotated[  # noqa: N806
         list[ReportIn],
         Body(
