@@ -66,6 +66,9 @@ def insert_job(
             "enqueued_at": created_at,
         },
     )
+    if conn.dialect.name == "sqlite":
+        _sqlite_insert_reports(conn, job_id, reports, scores=None)
+        return list(conn.execute(_REPORT_IDS, {"b_job_id": job_id}).scalars())
     inserted = conn.execute(_INSERT_REPORTS, _report_rows(job_id, reports))
     return [row[0] for row in inserted]
 
@@ -101,12 +104,43 @@ def insert_scored_job(
             "predict_ms": predict_ms,
         },
     )
-    rows = _report_rows(job_id, reports)
-    for row, score in zip(rows, scores, strict=True):
-        row["score"] = score
-    conn.execute(_INSERT_SCORED_REPORTS, rows)
+    if conn.dialect.name == "sqlite":
+        _sqlite_insert_reports(conn, job_id, reports, scores=scores)
+    else:
+        rows = _report_rows(job_id, reports)
+        for row, score in zip(rows, scores, strict=True):
+            row["score"] = score
+        conn.execute(_INSERT_SCORED_REPORTS, rows)
     # The same for every report: one statement, not a timestamp conversion per row.
     conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
+
+
+_REPORT_IDS = select(_REPORTS.c.id).where(_REPORTS.c.job_id == bindparam("b_job_id")).order_by(_REPORTS.c.position)
+_SQLITE_INSERT = (
+    "INSERT INTO reports (job_id, position, client_report_id, {columns}{score}) VALUES (?, ?, ?, {marks}{score_mark})"
+)
+_SQLITE_INSERT_REPORTS = _SQLITE_INSERT.format(
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score="", score_mark=""
+)
+_SQLITE_INSERT_SCORED_REPORTS = _SQLITE_INSERT.format(
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score=", score", score_mark=", ?"
+)
+
+
+def _sqlite_insert_reports(
+    conn: Connection, job_id: str, reports: Sequence[Mapping[str, Any]], *, scores: Sequence[float] | None
+) -> None:
+    """SQLite: the report rows straight to the driver's executemany. The values are plain str/int/float from the
+    validated request, which need no type processing, and SQLAlchemy's per-row parameter handling was most of a
+    100-report insert."""
+    a, t, r, p, m = REPORT_COLUMNS
+    rows = [(job_id, i, rep.get("report_id"), rep[a], rep[t], rep[r], rep[p], rep[m]) for i, rep in enumerate(reports)]
+    if scores is None:
+        conn.exec_driver_sql(_SQLITE_INSERT_REPORTS, rows)
+    else:
+        conn.exec_driver_sql(
+            _SQLITE_INSERT_SCORED_REPORTS, [(*row, score) for row, score in zip(rows, scores, strict=True)]
+        )
 
 
 def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -470,7 +504,12 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
                     {"b_id": rid, "b_score": score} for rid, score in zip(res.report_ids, res.scores, strict=True)
                 )
     if report_updates:
-        conn.execute(_SAVE_SCORES, report_updates)
+        if conn.dialect.name == "sqlite":  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
+            conn.exec_driver_sql(
+                "UPDATE reports SET score = ? WHERE id = ?", [(u["b_score"], u["b_id"]) for u in report_updates]
+            )
+        else:
+            conn.execute(_SAVE_SCORES, report_updates)
     return written
 
 
