@@ -478,7 +478,7 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
     for res in results:
         by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
     written: list[str] = []
-    report_updates: list[dict[str, Any]] = []
+    scores: list[tuple[float, int]] = []
     for (model_name, model_version, predict_ms), group in by_call.items():
         done = set(
             conn.execute(
@@ -500,16 +500,12 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
         for res in group:
             if res.job_id in done:
                 written.append(res.job_id)
-                report_updates.extend(
-                    {"b_id": rid, "b_score": score} for rid, score in zip(res.report_ids, res.scores, strict=True)
-                )
-    if report_updates:
+                scores.extend(zip(res.scores, res.report_ids, strict=True))
+    if scores:
         if conn.dialect.name == "sqlite":  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
-            conn.exec_driver_sql(
-                "UPDATE reports SET score = ? WHERE id = ?", [(u["b_score"], u["b_id"]) for u in report_updates]
-            )
+            conn.exec_driver_sql("UPDATE reports SET score = ? WHERE id = ?", scores)
         else:
-            conn.execute(_SAVE_SCORES, report_updates)
+            conn.execute(_SAVE_SCORES, [{"b_id": rid, "b_score": score} for score, rid in scores])
     return written
 
 
