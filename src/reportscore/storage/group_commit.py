@@ -36,23 +36,35 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self.groups = 0
         self.items = 0
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        """Commit what was queued, then refuse new work (a scoring thread still running after the shutdown drain
+        gets an error instead of waiting forever; its jobs stay unfinished for the next start)."""
+        with self._lock:
+            self._stopped = True
+            self._queue.put(None)
         self._thread.join(timeout=30)
+
+    def _enqueue(self, work: Callable[[Session], Any], future: Future[Any]) -> None:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the group committer is stopped")
+            self._queue.put((work, future))
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in the next group; returns its result once the group's commit is durable."""
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._enqueue(work, future)
         return await asyncio.wrap_future(future)
 
     def run_sync(self, work: Callable[[Session], T]) -> T:
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._enqueue(work, future)
         return future.result()
 
     def _loop(self) -> None:
