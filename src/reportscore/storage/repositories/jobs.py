@@ -273,6 +273,24 @@ _CLAIM = (
 )
 
 
+_LOCK_OWN = (
+    select(_JOBS.c.id, _JOBS.c.attempts)
+    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+    .with_for_update(skip_locked=True)
+)
+_LOCK_PENDING = (
+    select(_JOBS.c.id, _JOBS.c.n_reports)
+    .where(
+        _JOBS.c.status == JobStatus.PENDING,
+        _JOBS.c.attempts == 0,
+        _JOBS.c.id.not_in(bindparam("b_ids", expanding=True)),
+    )
+    .order_by(_JOBS.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
 def claim_jobs(
     session: Session,
     *,
@@ -296,22 +314,15 @@ def claim_jobs(
     if extra_pending > 0 and ids:
         # Lock rows without waiting, the message's own job included: a row another worker has locked is part of
         # that worker's batch. Never waiting for a row lock is what keeps concurrent claims free of deadlocks.
-        locked = session.execute(
-            select(Job.id, Job.attempts).where(Job.id.in_(ids)).with_for_update(skip_locked=True)
-        ).all()
+        conn = session.connection()
+        locked = conn.execute(_LOCK_OWN, {"b_ids": ids}).all()
         ids = [job_id for job_id, _ in locked]
         if any(attempts > 0 for _, attempts in locked):
             # A job whose earlier attempt never finished may be what killed its worker: it goes alone, so a
             # poison job cannot use up the attempts of innocent jobs batched with it.
             extra_pending = 0
         budget = extra_max_reports
-        candidates = session.execute(
-            select(Job.id, Job.n_reports)
-            .where(Job.status == JobStatus.PENDING, Job.attempts == 0, Job.id.not_in(ids))
-            .order_by(Job.created_at)
-            .limit(extra_pending)
-            .with_for_update(skip_locked=True)
-        ).all()
+        candidates = conn.execute(_LOCK_PENDING, {"b_ids": ids, "b_limit": extra_pending}).all()
         for job_id, n_reports in candidates:
             if n_reports > budget:
                 break
