@@ -21,6 +21,7 @@ from reportscore.callbacks.dispatcher import CallbackDispatcher
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
+from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval_s=settings.model_refresh_s,
         )
         notifier = LocalNotifier()
+        committer = GroupCommitter(db)
+        tasks_cache = TaskCache()
         runner: Runner
         reconciler: Reconciler | None = None
         subscriber: RedisSubscriber | None = None
@@ -80,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_max_reports=settings.batch_max_reports,
                 max_attempts=settings.max_attempts,
                 batch_wait_ms=settings.batch_wait_ms,
+                committer=committer,
+                cache=tasks_cache,
             )
         else:
             celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
@@ -89,7 +94,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis_url is not None:
                 subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
             notifier.reliable_source = subscriber
-        committer = GroupCommitter(db)
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
         state = AppState(
             settings=settings,
@@ -105,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 formats=formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle),
                 threads=settings.model_threads,
             ),
+            tasks=tasks_cache,
         )
         app.state.rs = state
         limiter = _rate_limiter(settings)

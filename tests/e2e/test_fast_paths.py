@@ -72,7 +72,9 @@ def test_concurrent_submits_share_commits(tmp_path: Path) -> None:
         with ThreadPoolExecutor(max_workers=16) as pool:
             codes = list(pool.map(lambda _: client.post("/predict", json=POC_EXAMPLE).status_code, range(64)))
         assert codes == [202] * 64
-        assert committer.items == 64
+        # The runner's claims and results go through the same committer, so there are more than 64 items; the
+        # 64 submits alone would already need 64 groups if none shared one.
+        assert committer.items >= 64
         assert committer.groups < 64, "no two submits shared a transaction"
         with state_of(client).db.read() as s:
             assert s.scalar(select(func.count()).select_from(Report)) == 128

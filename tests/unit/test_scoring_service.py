@@ -107,3 +107,41 @@ def test_features_are_stored_typed(db: Database) -> None:
     assert isinstance(row.profile_rating, float)
     assert row.client_report_id == "client-1"
     assert np.isclose(row.profile_rating, 1.5)
+
+
+def test_outcome_views_are_what_the_store_shows(db: Database) -> None:
+    """The in-memory views (the API's task cache) equal what ``get_task`` reads back, with reports handed over in
+    memory or read from the store, for successes and failures alike."""
+    reports = [_report(1, report_id="a"), _report(2)]
+    in_memory = reports_service.submission(reports=reports, owner="t", idempotency_key=None, ttl_s=60)
+    with db.write() as s:
+        submitted = in_memory(s)
+    from_store = _submit(db, [_report(3, report_id="c")])
+    poison = _submit(db, [_report(1, text_len=POISON_TEXT_LEN)])
+    features = reports_service.handover(submitted, reports)
+    assert features is not None
+    outcome = score_jobs(
+        db=db,
+        model=fake_serving_model(),
+        job_ids=[submitted.job_id, from_store, poison],
+        features={submitted.job_id: features},
+    )
+    assert sorted(outcome.views) == sorted([submitted.job_id, from_store, poison])
+    assert outcome.owners == dict.fromkeys(outcome.views, "t")
+    for job_id, view in outcome.views.items():
+        assert view == reports_service.get_task(db=db, task_id=job_id, owner="t")
+    assert outcome.views[poison].status == JobStatus.FAILURE
+
+
+def test_claims_and_results_can_go_through_another_writer(db: Database) -> None:
+    job = _submit(db, [_report(1)])
+    calls: list[str] = []
+
+    def write(work: Any) -> Any:
+        calls.append(work.__name__)
+        with db.write() as s:
+            return work(s)
+
+    outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[job], write=write)
+    assert outcome.succeeded == [job]
+    assert calls == ["claim", "save"]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from reportscore.moderation.reasons import ReasonExplainer
+from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
 from reportscore.runners.notify import LocalNotifier
 from reportscore.scoring.batching import MicroBatcher
@@ -27,10 +28,12 @@ class AppState:
     committer: GroupCommitter
     batcher: MicroBatcher
     explainer: ReasonExplainer
+    tasks: TaskCache
     ready: bool = False
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per request for a lookup.
     state: AppState = request.app.state.rs
     return state
 

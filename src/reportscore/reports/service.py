@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reportscore.storage.db import Database
-from reportscore.storage.models import Job, JobStatus
+from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 
@@ -27,6 +27,8 @@ class IdempotencyConflict(Exception):
 class Submitted:
     job_id: str
     created: bool
+    report_ids: list[int] | None = None
+    """The new reports' ids, in order (when ``created``)."""
 
 
 def request_fingerprint(reports: Sequence[Mapping[str, Any]], callback_url: str | None = None) -> str:
@@ -88,7 +90,7 @@ def submission(
                     return Submitted(job_id=existing.id, created=False)
                 jobs_repo.release_idempotency_key(session, job_id=existing.id)
         job_id = str(uuid.uuid4())
-        jobs_repo.insert_job(
+        report_ids = jobs_repo.insert_job(
             session,
             job_id=job_id,
             owner=owner,
@@ -99,9 +101,16 @@ def submission(
             idempotency_expires_at=now + timedelta(seconds=ttl_s) if idempotency_key else None,
             callback_url=callback_url,
         )
-        return Submitted(job_id=job_id, created=True)
+        return Submitted(job_id=job_id, created=True, report_ids=report_ids)
 
     return work
+
+
+def handover(submitted: Submitted, reports: Sequence[Mapping[str, Any]]) -> jobs_repo.FeatureRows | None:
+    """A new job's reports as committed, for a runner in this process (so it need not read them back)."""
+    if not submitted.created or submitted.report_ids is None:
+        return None
+    return jobs_repo.feature_rows(submitted.job_id, submitted.report_ids, reports)
 
 
 def scored_submission(
@@ -173,24 +182,24 @@ class TaskView:
 def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
     """The job and, when it succeeded, its reports' scores in request order; None for an unknown id or another
     owner's job (the caller cannot tell the two apart)."""
-    with db.read() as session:
-        job = jobs_repo.get_job(session, task_id)
-        if job is None or job.owner != owner:
+    with db.read_connection() as conn:
+        job = jobs_repo.get_job_row(conn, job_id=task_id, owner=owner)
+        if job is None:
             return None
-        return _view(session, job)
-
-
-def get_task_for_callback(*, db: Database, task_id: str) -> TaskView | None:
-    """The job as its owner would read it, for the callback dispatcher (which acts for the owner)."""
-    with db.read() as session:
-        job = jobs_repo.get_job(session, task_id)
-        return None if job is None else _view(session, job)
-
-
-def _view(session: Session, job: Job) -> TaskView:
-    task_id = job.id
-    reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
-    delivery = callbacks_repo.get_delivery(session, task_id) if job.callback_url is not None else None
+        reports = jobs_repo.get_job_reports(conn, task_id) if job.status == JobStatus.SUCCESS else None
+    callback = None
+    if job.callback_url is not None:  # only tasks that asked for a callback pay for this read
+        with db.read() as session:
+            delivery = callbacks_repo.get_delivery(session, task_id)
+        if delivery is not None:
+            callback = CallbackView(
+                status=delivery.status.value,
+                attempts=delivery.attempts,
+                last_attempt_at=delivery.last_attempt_at,
+                last_status_code=delivery.last_status_code,
+                last_error=delivery.last_error,
+                finished_at=delivery.finished_at,
+            )
     return TaskView(
         task_id=job.id,
         status=job.status,
@@ -204,14 +213,13 @@ def _view(session: Session, job: Job) -> TaskView:
         predict_ms=job.predict_ms,
         error=job.error,
         reports=reports,
-        callback=None
-        if delivery is None
-        else CallbackView(
-            status=delivery.status.value,
-            attempts=delivery.attempts,
-            last_attempt_at=delivery.last_attempt_at,
-            last_status_code=delivery.last_status_code,
-            last_error=delivery.last_error,
-            finished_at=delivery.finished_at,
-        ),
+        callback=callback,
     )
+
+
+def get_task_for_callback(*, db: Database, task_id: str) -> TaskView | None:
+    """The job as its owner would read it, for the callback dispatcher (which acts for the owner)."""
+    with db.read() as session:
+        job = jobs_repo.get_job(session, task_id)
+        owner = None if job is None else job.owner
+    return None if owner is None else get_task(db=db, task_id=task_id, owner=owner)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from reportscore.storage.repositories.jobs import FeatureRows
+
 
 class Runner(Protocol):
     """Takes committed job ids and gets them scored, eventually, exactly once."""
@@ -21,8 +23,11 @@ class Runner(Protocol):
     def release(self) -> None:
         """Give back a slot taken by ``reserve`` when the job was not committed after all."""
 
-    def submit(self, job_id: str, n_reports: int) -> None:
-        """Hand over a committed job (after ``reserve``)."""
+    def submit(
+        self, job_id: str, n_reports: int, *, owner: str | None = None, features: FeatureRows | None = None
+    ) -> None:
+        """Hand over a committed job (after ``reserve``). ``owner`` and ``features`` (its reports as committed) are
+        hints a runner in this process may use instead of reading the store; the job is the same without them."""
 
     def pending(self) -> int:
         """Jobs accepted and not yet finished."""

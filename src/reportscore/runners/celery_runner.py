@@ -19,6 +19,7 @@ from reportscore.runners.celery_app import SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
+from reportscore.storage.repositories.jobs import FeatureRows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ class CeleryRunner:
     def release(self) -> None:
         self._reserved -= 1
 
-    def submit(self, job_id: str, n_reports: int) -> None:
+    def submit(
+        self, job_id: str, n_reports: int, *, owner: str | None = None, features: FeatureRows | None = None
+    ) -> None:
         self._reserved -= 1
         self._pending_cache = (self._pending_cache[0], self._pending_cache[1] + 1)
         self._outbox.put(job_id)

@@ -3,6 +3,11 @@
 Each dispatcher coroutine owns one thread: it waits for a job id, gathers whatever else is already queued (up to
 ``batch_max_reports``), and scores the micro-batch in its thread with one model call and one result transaction,
 so the event loop never blocks on the model or the database.
+
+With a group committer, claims and results are written by the same single writer as the submits (SQLite has one
+write lock: scoring threads never wait for it, and one durable commit covers submits, claims and results alike).
+Reports submitted through this process are handed over in memory (bounded), and finished jobs are recorded in the
+task cache before long-polls are woken, so neither needs a read of the store.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from reportscore.reports.cache import TaskCache
 from reportscore.runners.notify import LocalNotifier
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.scoring.service import BatchOutcome, score_jobs
 from reportscore.storage.db import Database
+from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.repositories import jobs as jobs_repo
 
 log = logging.getLogger(__name__)
@@ -33,8 +40,16 @@ class InProcessRunner:
         batch_max_reports: int,
         max_attempts: int,
         batch_wait_ms: float = 0.0,
+        committer: GroupCommitter | None = None,
+        cache: TaskCache | None = None,
+        max_reports_in_memory: int = 100_000,
     ) -> None:
         self._db = db
+        self._committer = committer
+        self._cache = cache
+        self._features: dict[str, jobs_repo.FeatureRows] = {}
+        self._features_reports = 0
+        self._max_reports_in_memory = max_reports_in_memory
         self._registry = registry
         self._notifier = notifier
         self._threads = threads
@@ -78,8 +93,15 @@ class InProcessRunner:
     def release(self) -> None:
         self._pending -= 1
 
-    def submit(self, job_id: str, n_reports: int) -> None:
+    def submit(
+        self, job_id: str, n_reports: int, *, owner: str | None = None, features: jobs_repo.FeatureRows | None = None
+    ) -> None:
         assert self._queue is not None, "runner not started"
+        if features is not None and self._features_reports + n_reports <= self._max_reports_in_memory:
+            self._features[job_id] = features
+            self._features_reports += n_reports
+        if owner is not None and self._cache is not None:
+            self._cache.accepted(job_id, owner=owner, n_reports=n_reports)
         self._queue.put_nowait((job_id, n_reports, False))
 
     def pending(self) -> int:
@@ -116,12 +138,17 @@ class InProcessRunner:
                 items.append(nxt)
                 total += nxt[1]
             batch = [job_id for job_id, _, _ in items]
+            features = {job_id: self._features[job_id] for job_id in batch if job_id in self._features}
+            if self._cache is not None:
+                self._cache.started(batch)
             work = functools.partial(
                 score_jobs,
                 db=self._db,
                 model=self._registry.current,
                 job_ids=batch,
                 max_attempts=self._max_attempts,
+                write=self._committer.run_sync if self._committer is not None else None,
+                features=features,
             )
             future = loop.run_in_executor(self._executor, work)
             self._in_flight.add(future)
@@ -140,6 +167,12 @@ class InProcessRunner:
             finally:
                 self._in_flight.discard(future)
             self._pending -= len(batch)
+            for job_id, rows in features.items():
+                if self._features.pop(job_id, None) is not None:
+                    self._features_reports -= len(rows.report_ids)
+            if self._cache is not None:
+                self._cache.finished(list(outcome.views.values()), outcome.owners)
+                self._cache.forget(batch)  # anything not in views (exhausted, skipped): the store knows
             self._notifier.notify(outcome.finished)
             self._notifier.notify(outcome.skipped)
 

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from reportscore.monitoring import metrics
+from reportscore.reports.service import TaskView
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database
+from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
-from reportscore.storage.repositories import stats as stats_repo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Writer = Callable[[Callable[[Session], Any]], Any]
+"""Runs a unit of work ``work(session)`` in a committed write transaction and returns its result."""
 
 
 @dataclass
@@ -30,6 +36,10 @@ class BatchOutcome:
     skipped: list[str] = field(default_factory=list)
     n_reports: int = 0
     predict_ms: float = 0.0
+    views: dict[str, TaskView] = field(default_factory=dict)
+    """The finished jobs as ``GET /task`` shows them (what was committed), for an in-memory cache."""
+    owners: dict[str, str] = field(default_factory=dict)
+    """Owner of each job in ``views``."""
 
     @property
     def finished(self) -> list[str]:
@@ -45,15 +55,29 @@ def score_jobs(
     lease_s: float = 300.0,
     extra_pending: int = 0,
     extra_max_reports: int = 0,
+    write: Writer | None = None,
+    features: Mapping[str, jobs_repo.FeatureRows] | None = None,
 ) -> BatchOutcome:
     """Score a micro-batch of jobs with one model call and write all results in one transaction.
 
     A job whose reports make the model fail or return a non-finite score or one outside 0..1 is re-scored alone,
     so one poison job fails with its reason while the rest of the batch succeeds.
+    ``write`` runs the claim and the results (default: a transaction of their own; the embedded runner passes its
+    group committer, so one writer does every write). ``features`` are reports already in memory, by job id
+    (they are read from the store for the other jobs).
     """
     outcome = BatchOutcome()
+    run_write: Writer = write if write is not None else functools.partial(_in_transaction, db)
     claimed_at = datetime.now(UTC)
-    with db.write() as session:
+
+    in_memory = features or {}
+    # In a transaction of its own (a Celery worker), the claim also reads the reports: one round trip fewer. A
+    # shared writer (embedded) keeps reads out of its transactions; there the reports are normally in memory.
+    read_in_claim = write is None
+
+    def claim(
+        session: Session,
+    ) -> tuple[list[str], list[str], dict[str, jobs_repo.ClaimedJob], jobs_repo.FeatureRows | None]:
         claimed, exhausted = jobs_repo.claim_jobs(
             session,
             job_ids=job_ids,
@@ -63,16 +87,23 @@ def score_jobs(
             extra_pending=extra_pending,
             extra_max_reports=extra_max_reports,
         )
-        callbacks_repo.enqueue_for_jobs(session, job_ids=exhausted, now=claimed_at)
-        created_at = stats_repo.created_at_of(session, [*claimed, *exhausted])
+        missing = [j for j in claimed if j not in in_memory]
+        loaded = jobs_repo.load_features(session, missing) if read_in_claim and missing else None
+        info = jobs_repo.claimed_jobs(session, [*claimed, *exhausted])
+        # A job given up on here ends now: its callback's outbox row commits with that status.
+        with_callback = [j for j in exhausted if info[j].has_callback]
+        callbacks_repo.enqueue_for_jobs(session, job_ids=with_callback, now=claimed_at)
+        return claimed, exhausted, info, loaded
+
+    claimed, exhausted, info, loaded = run_write(claim)
+    created_at = {job_id: job.created_at for job_id, job in info.items()}
     outcome.failed.extend(exhausted)
     _observe_finished("FAILURE", exhausted, created_at, claimed_at)
     taken = set(claimed) | set(exhausted)
     outcome.skipped.extend(j for j in job_ids if j not in taken)  # finished, or leased by another worker
     if not claimed:
         return outcome
-    with db.read() as session:
-        rows = jobs_repo.load_features(session, claimed)
+    rows = _features(db, claimed, in_memory, loaded)
     outcome.n_reports = len(rows.report_ids)
 
     results: list[jobs_repo.JobResult] = []
@@ -105,15 +136,27 @@ def score_jobs(
             failures[job_id] = "scoring failed: the job has no stored reports"
 
     finished_at = datetime.now(UTC)
-    with db.write() as session:
-        outcome.succeeded = jobs_repo.save_results(session, results=results, finished_at=finished_at)
-        for job_id, error in failures.items():
-            if jobs_repo.save_failure(session, job_id=job_id, error=error, finished_at=finished_at):
-                outcome.failed.append(job_id)
+
+    def save(session: Session) -> tuple[list[str], list[str]]:
+        succeeded = jobs_repo.save_results(session, results=results, finished_at=finished_at)
+        failed = [
+            job_id
+            for job_id, error in failures.items()
+            if jobs_repo.save_failure(session, job_id=job_id, error=error, finished_at=finished_at)
+        ]
         # The callback outbox rows commit with the final statuses: a crash cannot lose one without the other.
-        callbacks_repo.enqueue_for_jobs(
-            session, job_ids=[*outcome.succeeded, *(j for j in failures if j in outcome.failed)], now=finished_at
-        )
+        with_callback = [j for j in (*succeeded, *failed) if info[j].has_callback]
+        callbacks_repo.enqueue_for_jobs(session, job_ids=with_callback, now=finished_at)
+        return succeeded, failed
+
+    succeeded, failed = run_write(save)
+    outcome.succeeded = succeeded
+    outcome.failed.extend(failed)
+    succeeded_ids = set(succeeded)
+    written_results = [r for r in results if r.job_id in succeeded_ids]
+    outcome.views = _views(info, rows, written_results, {j: failures[j] for j in failed}, finished_at, claimed_at)
+    # Views of jobs with a callback are not handed on for caching: their delivery state keeps changing.
+    outcome.owners = {job_id: info[job_id].owner for job_id in outcome.views if not info[job_id].has_callback}
     written = set(outcome.succeeded) | set(outcome.failed)
     outcome.skipped.extend(j for j in claimed if j not in written)
     _observe_finished("SUCCESS", outcome.succeeded, created_at, finished_at)
@@ -131,6 +174,94 @@ def score_jobs(
     for job_id in failures:
         log.error("job failed", extra={"task_id": job_id, "error": failures[job_id]})
     return outcome
+
+
+def _in_transaction(db: Database, work: Callable[[Session], T]) -> T:
+    with db.write() as session:
+        return work(session)
+
+
+def _features(
+    db: Database,
+    job_ids: Sequence[str],
+    in_memory: Mapping[str, jobs_repo.FeatureRows],
+    loaded: jobs_repo.FeatureRows | None,
+) -> jobs_repo.FeatureRows:
+    """The claimed jobs' reports, ordered by job: from memory where given, else as read with the claim, else
+    from the store."""
+    parts = [in_memory[j] for j in job_ids if j in in_memory]
+    missing = [j for j in job_ids if j not in in_memory]
+    if loaded is not None:
+        parts.append(loaded)
+    elif missing:
+        with db.read() as session:
+            parts.append(jobs_repo.load_features(session, missing))
+    if len(parts) == 1:
+        return parts[0]
+    return jobs_repo.FeatureRows(
+        job_ids=[j for p in parts for j in p.job_ids],
+        report_ids=[r for p in parts for r in p.report_ids],
+        columns={name: [v for p in parts for v in p.columns[name]] for name in jobs_repo.REPORT_COLUMNS},
+        client_report_ids=[c for p in parts for c in p.client_report_ids],
+    )
+
+
+def _views(
+    info: Mapping[str, jobs_repo.ClaimedJob],
+    rows: jobs_repo.FeatureRows,
+    results: Sequence[jobs_repo.JobResult],
+    failures: Mapping[str, str],
+    finished_at: datetime,
+    claimed_at: datetime,
+) -> dict[str, TaskView]:
+    """What the result transaction committed, as ``GET /task`` shows it (attempts and started_at as claimed)."""
+    client_ids: dict[int, str | None] = (
+        dict(zip(rows.report_ids, rows.client_report_ids, strict=True)) if rows.client_report_ids else {}
+    )
+    views: dict[str, TaskView] = {}
+
+    def view(job_id: str, **fields: Any) -> TaskView | None:
+        job = info.get(job_id)
+        if job is None:
+            return None
+        return TaskView(
+            task_id=job_id,
+            n_reports=job.n_reports,
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at or claimed_at,
+            finished_at=finished_at,
+            **fields,
+        )
+
+    for res in results:
+        v = view(
+            res.job_id,
+            status=JobStatus.SUCCESS,
+            model_name=res.model_name,
+            model_version=res.model_version,
+            predict_ms=res.predict_ms,
+            error=None,
+            reports=[
+                jobs_repo.ScoredReport(id=rid, client_report_id=client_ids.get(rid), score=score)
+                for rid, score in zip(res.report_ids, res.scores, strict=True)
+            ],
+        )
+        if v is not None:
+            views[res.job_id] = v
+    for job_id, error in failures.items():
+        v = view(
+            job_id,
+            status=JobStatus.FAILURE,
+            model_name=None,
+            model_version=None,
+            predict_ms=None,
+            error=error[:2000],
+            reports=None,
+        )
+        if v is not None:
+            views[job_id] = v
+    return views
 
 
 def _observe_predict(model: ServingModel, rows: jobs_repo.FeatureRows, scores: np.ndarray, predict_ms: float) -> None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +56,12 @@ class Database:
         """One read-only transaction."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """One read-only transaction on a plain connection (no ORM session: for the hottest reads)."""
+        with self.read_engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.write_engine.dispose()

@@ -1,8 +1,10 @@
 """Group commit: concurrent writers share one transaction, so N requests cost one durable commit instead of N.
 
-Each caller's work runs in its own SAVEPOINT inside the shared transaction, so one caller's error (an idempotency
-conflict, a constraint) rolls back only its own part. Results are handed back only after the COMMIT returned, so
-what a ``202`` promises is unchanged: the caller's rows are durable.
+A group first runs every caller's work straight in the shared transaction (a SAVEPOINT per caller cost more than
+the work itself). If any work raises, that transaction is rolled back and the group runs again with each caller's
+work in its own SAVEPOINT, so one caller's error (an idempotency conflict, a constraint) rolls back only its own
+part; work must therefore be safe to run twice (each run starts from what is committed). Results are handed back
+only after the COMMIT returned, so what a ``202`` promises is unchanged: the caller's rows are durable.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -25,30 +28,43 @@ _Item = tuple[Callable[[Session], Any], Future[Any]]
 
 
 class GroupCommitter:
-    def __init__(self, db: Database, *, max_group: int = 256) -> None:
+    def __init__(self, db: Database, *, max_group: int = 256, linger_ms: float = 0.3) -> None:
         self._db = db
         self._max_group = max_group
+        self._linger_s = linger_ms / 1000.0
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self.groups = 0
         self.items = 0
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        """Commit what was queued, then refuse new work (a scoring thread still running after the shutdown drain
+        gets an error instead of waiting forever; its jobs stay unfinished for the next start)."""
+        with self._lock:
+            self._stopped = True
+            self._queue.put(None)
         self._thread.join(timeout=30)
+
+    def _enqueue(self, work: Callable[[Session], Any], future: Future[Any]) -> None:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the group committer is stopped")
+            self._queue.put((work, future))
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in the next group; returns its result once the group's commit is durable."""
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._enqueue(work, future)
         return await asyncio.wrap_future(future)
 
     def run_sync(self, work: Callable[[Session], T]) -> T:
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._enqueue(work, future)
         return future.result()
 
     def _loop(self) -> None:
@@ -57,11 +73,20 @@ class GroupCommitter:
             if first is None:
                 return
             group = [first]
+            linger_until = time.monotonic() + self._linger_s
             while len(group) < self._max_group:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Requests answered together (a micro-batch of /score) arrive a few microseconds apart: wait a
+                    # moment for them, a fraction of what the durable commit costs, so they share one.
+                    remaining = linger_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     self._queue.put(None)  # finish this group, then stop
                     break
@@ -69,6 +94,18 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: list[_Item]) -> None:
+        try:
+            with self._db.write() as session:
+                results = [work(session) for work, _ in group]
+        except Exception:
+            self._commit_isolated(group)  # someone's work failed: find whose, without losing the others'
+            return
+        self.groups += 1
+        self.items += len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            future.set_result(result)
+
+    def _commit_isolated(self, group: list[_Item]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with self._db.write() as session:

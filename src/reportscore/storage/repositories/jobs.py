@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
@@ -22,6 +22,22 @@ REPORT_COLUMNS = (
 )
 
 
+_JOBS = cast(Table, Job.__table__)
+_REPORTS = cast(Table, Report.__table__)
+# Statements built once (their compiled form is cached) and run on the session's connection: the group committer
+# runs them for every submit, so ORM-level execution and per-call statement building were a visible cost.
+_INSERT_JOB = insert(_JOBS)
+_INSERT_REPORTS = insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True)
+_INSERT_SCORED_REPORTS = insert(_REPORTS)
+
+
+_MARK_SCORED = (
+    update(_REPORTS)
+    .where(_REPORTS.c.job_id.in_(bindparam("b_job_ids", expanding=True)))
+    .values(model_version=bindparam("b_model_version"), scored_at=bindparam("b_at"))
+)
+
+
 def insert_job(
     session: Session,
     *,
@@ -33,24 +49,30 @@ def insert_job(
     request_sha256: str | None,
     idempotency_expires_at: datetime | None,
     callback_url: str | None = None,
-) -> None:
-    """Insert a PENDING job and all its report rows (one bulk insert)."""
-    session.execute(
-        insert(Job).values(
-            id=job_id,
-            status=JobStatus.PENDING,
-            owner=owner,
-            n_reports=len(reports),
-            created_at=created_at,
-            attempts=0,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256,
-            idempotency_expires_at=idempotency_expires_at,
-            enqueued_at=created_at,
-            callback_url=callback_url,
-        )
+) -> list[int]:
+    """Insert a PENDING job and all its report rows (one bulk insert); returns the reports' ids in order."""
+    conn = session.connection()
+    conn.execute(
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "status": JobStatus.PENDING,
+            "owner": owner,
+            "n_reports": len(reports),
+            "created_at": created_at,
+            "attempts": 0,
+            "idempotency_key": idempotency_key,
+            "request_sha256": request_sha256,
+            "idempotency_expires_at": idempotency_expires_at,
+            "enqueued_at": created_at,
+            "callback_url": callback_url,
+        },
     )
-    session.execute(insert(Report), _report_rows(job_id, owner, reports))
+    if conn.dialect.name == "sqlite":
+        _sqlite_insert_reports(conn, job_id, owner, reports, scores=None)
+        return list(conn.execute(_REPORT_IDS, {"b_job_id": job_id}).scalars())
+    inserted = conn.execute(_INSERT_REPORTS, _report_rows(job_id, owner, reports))
+    return [row[0] for row in inserted]
 
 
 def insert_scored_job(
@@ -67,25 +89,69 @@ def insert_scored_job(
     finished_at: datetime,
 ) -> None:
     """Insert a job that was scored in the request (``POST /score``): SUCCESS, with its reports' scores."""
-    session.execute(
-        insert(Job).values(
-            id=job_id,
-            status=JobStatus.SUCCESS,
-            owner=owner,
-            n_reports=len(reports),
-            created_at=created_at,
-            started_at=created_at,
-            finished_at=finished_at,
-            attempts=1,
-            model_name=model_name,
-            model_version=model_version,
-            predict_ms=predict_ms,
-        )
+    conn = session.connection()
+    conn.execute(
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "status": JobStatus.SUCCESS,
+            "owner": owner,
+            "n_reports": len(reports),
+            "created_at": created_at,
+            "started_at": created_at,
+            "finished_at": finished_at,
+            "attempts": 1,
+            "model_name": model_name,
+            "model_version": model_version,
+            "predict_ms": predict_ms,
+        },
     )
-    rows = _report_rows(job_id, owner, reports)
-    for row, score in zip(rows, scores, strict=True):
-        row.update(score=score, model_version=model_version, scored_at=finished_at)
-    session.execute(insert(Report), rows)
+    if conn.dialect.name == "sqlite":
+        _sqlite_insert_reports(conn, job_id, owner, reports, scores=scores)
+    else:
+        rows = _report_rows(job_id, owner, reports)
+        for row, score in zip(rows, scores, strict=True):
+            row["score"] = score
+        conn.execute(_INSERT_SCORED_REPORTS, rows)
+    # The same for every report: one statement, not a timestamp conversion per row.
+    conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
+
+
+_REPORT_IDS = select(_REPORTS.c.id).where(_REPORTS.c.job_id == bindparam("b_job_id")).order_by(_REPORTS.c.position)
+_SQLITE_INSERT = (
+    "INSERT INTO reports (job_id, owner, position, client_report_id, {columns}{score}) "
+    "VALUES (?, ?, ?, ?, {marks}{score_mark})"
+)
+_SQLITE_INSERT_REPORTS = _SQLITE_INSERT.format(
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score="", score_mark=""
+)
+_SQLITE_INSERT_SCORED_REPORTS = _SQLITE_INSERT.format(
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score=", score", score_mark=", ?"
+)
+
+
+def _sqlite_insert_reports(
+    conn: Connection,
+    job_id: str,
+    owner: str,
+    reports: Sequence[Mapping[str, Any]],
+    *,
+    scores: Sequence[float] | None,
+) -> None:
+    """SQLite: the report rows straight to the driver's executemany. The values are plain str/int/float from the
+    validated request, which need no type processing, and SQLAlchemy's per-row parameter handling was most of a
+    100-report insert."""
+    a, t, r, p, m = REPORT_COLUMNS
+    rows = [
+        (job_id, owner, i, rep.get("report_id"), rep[a], rep[t], rep[r], rep[p], rep[m])
+        for i, rep in enumerate(reports)
+    ]
+    if scores is None:
+        conn.exec_driver_sql(_SQLITE_INSERT_REPORTS, rows)
+    else:
+        conn.exec_driver_sql(
+            _SQLITE_INSERT_SCORED_REPORTS, [(*row, score) for row, score in zip(rows, scores, strict=True)]
+        )
 
 
 def _report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -119,18 +185,64 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 
 @dataclass(frozen=True)
+class JobRow:
+    """A job's columns as the API shows them."""
+
+    id: str
+    status: JobStatus
+    owner: str
+    n_reports: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_name: str | None
+    model_version: str | None
+    predict_ms: float | None
+    error: str | None
+    callback_url: str | None
+
+
+_JOB_ROW = text(
+    "SELECT id, status, owner, n_reports, attempts, created_at, started_at, finished_at, model_name, model_version, "
+    "predict_ms, error, callback_url FROM jobs WHERE id = :job_id AND owner = :owner"
+).columns(
+    Job.id,
+    Job.status,
+    Job.owner,
+    Job.n_reports,
+    Job.attempts,
+    Job.created_at,
+    Job.started_at,
+    Job.finished_at,
+    Job.model_name,
+    Job.model_version,
+    Job.predict_ms,
+    Job.error,
+    Job.callback_url,
+)
+
+
+def get_job_row(conn: Connection | Session, *, job_id: str, owner: str) -> JobRow | None:
+    """The job if ``owner`` owns it (another owner's job reads as unknown), in one primary-key lookup."""
+    row = conn.execute(_JOB_ROW, {"job_id": job_id, "owner": owner}).first()
+    return None if row is None else JobRow(*row)
+
+
+@dataclass(frozen=True)
 class ScoredReport:
     id: int
     client_report_id: str | None
     score: float | None
 
 
-def get_job_reports(session: Session, job_id: str) -> list[ScoredReport]:
-    rows = session.execute(
-        select(Report.id, Report.client_report_id, Report.score)
-        .where(Report.job_id == job_id)
-        .order_by(Report.position)
-    ).all()
+_JOB_REPORTS = text("SELECT id, client_report_id, score FROM reports WHERE job_id = :job_id ORDER BY position").columns(
+    Report.id, Report.client_report_id, Report.score
+)
+
+
+def get_job_reports(session: Connection | Session, job_id: str) -> list[ScoredReport]:
+    rows = session.execute(_JOB_REPORTS, {"job_id": job_id}).all()
     return [ScoredReport(id=r[0], client_report_id=r[1], score=r[2]) for r in rows]
 
 
@@ -144,6 +256,53 @@ def list_unfinished(session: Session) -> list[tuple[str, int, int]]:
         select(Job.id, Job.n_reports, Job.attempts).where(Job.status.not_in(TERMINAL_STATUSES)).order_by(Job.created_at)
     ).all()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+_CLAIMABLE = (
+    _JOBS.c.id.in_(bindparam("b_ids", expanding=True)),
+    or_(
+        _JOBS.c.status == JobStatus.PENDING,
+        and_(
+            _JOBS.c.status == JobStatus.STARTED,
+            or_(_JOBS.c.leased_until.is_(None), _JOBS.c.leased_until < bindparam("b_now")),
+        ),
+    ),
+)
+_CLAIM_EXHAUSTED = (
+    update(_JOBS)
+    .where(*_CLAIMABLE, _JOBS.c.attempts >= bindparam("b_max_attempts"))
+    .values(status=JobStatus.FAILURE, finished_at=bindparam("b_now"), leased_until=None, error=bindparam("b_error"))
+    .returning(_JOBS.c.id)
+)
+_CLAIM = (
+    update(_JOBS)
+    .where(*_CLAIMABLE, _JOBS.c.attempts < bindparam("b_max_attempts"))
+    .values(
+        status=JobStatus.STARTED,
+        attempts=_JOBS.c.attempts + 1,
+        leased_until=bindparam("b_leased_until"),
+        started_at=case((_JOBS.c.started_at.is_(None), bindparam("b_now")), else_=_JOBS.c.started_at),
+    )
+    .returning(_JOBS.c.id)
+)
+
+
+_LOCK_OWN = (
+    select(_JOBS.c.id, _JOBS.c.attempts)
+    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+    .with_for_update(skip_locked=True)
+)
+_LOCK_PENDING = (
+    select(_JOBS.c.id, _JOBS.c.n_reports)
+    .where(
+        _JOBS.c.status == JobStatus.PENDING,
+        _JOBS.c.attempts == 0,
+        _JOBS.c.id.not_in(bindparam("b_ids", expanding=True)),
+    )
+    .order_by(_JOBS.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def claim_jobs(
@@ -169,61 +328,33 @@ def claim_jobs(
     if extra_pending > 0 and ids:
         # Lock rows without waiting, the message's own job included: a row another worker has locked is part of
         # that worker's batch. Never waiting for a row lock is what keeps concurrent claims free of deadlocks.
-        locked = session.execute(
-            select(Job.id, Job.attempts).where(Job.id.in_(ids)).with_for_update(skip_locked=True)
-        ).all()
+        conn = session.connection()
+        locked = conn.execute(_LOCK_OWN, {"b_ids": ids}).all()
         ids = [job_id for job_id, _ in locked]
         if any(attempts > 0 for _, attempts in locked):
             # A job whose earlier attempt never finished may be what killed its worker: it goes alone, so a
             # poison job cannot use up the attempts of innocent jobs batched with it.
             extra_pending = 0
         budget = extra_max_reports
-        candidates = session.execute(
-            select(Job.id, Job.n_reports)
-            .where(Job.status == JobStatus.PENDING, Job.attempts == 0, Job.id.not_in(ids))
-            .order_by(Job.created_at)
-            .limit(extra_pending)
-            .with_for_update(skip_locked=True)
-        ).all()
+        candidates = conn.execute(_LOCK_PENDING, {"b_ids": ids, "b_limit": extra_pending}).all()
         for job_id, n_reports in candidates:
             if n_reports > budget:
                 break
             ids.append(job_id)
             budget -= n_reports
-    claimable = (
-        Job.id.in_(ids),
-        or_(
-            Job.status == JobStatus.PENDING,
-            and_(Job.status == JobStatus.STARTED, or_(Job.leased_until.is_(None), Job.leased_until < now)),
-        ),
-    )
+    conn = session.connection()
+    params = {"b_ids": ids, "b_now": now, "b_max_attempts": max_attempts}
     exhausted = list(
-        session.scalars(
-            update(Job)
-            .where(*claimable, Job.attempts >= max_attempts)
-            .values(
-                status=JobStatus.FAILURE,
-                finished_at=now,
-                leased_until=None,
-                error=f"gave up after {max_attempts} attempts: the job never finished scoring "
+        conn.execute(
+            _CLAIM_EXHAUSTED,
+            {
+                **params,
+                "b_error": f"gave up after {max_attempts} attempts: the job never finished scoring "
                 "(the process scoring it died or timed out each time)",
-            )
-            .returning(Job.id)
-        )
+            },
+        ).scalars()
     )
-    claimed = list(
-        session.scalars(
-            update(Job)
-            .where(*claimable, Job.attempts < max_attempts)
-            .values(
-                status=JobStatus.STARTED,
-                attempts=Job.attempts + 1,
-                leased_until=now + timedelta(seconds=lease_s),
-                started_at=case((Job.started_at.is_(None), now), else_=Job.started_at),
-            )
-            .returning(Job.id)
-        )
-    )
+    claimed = list(conn.execute(_CLAIM, {**params, "b_leased_until": now + timedelta(seconds=lease_s)}).scalars())
     return claimed, exhausted
 
 
@@ -270,6 +401,17 @@ class FeatureRows:
     job_ids: list[str]
     report_ids: list[int]
     columns: dict[str, list[Any]]
+    client_report_ids: list[str | None] = field(default_factory=list)
+
+
+def feature_rows(job_id: str, report_ids: Sequence[int], reports: Sequence[Mapping[str, Any]]) -> FeatureRows:
+    """One job's reports as they were submitted, in the shape ``load_features`` reads them back."""
+    return FeatureRows(
+        job_ids=[job_id] * len(reports),
+        report_ids=list(report_ids),
+        columns={name: [r[name] for r in reports] for name in REPORT_COLUMNS},
+        client_report_ids=[r.get("report_id") for r in reports],
+    )
 
 
 def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
@@ -277,6 +419,7 @@ def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
         select(
             Report.job_id,
             Report.id,
+            Report.client_report_id,
             Report.abuse_type,
             Report.report_text_len,
             Report.profile_rating,
@@ -292,8 +435,45 @@ def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
     return FeatureRows(
         job_ids=list(cols[0]),
         report_ids=list(cols[1]),
-        columns={name: list(values) for name, values in zip(REPORT_COLUMNS, cols[2:], strict=True)},
+        client_report_ids=list(cols[2]),
+        columns={name: list(values) for name, values in zip(REPORT_COLUMNS, cols[3:], strict=True)},
     )
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a claimed job's result view needs besides its scores."""
+
+    owner: str
+    n_reports: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    has_callback: bool
+
+
+_CLAIMED_JOBS = select(
+    _JOBS.c.id,
+    _JOBS.c.owner,
+    _JOBS.c.n_reports,
+    _JOBS.c.attempts,
+    _JOBS.c.created_at,
+    _JOBS.c.started_at,
+    _JOBS.c.callback_url.is_not(None),
+).where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
+def claimed_jobs(session: Session, job_ids: Sequence[str]) -> dict[str, ClaimedJob]:
+    """Owner, size, attempts and timestamps of these jobs (read in the claim's transaction)."""
+    if not job_ids:
+        return {}
+    rows = session.connection().execute(_CLAIMED_JOBS, {"b_ids": list(job_ids)}).all()
+    return {
+        r[0]: ClaimedJob(
+            owner=r[1], n_reports=r[2], attempts=r[3], created_at=r[4], started_at=r[5], has_callback=bool(r[6])
+        )
+        for r in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -306,38 +486,63 @@ class JobResult:
     predict_ms: float
 
 
+_SAVE_SUCCESS = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)), _JOBS.c.status.not_in(TERMINAL_STATUSES))
+    .values(
+        status=JobStatus.SUCCESS,
+        finished_at=bindparam("b_finished_at"),
+        model_name=bindparam("b_model_name"),
+        model_version=bindparam("b_model_version"),
+        predict_ms=bindparam("b_predict_ms"),
+        error=None,
+        leased_until=None,
+    )
+    .returning(_JOBS.c.id)
+)
+_SAVE_SCORES = update(_REPORTS).where(_REPORTS.c.id == bindparam("b_id")).values(score=bindparam("b_score"))
+
+
 def save_results(session: Session, *, results: Iterable[JobResult], finished_at: datetime) -> list[str]:
     """Write SUCCESS and scores for each job still unfinished; returns the ids written.
 
     The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
-    or another worker) is skipped and its reports are not touched.
+    or another worker) is skipped and its reports are not touched. One UPDATE per model call (usually one per
+    batch) marks the jobs, one executemany writes the scores.
     """
-    written: list[str] = []
-    report_updates: list[dict[str, Any]] = []
+    conn = session.connection()
+    by_call: dict[tuple[str, str, float], list[JobResult]] = {}
     for res in results:
-        done = session.execute(
-            update(Job)
-            .where(Job.id == res.job_id, Job.status.not_in(TERMINAL_STATUSES))
-            .values(
-                status=JobStatus.SUCCESS,
-                finished_at=finished_at,
-                model_name=res.model_name,
-                model_version=res.model_version,
-                predict_ms=res.predict_ms,
-                error=None,
-                leased_until=None,
+        by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
+    written: list[str] = []
+    scores: list[tuple[float, int]] = []
+    for (model_name, model_version, predict_ms), group in by_call.items():
+        done = set(
+            conn.execute(
+                _SAVE_SUCCESS,
+                {
+                    "b_ids": [r.job_id for r in group],
+                    "b_finished_at": finished_at,
+                    "b_model_name": model_name,
+                    "b_model_version": model_version,
+                    "b_predict_ms": predict_ms,
+                },
+            ).scalars()
+        )
+        group_written = [res.job_id for res in group if res.job_id in done]
+        if group_written:
+            conn.execute(
+                _MARK_SCORED, {"b_job_ids": group_written, "b_model_version": model_version, "b_at": finished_at}
             )
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            continue
-        written.append(res.job_id)
-        report_updates.extend(
-            {"id": rid, "score": score, "model_version": res.model_version, "scored_at": finished_at}
-            for rid, score in zip(res.report_ids, res.scores, strict=True)
-        )
-    if report_updates:
-        session.execute(update(Report), report_updates)
+        for res in group:
+            if res.job_id in done:
+                written.append(res.job_id)
+                scores.extend(zip(res.scores, res.report_ids, strict=True))
+    if scores:
+        if conn.dialect.name == "sqlite":  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
+            conn.exec_driver_sql("UPDATE reports SET score = ? WHERE id = ?", scores)
+        else:
+            conn.execute(_SAVE_SCORES, [{"b_id": rid, "b_score": score} for score, rid in scores])
     return written
 
 

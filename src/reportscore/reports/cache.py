@@ -1,0 +1,98 @@
+"""What this process knows about tasks without asking the store: jobs it accepted and has not finished yet, and
+recently finished ones (bounded LRU). Everything here is owner-checked: another owner's task is simply not found.
+
+Only the event loop touches it: the API registers accepted jobs, the in-process runner records what it committed
+just before it wakes the long-polls, so a woken long-poll reads its result here instead of from the store.
+A finished task never changes again (the first committed result wins), so finished views never go stale. A miss
+means "ask the store", never "unknown".
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reportscore.reports.service import TaskView
+from reportscore.storage.models import JobStatus
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class _Pending:
+    owner: str
+    n_reports: int
+    status: JobStatus
+
+
+class TaskCache:
+    def __init__(self, *, max_reports: int = 200_000) -> None:
+        self._max_reports = max_reports
+        self._pending: dict[str, _Pending] = {}
+        self._done: OrderedDict[str, tuple[str, TaskView]] = OrderedDict()
+        self._done_reports = 0
+
+    def accepted(self, job_id: str, *, owner: str, n_reports: int) -> None:
+        """A job this process committed and will score itself, reporting its end to ``finished`` or ``forget``."""
+        self._pending[job_id] = _Pending(owner, n_reports, JobStatus.PENDING)
+
+    def started(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            entry = self._pending.get(job_id)
+            if entry is not None:
+                entry.status = JobStatus.STARTED
+
+    def forget(self, job_ids: list[str]) -> None:
+        """The store is the only source for these jobs from now on."""
+        for job_id in job_ids:
+            self._pending.pop(job_id, None)
+
+    def finished(self, views: list[TaskView], owners: dict[str, str]) -> None:
+        """Committed results (``owners`` gives each job's owner)."""
+        for view in views:
+            self._pending.pop(view.task_id, None)
+            owner = owners.get(view.task_id)
+            if owner is not None:
+                self.remember(view, owner=owner)
+
+    def remember(self, view: TaskView, *, owner: str) -> None:
+        """A finished job read from the store or just committed (not one with a callback, whose delivery state
+        keeps changing)."""
+        if not view.done or view.callback is not None or view.task_id in self._done:
+            return
+        self._done[view.task_id] = (owner, view)
+        self._done_reports += _size(view)
+        while self._done_reports > self._max_reports and self._done:
+            _, (_, old) = self._done.popitem(last=False)
+            self._done_reports -= _size(old)
+
+    def get(self, job_id: str, *, owner: str) -> TaskView | None:
+        """The task if known here and owned by ``owner``; None means: read the store."""
+        done = self._done.get(job_id)
+        if done is not None:
+            return done[1] if done[0] == owner else None
+        pending = self._pending.get(job_id)
+        if pending is None or pending.owner != owner:
+            return None
+        return TaskView(
+            task_id=job_id,
+            status=pending.status,
+            n_reports=pending.n_reports,
+            attempts=0,
+            created_at=_EPOCH,  # not shown for an unfinished task
+            started_at=None,
+            finished_at=None,
+            model_name=None,
+            model_version=None,
+            predict_ms=None,
+            error=None,
+            reports=None,
+        )
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+
+def _size(view: TaskView) -> int:
+    return 1 + (len(view.reports) if view.reports else 0)

@@ -1,0 +1,71 @@
+"""The API's task cache (owner-checked, bounded) and the hand-built result body, which must match ``TaskResult``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from reportscore.api.results import task_result_json
+from reportscore.api.routes.tasks import _result_body
+from reportscore.api.schemas.tasks import TaskResult
+from reportscore.reports.cache import TaskCache
+from reportscore.reports.service import TaskView
+from reportscore.storage.models import JobStatus
+from reportscore.storage.repositories.jobs import ScoredReport
+
+T0 = datetime(2026, 11, 27, 8, 0, 0, tzinfo=UTC)
+
+
+def _view(task_id: str = "t1", *, n: int = 2, status: JobStatus = JobStatus.SUCCESS) -> TaskView:
+    success = status == JobStatus.SUCCESS
+    return TaskView(
+        task_id=task_id,
+        status=status,
+        n_reports=n,
+        attempts=1,
+        created_at=T0,
+        started_at=T0 + timedelta(microseconds=4000),
+        finished_at=T0 + timedelta(milliseconds=9, microseconds=1),
+        model_name="m" if success else None,
+        model_version="1" if success else None,
+        predict_ms=0.61234 if success else None,
+        error=None if success else "scoring failed: boom",
+        reports=[ScoredReport(id=i, client_report_id=f"r{i}" if i % 2 else None, score=i / 10) for i in range(n)]
+        if success
+        else None,
+    )
+
+
+def test_result_body_matches_the_documented_schema() -> None:
+    for view in (_view(), _view(status=JobStatus.FAILURE)):
+        body = _result_body(view)
+        assert body == task_result_json(view)  # the pydantic-built body (``callback`` only for tasks with one)
+        assert TaskResult.model_validate(body).model_dump(mode="json", exclude={"callback"}) == body
+
+
+def test_cache_is_owner_checked_and_says_pending_until_finished() -> None:
+    cache = TaskCache()
+    cache.accepted("t1", owner="a", n_reports=2)
+    assert cache.get("t1", owner="b") is None
+    pending = cache.get("t1", owner="a")
+    assert pending is not None
+    assert not pending.done
+    cache.started(["t1"])
+    started = cache.get("t1", owner="a")
+    assert started is not None
+    assert started.status == JobStatus.STARTED
+    cache.finished([_view("t1")], {"t1": "a"})
+    assert cache.get("t1", owner="a") == _view("t1")
+    assert cache.get("t1", owner="b") is None
+    cache.accepted("t2", owner="a", n_reports=1)
+    cache.forget(["t2"])
+    assert cache.get("t2", owner="a") is None  # unknown here: the caller reads the store
+
+
+def test_cache_keeps_a_bounded_number_of_reports() -> None:
+    cache = TaskCache(max_reports=30)
+    for i in range(10):
+        cache.remember(_view(f"t{i}", n=9), owner="a")
+    assert cache.get("t0", owner="a") is None
+    assert cache.get("t9", owner="a") is not None
+    cache.remember(_view("p", status=JobStatus.PENDING), owner="a")
+    assert cache.get("p", owner="a") is None  # only finished tasks are remembered
