@@ -1,4 +1,6 @@
-"""Error responses: FastAPI's validation shape made JSON-safe, and store outages as 503 without internals."""
+"""Error responses: FastAPI's validation shape made JSON-safe, store outages as 503 and anything unexpected as a
+generic 500 (never a traceback, SQL or exception text in the body), and an ``Allow`` header that lists every method
+of the resource on a 405."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +32,52 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of the resource at this path: the methods of all routes with the same path template as the first
+    route that matches it (Starlette's own 405 names only that one route's methods)."""
+    routes = list(iter_route_contexts(request.app.router.routes))
+    template = next((r.path for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    if template is None:
+        return []
+    return sorted({m for r in routes if r.path == template for m in r.methods or ()})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # JSON is UTF-8: a body that is not is malformed JSON, answered like any other (422, json_invalid)
+            error = exc.__cause__
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "type": "json_invalid",
+                            "loc": ["body", error.start],
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": "the body is not valid UTF-8"},
+                        }
+                    ]
+                },
+                status_code=422,
+            )
+        if exc.status_code == 405:
+            methods = allowed_methods(request)
+            if methods:
+                exc.headers = {**(exc.headers or {}), "Allow": ", ".join(methods)}
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (Starlette re-raises after this answer, so the server logs it too);
+        # the client only learns that it was not its fault.
+        log.error("unhandled error", extra={"path": request.url.path, "error": type(exc).__name__}, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.exception_handler(OperationalError)
     async def store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:

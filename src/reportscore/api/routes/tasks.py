@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -23,18 +22,41 @@ from reportscore.api.schemas.tasks import (
     TaskPending,
     TaskResult,
     Timings,
+    ValidationErrorBody,
 )
 from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 
+READ_TASK_OPERATION = "read_task"
+
+TASK_LINKS: dict[str, Any] = {
+    "ReadTask": {
+        "operationId": READ_TASK_OPERATION,
+        "parameters": {"task_id": "$response.body#/task_id"},
+        "description": "Poll the accepted task (the same URL as the Location header).",
+    }
+}
+
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": TaskAccepted, "description": "Stored durably and queued; poll the Location."},
+    202: {
+        "model": TaskAccepted,
+        "description": "Stored durably and queued; poll the Location.",
+        "headers": {
+            "Location": {"description": "`/task/<task_id>`: where to read the result.", "schema": {"type": "string"}}
+        },
+        "links": TASK_LINKS,
+    },
+    409: {"model": ErrorBody, "description": "This Idempotency-Key was already used with a different body."},
     413: {"model": ErrorBody, "description": "Request body over the size limit."},
     422: {
-        "description": "Invalid reports (standard FastAPI validation errors), or an Idempotency-Key reused "
-        "with a different body."
+        "model": ValidationErrorBody,
+        "description": "Invalid reports or malformed JSON (FastAPI's validation errors).",
     },
-    503: {"model": ErrorBody, "description": "Too many pending jobs; retry after the Retry-After header."},
+    503: {
+        "model": ErrorBody,
+        "description": "Too many pending jobs, or the store is unavailable; retry after the Retry-After header.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -87,7 +109,7 @@ def build_router(settings: Settings) -> APIRouter:
         "/score",
         summary="Score reports synchronously, in this request",
         response_model=ScoreResponse,
-        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 422)},
+        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 422, 503)},
     )
     async def score(
         request: Request,
@@ -103,10 +125,13 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get(
         "/task/{task_id}",
         summary="Read a task: pending, or its scores",
+        operation_id=READ_TASK_OPERATION,
         response_model=TaskResult,
         responses={
             202: {"model": TaskPending, "description": "Not done yet."},
             404: {"model": ErrorBody, "description": "No task with this id."},
+            422: {"model": ValidationErrorBody, "description": "Invalid `wait`."},
+            503: SUBMIT_RESPONSES[503] | {"description": "The store is unavailable; retry after Retry-After."},
         },
     )
     async def read_task(
@@ -148,16 +173,9 @@ async def _submit(
             submitted = await state.committer.run(work)  # lost a race for this key: now it reads the winner's job
     except reports_service.IdempotencyConflict:
         runner.release()
-        raise RequestValidationError(
-            [
-                {
-                    "type": "idempotency_key_reused",
-                    "loc": ("header", "Idempotency-Key"),
-                    "msg": "this Idempotency-Key was already used with a different request body",
-                    "input": idempotency_key,
-                }
-            ]
-        ) from None
+        return JSONResponse(
+            {"detail": "this Idempotency-Key was already used with a different request body"}, status_code=409
+        )
     except BaseException:
         runner.release()
         raise
