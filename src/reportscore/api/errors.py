@@ -21,13 +21,40 @@ from starlette.routing import Match
 log = logging.getLogger(__name__)
 
 
+_JSON_ERRORS: dict[type[BaseException], str] = {
+    UnicodeDecodeError: "the body is not valid UTF-8",
+    RecursionError: "nested too deeply",
+}
+
+ECHO_MAX_CHARS = 256
+"""A rejected string is echoed back (in ``input``) cut to this many characters, so a 10 MB field costs no 10 MB
+answer."""
+
+ECHO_MAX_ITEMS = 20
+"""A rejected list longer than this is echoed back as a count only."""
+
+
+def _printable(text: str) -> str:
+    """Cut to ``ECHO_MAX_CHARS``; a lone surrogate (JSON allows ``"\\ud800"``, UTF-8 cannot encode it) becomes "?"."""
+    if len(text) > ECHO_MAX_CHARS:
+        text = text[:ECHO_MAX_CHARS] + f"… ({len(text)} characters)"
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _json_safe(value: Any) -> Any:
-    """NaN and Infinity are not JSON: echo them back as strings ("NaN", "inf") so the 422 itself is valid JSON."""
+    """NaN and Infinity are not JSON: echo them back as strings ("NaN", "inf") so the 422 itself is valid JSON.
+    Long strings and lists are cut (see ``ECHO_MAX_CHARS``, ``ECHO_MAX_ITEMS``)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value) if not math.isnan(value) else "NaN"
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        return f"an integer of {value.bit_length()} bits"
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {_printable(k) if isinstance(k, str) else k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if len(value) > ECHO_MAX_ITEMS:
+            return f"a list of {len(value)} items"
         return [_json_safe(v) for v in value]
     return value
 
@@ -45,18 +72,19 @@ def allowed_methods(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-            # JSON is UTF-8: a body that is not is malformed JSON, answered like any other (422, json_invalid)
-            error = exc.__cause__
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            # FastAPI answers 400 when json.loads fails with something other than a JSONDecodeError: a body that is
+            # not UTF-8, nested too deeply, or an integer literal past Python's digit limit. All are malformed JSON,
+            # answered like any other (422, json_invalid).
             return JSONResponse(
                 {
                     "detail": [
                         {
                             "type": "json_invalid",
-                            "loc": ["body", error.start],
+                            "loc": ["body"],
                             "msg": "JSON decode error",
                             "input": {},
-                            "ctx": {"error": "the body is not valid UTF-8"},
+                            "ctx": {"error": _JSON_ERRORS.get(type(exc.__cause__), "invalid JSON")},
                         }
                     ]
                 },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from reportscore.scoring.features import FLOAT32_MAX, INT32_MAX
 
@@ -19,6 +19,16 @@ def _integral_float_to_int(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_integral_float_to_int)]
 """A strict integer that also accepts a JSON number with a zero fractional part."""
+
+
+def _encodable(value: str) -> str:
+    """JSON can carry a lone surrogate (``"\\ud800"``) that no UTF-8 store or answer can hold: reject it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
 
 EXAMPLE_REPORTS: list[dict[str, Any]] = [
     {
@@ -60,6 +70,6 @@ class ReportIn(BaseModel):
     lifetime_matches_created: JsonInt = Field(
         ge=0, le=INT32_MAX, description="Matches the reported profile has created in its lifetime."
     )
-    report_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+    report_id: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_encodable)] | None = Field(
         default=None, description="The client's own id for this report, echoed back in results."
     )
