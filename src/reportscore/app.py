@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
             redis_url = settings.effective_redis_url
             if redis_url is not None:
-                subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
+                subscriber = RedisSubscriber(
+                    redis_url, prefix=settings.redis_prefix, local=notifier, tls=settings.redis_tls_options(redis_url)
+                )
             notifier.reliable_source = subscriber
         committer = GroupCommitter(db)
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     broker_timeout_s: float = Field(default=1.0, gt=0)
     """Connect/publish timeout towards the broker; a submit never waits longer on a broker that is down."""
 
+    redis_tls_cert_reqs: Literal["required", "optional", "none"] = "required"
+    """For ``rediss://`` URLs (broker and notifications): whether Redis's TLS certificate must be valid
+    (``required``), is checked only if presented (``optional``), or is not checked (``none``: encryption without
+    authentication of the server, only for testing)."""
+
+    redis_tls_ca_certs: Path | None = None
+    """For ``rediss://`` URLs: CA bundle (PEM) that signs Redis's certificate. Unset: the system's trust store."""
+
     flower_port: int = Field(default=5555, ge=1, le=65535)
     """Port of ``reportscore flower``."""
 
@@ -177,6 +185,15 @@ class Settings(BaseSettings):
         if self.broker_url is not None and self.broker_url.get_secret_value().startswith(("redis://", "rediss://")):
             return self.broker_url.get_secret_value()
         return None
+
+    def redis_tls_options(self, url: str) -> dict[str, Any]:
+        """redis-py keyword arguments for TLS when ``url`` is ``rediss://`` (empty otherwise)."""
+        if not url.startswith("rediss://"):
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": self.redis_tls_cert_reqs}
+        if self.redis_tls_ca_certs is not None:
+            options["ssl_ca_certs"] = str(self.redis_tls_ca_certs)
+        return options
 
     @property
     def effective_lease_s(self) -> float:
@@ -224,7 +241,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = _redact_url(value.get_secret_value())
-            elif name == "database_url" and value:
+            elif name.endswith("_url") and value:
                 value = _redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
@@ -234,14 +251,23 @@ class Settings(BaseSettings):
         return out
 
 
+_SECRET_QUERY_PARAMETERS = frozenset({"password", "passwd", "pass", "secret", "token", "ssl_keyfile_password"})
+
+
 def _redact_url(url: str) -> str:
+    """The URL with its password, and any password-like query parameter, replaced by ``***``; ``***`` when it
+    cannot be parsed (it might be a bare secret)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "***"
+    secret_keys = [key for key in parsed.query if key.lower() in _SECRET_QUERY_PARAMETERS]
+    if secret_keys:
+        parsed = parsed.update_query_dict({key: "***" for key in secret_keys})
+    return parsed.render_as_string(hide_password=True)
 
 
 def settings_markdown() -> str:
