@@ -237,12 +237,24 @@ def test_very_long_strings(untouched: Service) -> None:
 )
 def test_wrong_content_types(untouched: Service, content_type: str | None) -> None:
     resp = post(untouched, json.dumps([REPORT]).encode(), content_type=content_type)
-    assert_clean_error(resp.status_code, resp.content, [415, 422])
+    assert_clean_error(resp.status_code, resp.content, [415])
 
 
 def test_form_body(untouched: Service) -> None:
     resp = httpx.post(f"{untouched.url}/predict", data={"abuse_type": "MSG", "popularity": "3"}, timeout=10)
-    assert_clean_error(resp.status_code, resp.content, [415, 422])
+    assert_clean_error(resp.status_code, resp.content, [415])
+
+
+def test_json_with_parameters_and_suffix_types_is_accepted(untouched: Service) -> None:
+    for content_type in ("application/json; charset=utf-8", "Application/JSON", "application/reports+json"):
+        resp = httpx.post(
+            f"{untouched.url}/score",
+            params={"persist": "false"},
+            content=json.dumps([REPORT]).encode(),
+            headers={"content-type": content_type},
+            timeout=10,
+        )
+        assert resp.status_code == 200, (content_type, resp.text)
 
 
 def test_invalid_utf8_is_422(untouched: Service) -> None:
@@ -322,3 +334,14 @@ def test_slow_body_under_a_lying_content_length_is_cut_while_reading(untouched: 
     )
     assert status is not None
     assert_clean_error(status, resp_body, [422])  # truncated JSON, under the limit
+
+
+def test_many_errors_are_each_listed_and_long_inputs_summarised(untouched: Service) -> None:
+    bad = [{**REPORT, "popularity": 9}] * 30
+    resp = post(untouched, json.dumps(bad).encode())
+    errors = assert_clean_error(resp.status_code, resp.content, [422])["detail"]
+    assert [e["loc"] for e in errors] == [["body", i, "popularity"] for i in range(30)]
+    wrapped = post(untouched, json.dumps({"reports": [REPORT] * 100}).encode())
+    error = assert_clean_error(wrapped.status_code, wrapped.content, [422])["detail"][0]
+    assert error["loc"] == ["body"]
+    assert len(wrapped.content) < 4096

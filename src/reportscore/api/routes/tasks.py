@@ -5,13 +5,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
-from reportscore.api.deps import AppState, State
+from reportscore.api.deps import AppState, State, require_json
 from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -48,6 +48,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     409: {"model": ErrorBody, "description": "This Idempotency-Key was already used with a different body."},
     413: {"model": ErrorBody, "description": "Request body over the size limit."},
+    415: {"model": ErrorBody, "description": "The body is not declared as JSON (Content-Type: application/json)."},
     422: {
         "model": ValidationErrorBody,
         "description": "Invalid reports or malformed JSON (FastAPI's validation errors).",
@@ -102,6 +103,7 @@ def build_router(settings: Settings) -> APIRouter:
             summary=name,
             response_model=TaskAccepted,
             responses=SUBMIT_RESPONSES,
+            dependencies=[Depends(require_json)],
             operation_id="submit_reports" if path == "/predict" else "submit_reports_alias",
         )
 
@@ -109,7 +111,8 @@ def build_router(settings: Settings) -> APIRouter:
         "/score",
         summary="Score reports synchronously, in this request",
         response_model=ScoreResponse,
-        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 422, 503)},
+        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 415, 422, 503)},
+        dependencies=[Depends(require_json)],
     )
     async def score(
         request: Request,
