@@ -36,9 +36,9 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Refuse a body that is not declared as JSON (415), rather than reading it as bytes and answering a 422 that
-    talks about the wrong thing."""
+    talks about the wrong thing. Async, so FastAPI runs it on the event loop rather than in a thread."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
