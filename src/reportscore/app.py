@@ -10,11 +10,15 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from reportscore import __version__
+from reportscore.api.auth import MONITORING, AuthenticateBeforeBody, Authenticator, requires
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
-from reportscore.api.routes import health, models, tasks
+from reportscore.api.routes import health, models, moderation, tasks
+from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.callbacks.dispatcher import CallbackDispatcher
+from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
 from reportscore.runners.base import Runner
@@ -24,7 +28,9 @@ from reportscore.runners.inprocess import InProcessRunner
 from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registration import ensure_champion
-from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
+from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats_with
+from reportscore.security import keys
+from reportscore.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -51,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(lambda: ensure_champion(db=db, settings=settings))
         elif not await run_in_threadpool(migrate.is_at_head, db):
             raise RuntimeError("the database is not at the latest migration: run `reportscore migrate` first")
+        await run_in_threadpool(lambda: keys.ensure_bootstrap_key(db=db, settings=settings))
         registry = await run_in_threadpool(ModelRegistry.from_settings, settings, db)
         watcher = ChampionWatcher(
             registry,
@@ -94,10 +101,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             notifier=notifier,
             committer=committer,
             batcher=batcher,
+            explainer=ReasonExplainer(
+                registry=registry,
+                db=db,
+                formats=formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle),
+                threads=settings.model_threads,
+            ),
         )
         app.state.rs = state
+        limiter = _rate_limiter(settings)
+        app.state.auth = Authenticator(db=db, settings=settings, limiter=limiter)
+        if not await app.state.auth.keys_exist():
+            if not app.state.auth.allow_open:
+                log.error(
+                    "no API key exists and the service is not bound to loopback: every protected route answers 401"
+                )
+            elif settings.insecure:
+                log.warning(
+                    "INSECURE: serving without API keys on a non-loopback address; create one with "
+                    "`reportscore keys create` (docs/security.md)",
+                    extra={"host": settings.host},
+                )
         monitoring = Monitoring(settings=settings, db=db, registry=registry)
         app.state.monitoring = monitoring
+        dispatcher: CallbackDispatcher | None = None
+        if settings.callbacks_enabled:
+            # Every API process delivers callbacks; in embedded mode it is the only process, so leases left by a
+            # killed predecessor are released at once instead of running out.
+            dispatcher = CallbackDispatcher(db=db, settings=settings, release_leases_at_start=db.is_sqlite)
         committer.start()
         watcher.start()
         await batcher.start()
@@ -107,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if reconciler is not None:
             reconciler.start()
         await monitoring.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         state.ready = True
         model = registry.current
         log.info(
@@ -123,8 +156,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if subscriber is not None:
                 await subscriber.stop()
             await runner.stop(drain_s=settings.shutdown_drain_s)
+            if dispatcher is not None:
+                await dispatcher.stop(drain_s=settings.shutdown_drain_s)
             await batcher.stop()
             await monitoring.stop()
+            await limiter.close()
             await run_in_threadpool(watcher.stop)
             await run_in_threadpool(committer.stop)
             db.dispose()
@@ -140,9 +176,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.build_router(settings))
     app.include_router(health.router)
     app.include_router(models.router)
-    app.include_router(monitoring_routes.router)
+    app.include_router(moderation.router)
+    app.include_router(keys_routes.router)
+    app.include_router(
+        monitoring_routes.router, dependencies=[requires(MONITORING)] if settings.protect_monitoring else []
+    )
 
     install_error_handlers(app)
+    app.add_middleware(AuthenticateBeforeBody)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     return app
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    """Shared through Redis in distributed mode (when there is a Redis), per process otherwise."""
+    redis_url = settings.effective_redis_url
+    if settings.mode == "distributed" and redis_url is not None:
+        return RedisRateLimiter(redis_url, prefix=settings.redis_prefix)
+    if settings.mode == "distributed":
+        log.warning("no Redis (REPORTSCORE_REDIS_URL): per-key rate limits are counted per API process")
+    return MemoryRateLimiter()

@@ -32,6 +32,11 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(
+    help="API keys: create (shown once), list, revoke; generate one for REPORTSCORE_BOOTSTRAP_API_KEY.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -68,13 +73,21 @@ def serve(
         int | None,
         typer.Option(help="API processes [env REPORTSCORE_API_PROCESSES]. Embedded mode allows 1."),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve without API keys on a non-loopback address (logged as a warning) [env REPORTSCORE_INSECURE].",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API.
 
     Embedded mode (the default): SQLite migrated at start, scoring threads in this process. Distributed mode
     (REPORTSCORE_BROKER_URL and a PostgreSQL REPORTSCORE_DATABASE_URL): the API only; Celery workers score.
+    On an address other than loopback it refuses to start until an API key exists (docs/security.md).
     """
-    settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=workers)
+    settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=workers, insecure=insecure or None)
     _enable_metrics(settings)  # before anything imports prometheus_client
     import uvicorn
 
@@ -84,6 +97,7 @@ def serve(
     configure_logging(level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file)
     if not settings.is_sqlite:
         _require_migrated(settings)  # embedded mode migrates its own SQLite file at start instead
+    _require_keys_unless_loopback(settings)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -96,7 +110,12 @@ def serve(
         uvicorn.run(create_app(settings), **common)
         return
     # Several API processes (distributed mode only): each builds its app from the environment.
-    overrides = {"REPORTSCORE_HOST": host, "REPORTSCORE_PORT": port, "REPORTSCORE_DATA_DIR": data_dir}
+    overrides = {
+        "REPORTSCORE_HOST": host,
+        "REPORTSCORE_PORT": port,
+        "REPORTSCORE_DATA_DIR": data_dir,
+        "REPORTSCORE_INSECURE": "true" if insecure else None,
+    }
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     uvicorn.run("reportscore.app:create_app", factory=True, workers=settings.api_processes, **common)
 
@@ -144,6 +163,39 @@ def _require_migrated(settings: Any) -> None:
         db.dispose()
     if current != head:
         _fail(f"the database is at migration {current or 'none'}, not the latest ({head}): run `reportscore migrate`")
+
+
+def _require_keys_unless_loopback(settings: Any) -> None:
+    """Store the bootstrap key if one is configured; then refuse to serve openly on a non-loopback address."""
+    from reportscore.api.auth import is_loopback
+    from reportscore.security import keys
+    from reportscore.storage import migrate as migrations
+    from reportscore.storage.db import Database
+
+    db = Database.from_settings(settings)
+    try:
+        if db.is_sqlite:
+            migrations.upgrade_to_head(db)  # what the app's start-up does anyway; the keys table must exist
+        keys.ensure_bootstrap_key(db=db, settings=settings)
+        exist = keys.any_active_key(db=db)
+    except keys.KeyError_ as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    if exist or is_loopback(settings.host):
+        return
+    if settings.insecure:
+        logging.getLogger("reportscore.serve").warning(
+            "INSECURE: --insecure given, serving without API keys on a non-loopback address",
+            extra={"host": settings.host},
+        )
+        return
+    _fail(
+        f"refusing to serve on {settings.host} without API keys: anyone who can reach the port could use it.\n"
+        "  Create a key first:  reportscore keys create --tenant <tenant> --name <name> --scopes submit,read\n"
+        "  (or provision one with REPORTSCORE_BOOTSTRAP_API_KEY, from `reportscore keys generate`),\n"
+        "  bind to 127.0.0.1, or pass --insecure to serve without authentication anyway."
+    )
 
 
 @app.command()
@@ -250,6 +302,7 @@ def migrate() -> None:
     """Apply database migrations up to the latest (safe to run again)."""
     settings = _settings()
     from reportscore.scoring.registration import ensure_champion
+    from reportscore.security import keys
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
@@ -260,11 +313,16 @@ def migrate() -> None:
         migrations.upgrade_to_head(db, then=lambda: outcome.append(ensure_champion(db=db, settings=settings)))
         after = migrations.current_revision(db)
         bootstrapped = bool(outcome and outcome[0])
+        key_added = keys.ensure_bootstrap_key(db=db, settings=settings)
+    except keys.KeyError_ as exc:
+        _fail(str(exc))
     finally:
         db.dispose()
     err.print(f"database {settings.redacted()['effective_database_url']}: {before or 'empty'} -> {after}")
     if bootstrapped:
         err.print(f"registered and promoted {settings.model_path} as the first champion of {settings.model_name}")
+    if key_added:
+        err.print(f"stored REPORTSCORE_BOOTSTRAP_API_KEY for tenant {settings.bootstrap_api_key_tenant}")
 
 
 @app.command("train-reference")
@@ -453,6 +511,104 @@ def models_rollback() -> None:
     with _registry() as (settings, db):
         view = rollback(db=db, settings=settings)
     err.print(f"rolled back: {view.name} {view.version} is the champion")
+
+
+@contextmanager
+def _keys_db() -> Iterator[Any]:
+    """The database for a ``keys`` command (SQLite is migrated; PostgreSQL must be); a key error ends it."""
+    settings = _settings()
+    from reportscore.security.keys import KeyError_
+    from reportscore.storage import migrate as migrations
+    from reportscore.storage.db import Database
+
+    db = Database.from_settings(settings)
+    try:
+        if db.is_sqlite:
+            migrations.upgrade_to_head(db)
+        elif not migrations.is_at_head(db):
+            _fail("the database is not at the latest migration: run `reportscore migrate`")
+        yield db
+    except KeyError_ as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Whose key: its tasks and results are visible to this tenant only.")],
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. moderation-prod.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: submit, read, feedback, admin, metrics.")],
+    rate: Annotated[float | None, typer.Option(help="Requests per second allowed (default: unlimited).")] = None,
+    burst: Annotated[int | None, typer.Option(help="Requests at once above the rate (default: the rate).")] = None,
+) -> None:
+    """Create an API key and print it on stdout. It is shown this once: only its hash is stored."""
+    from reportscore.security.keys import create_key
+
+    with _keys_db() as db:
+        key, view = create_key(
+            db=db,
+            tenant=tenant,
+            name=name,
+            scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+            rate=rate,
+            burst=burst,
+        )
+    typer.echo(key)
+    limit = f", {view.rate:g}/s burst {view.burst}" if view.rate is not None else ""
+    err.print(
+        f"created key {view.prefix} for tenant {view.tenant} ({', '.join(view.scopes)}{limit}). "
+        "It is shown only now: send it as the X-API-Key header; revoke with "
+        f"`reportscore keys revoke {view.prefix}`.",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    include_revoked: Annotated[bool, typer.Option("--all", help="Also list revoked keys.")] = False,
+) -> None:
+    """List keys (prefix, tenant, scopes, rate); never their secrets."""
+    from rich.table import Table
+
+    from reportscore.security.keys import list_keys
+
+    with _keys_db() as db:
+        views = list_keys(db=db, tenant=tenant, include_revoked=include_revoked)
+    table = Table("prefix", "tenant", "name", "scopes", "rate/s", "burst", "created", "revoked")
+    for v in views:
+        table.add_row(
+            v.prefix,
+            v.tenant,
+            v.name,
+            ",".join(v.scopes),
+            "" if v.rate is None else f"{v.rate:g}",
+            "" if v.burst is None else str(v.burst),
+            v.created_at.isoformat(timespec="seconds"),
+            "" if v.revoked_at is None else v.revoked_at.isoformat(timespec="seconds"),
+        )
+    Console(width=160 if not sys.stdout.isatty() else None).print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (from `keys list`).")]) -> None:
+    """Revoke a key: every API process refuses it within REPORTSCORE_AUTH_CACHE_S."""
+    from reportscore.security.keys import revoke_key
+
+    with _keys_db() as db:
+        revoked = revoke_key(db=db, prefix=prefix)
+    if not revoked:
+        _fail(f"no active API key with prefix {prefix} (see `reportscore keys list --all`)")
+    err.print(f"revoked {prefix}")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random key without storing it (a value for REPORTSCORE_BOOTSTRAP_API_KEY)."""
+    from reportscore.security.keys import generate
+
+    typer.echo(generate())
 
 
 @config_app.command("show")

@@ -128,7 +128,8 @@ class Settings(BaseSettings):
     """Celery broker URL (``redis://…`` or ``amqp://…``): distributed mode. Unset: embedded mode, in-process workers."""
 
     redis_url: SecretStr | None = None
-    """Redis for everything but the broker (long-poll notifications). Defaults to the broker's URL when it is Redis."""
+    """Redis for everything but the broker (long-poll notifications, per-key rate limits shared by every API
+    process). Defaults to the broker's URL when it is Redis."""
 
     queue_name: str = Field(default="reportscore", min_length=1, max_length=200)
     """Celery queue the API publishes to and workers consume (give each test run or tenant its own)."""
@@ -166,11 +167,76 @@ class Settings(BaseSettings):
     redis_tls_ca_certs: Path | None = None
     """For ``rediss://`` URLs: CA bundle (PEM) that signs Redis's certificate. Unset: the system's trust store."""
 
+    insecure: bool = False
+    """Serve without API keys on a non-loopback address (``serve --insecure``): anyone who can reach the port may
+    submit, read every anonymous task and manage models. Logged as a warning at start. Without it, ``serve`` on a
+    non-loopback address refuses to start until an API key exists (docs/security.md)."""
+
+    protect_monitoring: bool = False
+    """Require an API key with the ``metrics`` or ``admin`` scope for ``/metrics`` and ``/dashboard*`` (give
+    Prometheus a ``metrics`` key). Off: they stay open, like ``/heartbeat`` and ``/health/*``."""
+
+    auth_cache_s: float = Field(default=2.0, gt=0, le=60)
+    """How long each API process caches an API key lookup and whether any key exists: a revoked key stops working,
+    and a first key created turns authentication on, within this many seconds."""
+
+    bootstrap_api_key: SecretStr | None = None
+    """An API key (``rsk_…``, from ``reportscore keys generate``) to store if missing, by ``reportscore migrate`` and
+    at ``serve`` start: how a deployment provisions its first key from a secret. Revoking it is permanent; rotate by
+    setting a new one."""
+
+    bootstrap_api_key_tenant: str = Field(default="default", min_length=1, max_length=128)
+    """Tenant of REPORTSCORE_BOOTSTRAP_API_KEY."""
+
+    bootstrap_api_key_scopes: list[Literal["submit", "read", "feedback", "admin", "metrics"]] = Field(
+        default=["submit", "read", "feedback"], min_length=1
+    )
+    """Scopes of REPORTSCORE_BOOTSTRAP_API_KEY (env: a JSON list). Default: what the proof of concept's clients
+    need; make admin keys with ``reportscore keys create``."""
+
     flower_port: int = Field(default=5555, ge=1, le=65535)
     """Port of ``reportscore flower``."""
 
     flower_basic_auth: SecretStr | None = None
     """``user:password`` for Flower's basic authentication; ``reportscore flower`` refuses to start without it."""
+
+    callbacks_enabled: bool = False
+    """Accept a ``callback_url`` on ``POST /predict`` and ``/submit`` and deliver each finished job's result to it
+    (signed, from a persisted outbox, see the README). Requires REPORTSCORE_CALLBACK_SECRET: the process refuses to
+    start without it. Off: a POST with a ``callback_url`` gets 422, and callbacks not yet delivered wait until
+    it is on again."""
+
+    callback_secret: SecretStr | None = None
+    """HMAC-SHA256 key that signs every callback (``X-Reportscore-Signature``), at least 16 characters. Share it
+    with the receivers; it is never logged or shown by ``config show``."""
+
+    callback_allow_private_networks: list[str] = Field(default_factory=list)
+    """Callback targets allowed although they resolve to private, loopback, link-local or other non-public
+    addresses: CIDRs (``10.20.0.0/16``, ``127.0.0.1/32``) or exact host names. Empty: only public addresses.
+    Env: a JSON list."""
+
+    callback_max_attempts: int = Field(default=8, ge=1)
+    """A callback not acknowledged with a 2xx after this many deliveries is marked ``failed``."""
+
+    callback_backoff_base_s: float = Field(default=2.0, gt=0)
+    """Delay before the second delivery; it doubles after each failure (with jitter), up to callback_backoff_max_s."""
+
+    callback_backoff_max_s: float = Field(default=600.0, gt=0)
+    """Longest delay between two deliveries of one callback."""
+
+    callback_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout of one delivery (connect, send and read the answer)."""
+
+    callback_poll_interval_s: float = Field(default=1.0, gt=0)
+    """How often each API process looks for callbacks that are due."""
+
+    callback_concurrency: int = Field(default=16, ge=1)
+    """Deliveries one API process makes at the same time."""
+
+    @property
+    def effective_callback_lease_s(self) -> float:
+        """How long a claimed delivery is reserved for the claiming process (then another may send it)."""
+        return 2 * self.callback_timeout_s + 10.0
 
     @property
     def effective_database_url(self) -> str:
@@ -232,6 +298,24 @@ class Settings(BaseSettings):
                 f"{self.visibility_timeout_s}: otherwise the broker redelivers a task that is still running. "
                 "Raise REPORTSCORE_VISIBILITY_TIMEOUT_S or lower REPORTSCORE_TASK_TIME_LIMIT_S."
             )
+        if self.callbacks_enabled and self.callback_secret is None:
+            raise ConfigurationError(
+                "REPORTSCORE_CALLBACKS_ENABLED=true but REPORTSCORE_CALLBACK_SECRET is not set: every callback is "
+                "signed, so receivers can tell it comes from this service. Set REPORTSCORE_CALLBACK_SECRET to a "
+                "random string of at least 16 characters (for example the output of `openssl rand -hex 32`), "
+                "or set REPORTSCORE_CALLBACKS_ENABLED=false."
+            )
+        if self.callback_secret is not None and len(self.callback_secret.get_secret_value()) < 16:
+            raise ConfigurationError(
+                "REPORTSCORE_CALLBACK_SECRET is shorter than 16 characters: use a random string of at least 16 "
+                "(for example the output of `openssl rand -hex 32`)."
+            )
+        for entry in self.callback_allow_private_networks:
+            if not _valid_allow_entry(entry):
+                raise ConfigurationError(
+                    f"REPORTSCORE_CALLBACK_ALLOW_PRIVATE_NETWORKS: {entry!r} is neither a CIDR (10.0.0.0/8, "
+                    "::1/128) nor a host name"
+                )
         return self
 
     def redacted(self) -> dict[str, Any]:
@@ -239,7 +323,9 @@ class Settings(BaseSettings):
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if isinstance(value, SecretStr):
+            if name == "callback_secret" and value is not None:
+                value = "***"
+            elif isinstance(value, SecretStr):
                 value = _redact_url(value.get_secret_value())
             elif name.endswith("_url") and value:
                 value = _redact_url(value)
@@ -252,6 +338,17 @@ class Settings(BaseSettings):
 
 
 _SECRET_QUERY_PARAMETERS = frozenset({"password", "passwd", "pass", "secret", "token", "ssl_keyfile_password"})
+
+
+def _valid_allow_entry(entry: str) -> bool:
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", entry) is not None
+    return True
 
 
 def _redact_url(url: str) -> str:

@@ -4,22 +4,84 @@ Routes declare the scope they need with ``Principal`` dependencies built by :fun
 
     async def read_task(principal: Annotated[Principal, requires("read")], ...) -> ...
 
-and read or write only rows whose owner is ``principal.tenant``. Until API keys exist (issue 8) every caller is the
-anonymous tenant with every scope.
+and read or write only rows whose owner is ``principal.tenant``. The key travels in the ``X-API-Key`` header
+(the OpenAPI security scheme ``ApiKey``). :data:`ROUTE_SCOPES` is the one table of which route needs which scope:
+docs/security.md is generated from it and a test checks every route of the app against it.
+
+While no active key exists, a process bound to loopback (or started with ``--insecure``) serves everyone as the
+anonymous tenant with every scope; once a key exists every protected route needs one.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import time
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import Depends
+from fastapi import HTTPException, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
-Scope = Literal["submit", "read", "feedback", "admin"]
-SCOPES: Final[tuple[Scope, ...]] = ("submit", "read", "feedback", "admin")
+from reportscore.security import keys
+from reportscore.security.ratelimit import RateLimiter
+from reportscore.settings import Settings
+from reportscore.storage.db import Database
+
+Scope = Literal["submit", "read", "feedback", "admin", "metrics"]
+SCOPES: Final[tuple[str, ...]] = keys.SCOPES
+
+API_KEY_HEADER: Final = "X-API-Key"
+WWW_AUTHENTICATE: Final = f'ApiKey realm="reportscore", header="{API_KEY_HEADER}"'
 
 ANONYMOUS_TENANT: Final = "anonymous"
 """The tenant of every request while no API keys are configured (rows written then keep it as their owner)."""
+
+MONITORING: Final = "metrics"
+"""``/metrics`` and ``/dashboard*`` need the ``metrics`` (or ``admin``) scope only when REPORTSCORE_PROTECT_MONITORING
+is on; otherwise they are open."""
+
+ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
+    ("POST", "/predict"): "submit",
+    ("POST", "/submit"): "submit",
+    ("POST", "/score"): "submit",
+    ("GET", "/task/{task_id}"): "read",
+    ("GET", "/reports/queue"): "read",
+    ("POST", "/feedback"): "feedback",
+    ("GET", "/models"): "admin",
+    ("POST", "/models"): "admin",
+    ("GET", "/models/{version}"): "admin",
+    ("POST", "/models/{version}/promote"): "admin",
+    ("POST", "/models/rollback"): "admin",
+    ("GET", "/keys"): "admin",
+    ("POST", "/keys"): "admin",
+    ("DELETE", "/keys/{prefix}"): "admin",
+    ("GET", "/metrics"): MONITORING,
+    ("GET", "/dashboard"): MONITORING,
+    ("GET", "/dashboard/data"): MONITORING,
+    ("GET", "/dashboard/static/{name:path}"): MONITORING,
+    ("GET", "/heartbeat"): None,
+    ("GET", "/health/live"): None,
+    ("GET", "/health/ready"): None,
+    ("GET", "/docs"): None,
+    ("GET", "/docs/oauth2-redirect"): None,
+    ("GET", "/redoc"): None,
+    ("GET", "/openapi.json"): None,
+}
+"""Every route (method, path template) and the scope it needs; None: open to anyone (probes, API docs)."""
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name="ApiKey",
+    description="An API key from `reportscore keys create` (shown once). Needed once any key exists; "
+    "see docs/security.md for the scope each route needs.",
+    auto_error=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +94,145 @@ class Principal:
 _ANONYMOUS: Final = Principal(tenant=ANONYMOUS_TENANT, key_id=None, scopes=frozenset(SCOPES))
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+
+
+class Authenticator:
+    """Checks a presented key against the store, with each lookup cached for REPORTSCORE_AUTH_CACHE_S."""
+
+    MAX_CACHED = 10_000
+
+    def __init__(self, *, db: Database, settings: Settings, limiter: RateLimiter) -> None:
+        self.db = db
+        self.limiter = limiter
+        self.allow_open = settings.insecure or is_loopback(settings.host)
+        self._ttl_s = settings.auth_cache_s
+        self._keys: dict[str, tuple[float, keys.StoredKey | None]] = {}
+        self._any_key: tuple[float, bool] | None = None
+
+    async def keys_exist(self) -> bool:
+        now = time.monotonic()
+        if self._any_key is None or now - self._any_key[0] >= self._ttl_s:
+            exists = await run_in_threadpool(keys.any_active_key, db=self.db)
+            self._any_key = (now, exists)
+        return self._any_key[1]
+
+    async def _stored(self, prefix: str) -> keys.StoredKey | None:
+        now = time.monotonic()
+        cached = self._keys.get(prefix)
+        if cached is None or now - cached[0] >= self._ttl_s:
+            stored = await run_in_threadpool(keys.lookup, db=self.db, prefix=prefix)
+            if len(self._keys) >= self.MAX_CACHED:
+                self._keys.clear()
+            cached = self._keys[prefix] = (now, stored)
+        return cached[1]
+
+    async def authenticate(self, presented: str | None) -> keys.StoredKey | None:
+        """The presented key's record (None: the open service's anonymous caller), or 401."""
+        if not presented:
+            if not await self.keys_exist():
+                if self.allow_open:
+                    return None
+                raise _unauthorized(
+                    "no API key exists yet and this service is not bound to loopback: "
+                    "create one with `reportscore keys create --tenant <tenant> --name <name> --scopes ...`"
+                )
+            raise _unauthorized(f"missing API key: send it in the {API_KEY_HEADER} header")
+        # A key that is sent is always checked, even while the service is open: a revoked key never works.
+        prefix = keys.parse_prefix(presented)
+        stored = await self._stored(prefix) if prefix is not None else None
+        if stored is None or stored.revoked or not keys.matches(presented, stored.key_hash):
+            raise _unauthorized("invalid or revoked API key")
+        return stored
+
+    async def authorize(self, presented: str | None, scope: str) -> Principal:
+        """The caller's principal, or 401 (no valid key), 403 (key lacks ``scope``), 429 (over its rate)."""
+        stored = await self.authenticate(presented)
+        if stored is None:
+            return _ANONYMOUS
+        if scope not in stored.scopes and not (scope == MONITORING and "admin" in stored.scopes):
+            raise HTTPException(status_code=403, detail=f"this API key lacks the {scope!r} scope")
+        if stored.rate is not None:
+            burst = stored.burst or keys.default_burst(stored.rate) or 1
+            wait_s = await self.limiter.acquire(stored.prefix, rate=stored.rate, burst=burst)
+            if wait_s is not None:
+                raise HTTPException(
+                    status_code=429,
+                    detail=f"rate limit of this API key exceeded ({stored.rate:g}/s, burst {burst})",
+                    headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                )
+        return Principal(tenant=stored.tenant, key_id=stored.prefix, scopes=stored.scopes)
+
+
+class AuthenticateBeforeBody:
+    """Pure ASGI middleware: a request with a body (every such route is protected) and no valid key gets its 401
+    before the body is read and parsed, so anonymous callers cannot make the service parse megabytes of JSON.
+    Scopes and rate limits are still checked by the route's :func:`requires` dependency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            authenticator: Authenticator | None = getattr(scope["app"].state, "auth", None)
+            if authenticator is not None:
+                presented = Headers(scope=scope).get(API_KEY_HEADER)
+                try:
+                    await authenticator.authenticate(presented)
+                except HTTPException as exc:
+                    response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def requires(scope: Scope) -> Any:
     """A dependency that answers the calling principal, once it is known to hold ``scope``."""
 
-    async def principal() -> Principal:
-        return _ANONYMOUS
+    async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)] = None) -> Principal:
+        authenticator: Authenticator = request.app.state.auth
+        found = await authenticator.authorize(api_key, scope)
+        request.state.tenant = found.tenant  # for the access log
+        if found.key_id is not None:
+            request.state.key_id = found.key_id
+        return found
 
     principal.__name__ = f"requires_{scope}"
-    return Depends(principal)
+    principal.required_scope = scope  # type: ignore[attr-defined]  # read by route_scope()
+    return Security(principal)
+
+
+def route_scope(route: Any) -> str | None:
+    """The scope a route's dependencies demand (None: none), found by walking its dependency tree."""
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while pending:
+        dependant = pending.pop()
+        scope = getattr(dependant.call, "required_scope", None)
+        if scope is not None:
+            return str(scope)
+        pending.extend(dependant.dependencies)
+    return None
+
+
+def scopes_markdown() -> str:
+    """The route → scope table of docs/security.md (a test keeps the docs in sync)."""
+    lines = ["| method | path | scope |", "|---|---|---|"]
+    for (method, path), scope in ROUTE_SCOPES.items():
+        if scope is None:
+            needed = "open"
+        elif scope == MONITORING:
+            needed = "`metrics` or `admin` when `REPORTSCORE_PROTECT_MONITORING=true`; open otherwise"
+        else:
+            needed = f"`{scope}`"
+        lines.append(f"| {method} | `{path}` | {needed} |")
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.runners.base import Runner
 from reportscore.runners.notify import LocalNotifier
 from reportscore.scoring.batching import MicroBatcher
@@ -25,6 +26,7 @@ class AppState:
     notifier: LocalNotifier
     committer: GroupCommitter
     batcher: MicroBatcher
+    explainer: ReasonExplainer
     ready: bool = False
 
 

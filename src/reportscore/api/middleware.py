@@ -131,6 +131,7 @@ class AccessLog:
                 "status": status,
                 "duration_ms": round(duration_s * 1000, 3),
             }
-            if "task_id" in state:
-                extra["task_id"] = state["task_id"]
+            for name in ("task_id", "tenant", "key_id"):  # set by the routes and the auth dependency
+                if name in state:
+                    extra[name] = state[name]
             access_log.info("request", extra=extra)

@@ -162,6 +162,14 @@ WORKER_UP = _gauge(
     ("runner",),
 )
 
+# --- callbacks (recorded by the API process that made the delivery) ---------------------------------------------
+CALLBACK_DELIVERIES = _counter(
+    "reportscore_callback_deliveries",
+    "Callback deliveries made, by outcome: delivered (a 2xx answer), retry (failed, will be tried again), failed "
+    "(failed for the last allowed time: the callback is given up).",
+    ("outcome",),
+)
+
 # --- the queue, read from the store at scrape time (API processes only; equal on every API instance) -------------
 JOBS_UNFINISHED = _from_store(
     "reportscore_jobs_unfinished",
@@ -182,6 +190,7 @@ STORE_UP = _from_store(
 
 # --- recording ---------------------------------------------------------------------------------------------------
 P = ParamSpec("P")
+CallbackOutcome = Literal["delivered", "retry", "failed"]
 _failure_logged_at = -float("inf")
 
 
@@ -380,3 +389,8 @@ def exposition_registry(*extra: Collector) -> CollectorRegistry:
     for collector in extra:
         registry.register(collector)
     return registry
+
+
+@_never_raises
+def observe_callback_delivery(outcome: CallbackOutcome) -> None:
+    CALLBACK_DELIVERIES.labels(outcome=outcome).inc()

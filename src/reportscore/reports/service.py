@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reportscore.storage.db import Database
-from reportscore.storage.models import JobStatus
+from reportscore.storage.models import Job, JobStatus
+from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 
 
@@ -28,9 +29,11 @@ class Submitted:
     created: bool
 
 
-def request_fingerprint(reports: Sequence[Mapping[str, Any]]) -> str:
-    """sha256 of the validated reports in canonical JSON (key order and whitespace don't matter)."""
-    return hashlib.sha256(orjson.dumps(list(reports), option=orjson.OPT_SORT_KEYS)).hexdigest()
+def request_fingerprint(reports: Sequence[Mapping[str, Any]], callback_url: str | None = None) -> str:
+    """sha256 of the validated reports (and the callback URL, when one is given) in canonical JSON: key order and
+    whitespace don't matter, and the list form of a body has the same fingerprint as before callbacks existed."""
+    doc: Any = list(reports) if callback_url is None else {"reports": list(reports), "callback_url": callback_url}
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def submit_job(
@@ -40,10 +43,17 @@ def submit_job(
     owner: str,
     idempotency_key: str | None,
     idempotency_ttl_s: float,
+    callback_url: str | None = None,
 ) -> Submitted:
     """Store a PENDING job with its reports in its own transaction (the API uses ``submit_in_session`` through the
     group committer instead)."""
-    work = submission(reports=reports, owner=owner, idempotency_key=idempotency_key, ttl_s=idempotency_ttl_s)
+    work = submission(
+        reports=reports,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        ttl_s=idempotency_ttl_s,
+        callback_url=callback_url,
+    )
     for attempt in range(2):
         try:
             with db.write() as session:
@@ -56,10 +66,15 @@ def submit_job(
 
 
 def submission(
-    *, reports: Sequence[Mapping[str, Any]], owner: str, idempotency_key: str | None, ttl_s: float
+    *,
+    reports: Sequence[Mapping[str, Any]],
+    owner: str,
+    idempotency_key: str | None,
+    ttl_s: float,
+    callback_url: str | None = None,
 ) -> Callable[[Session], Submitted]:
     """The unit of work that stores one submitted batch: ``work(session) -> Submitted``."""
-    fingerprint = request_fingerprint(reports) if idempotency_key else None
+    fingerprint = request_fingerprint(reports, callback_url) if idempotency_key else None
 
     def work(session: Session) -> Submitted:
         now = datetime.now(UTC)
@@ -82,6 +97,7 @@ def submission(
             idempotency_key=idempotency_key,
             request_sha256=fingerprint,
             idempotency_expires_at=now + timedelta(seconds=ttl_s) if idempotency_key else None,
+            callback_url=callback_url,
         )
         return Submitted(job_id=job_id, created=True)
 
@@ -120,6 +136,18 @@ def scored_submission(
 
 
 @dataclass(frozen=True)
+class CallbackView:
+    """The delivery of a finished job's callback."""
+
+    status: str
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class TaskView:
     """A job as the API shows it."""
 
@@ -135,6 +163,7 @@ class TaskView:
     predict_ms: float | None
     error: str | None
     reports: list[jobs_repo.ScoredReport] | None
+    callback: CallbackView | None = None
 
     @property
     def done(self) -> bool:
@@ -148,18 +177,41 @@ def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
         job = jobs_repo.get_job(session, task_id)
         if job is None or job.owner != owner:
             return None
-        reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
-        return TaskView(
-            task_id=job.id,
-            status=job.status,
-            n_reports=job.n_reports,
-            attempts=job.attempts,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            model_name=job.model_name,
-            model_version=job.model_version,
-            predict_ms=job.predict_ms,
-            error=job.error,
-            reports=reports,
-        )
+        return _view(session, job)
+
+
+def get_task_for_callback(*, db: Database, task_id: str) -> TaskView | None:
+    """The job as its owner would read it, for the callback dispatcher (which acts for the owner)."""
+    with db.read() as session:
+        job = jobs_repo.get_job(session, task_id)
+        return None if job is None else _view(session, job)
+
+
+def _view(session: Session, job: Job) -> TaskView:
+    task_id = job.id
+    reports = jobs_repo.get_job_reports(session, task_id) if job.status == JobStatus.SUCCESS else None
+    delivery = callbacks_repo.get_delivery(session, task_id) if job.callback_url is not None else None
+    return TaskView(
+        task_id=job.id,
+        status=job.status,
+        n_reports=job.n_reports,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        model_name=job.model_name,
+        model_version=job.model_version,
+        predict_ms=job.predict_ms,
+        error=job.error,
+        reports=reports,
+        callback=None
+        if delivery is None
+        else CallbackView(
+            status=delivery.status.value,
+            attempts=delivery.attempts,
+            last_attempt_at=delivery.last_attempt_at,
+            last_status_code=delivery.last_status_code,
+            last_error=delivery.last_error,
+            finished_at=delivery.finished_at,
+        ),
+    )

@@ -14,6 +14,7 @@ import numpy as np
 from reportscore.monitoring import metrics
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database
+from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories import stats as stats_repo
 
@@ -62,6 +63,7 @@ def score_jobs(
             extra_pending=extra_pending,
             extra_max_reports=extra_max_reports,
         )
+        callbacks_repo.enqueue_for_jobs(session, job_ids=exhausted, now=claimed_at)
         created_at = stats_repo.created_at_of(session, [*claimed, *exhausted])
     outcome.failed.extend(exhausted)
     _observe_finished("FAILURE", exhausted, created_at, claimed_at)
@@ -108,6 +110,10 @@ def score_jobs(
         for job_id, error in failures.items():
             if jobs_repo.save_failure(session, job_id=job_id, error=error, finished_at=finished_at):
                 outcome.failed.append(job_id)
+        # The callback outbox rows commit with the final statuses: a crash cannot lose one without the other.
+        callbacks_repo.enqueue_for_jobs(
+            session, job_ids=[*outcome.succeeded, *(j for j in failures if j in outcome.failed)], now=finished_at
+        )
     written = set(outcome.succeeded) | set(outcome.failed)
     outcome.skipped.extend(j for j in claimed if j not in written)
     _observe_finished("SUCCESS", outcome.succeeded, created_at, finished_at)

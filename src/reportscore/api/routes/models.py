@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
 
-router = APIRouter(prefix="/models", tags=["models (admin)"])
+router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
 
 async def _save(upload: UploadFile, directory: Path, default_name: str) -> Path:

@@ -2,28 +2,35 @@
 
 import asyncio
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import Discriminator, Field, Tag
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import AppState, State, require_json
-from reportscore.api.schemas.reports import EXAMPLE_REPORTS, ReportIn
+from reportscore.api.results import task_result, task_result_json
+from reportscore.api.schemas.reports import EXAMPLE_CALLBACK_URL, EXAMPLE_REPORTS, ReportIn, SubmitBodyBase
 from reportscore.api.schemas.tasks import (
     ErrorBody,
+    ExplainedReportRef,
     ModelInfo,
-    ReportRef,
+    Reason,
     ScoreResponse,
     TaskAccepted,
     TaskPending,
     TaskResult,
-    Timings,
     ValidationErrorBody,
 )
+from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
+from reportscore.moderation import service as moderation_service
 from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 
@@ -51,7 +58,8 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "The body is not declared as JSON (Content-Type: application/json)."},
     422: {
         "model": ValidationErrorBody,
-        "description": "Invalid reports or malformed JSON (FastAPI's validation errors).",
+        "description": "Invalid reports or malformed JSON (FastAPI's validation errors), or a callback_url that is "
+        "refused (not http(s), not public, callbacks disabled).",
     },
     503: {
         "model": ErrorBody,
@@ -73,6 +81,32 @@ def build_router(settings: Settings) -> APIRouter:
             examples=[EXAMPLE_REPORTS],
         ),
     ]
+    ReportList = Annotated[  # noqa: N806
+        list[ReportIn],
+        Field(
+            min_length=1,
+            max_length=settings.max_reports_per_request,
+            description=f"1 to {settings.max_reports_per_request} reports, scored in this order.",
+        ),
+    ]
+
+    class SubmitBody(SubmitBodyBase):
+        reports: ReportList
+
+    Submission = Annotated[  # noqa: N806
+        Annotated[ReportList, Tag(LIST_FORM)] | Annotated[SubmitBody, Tag(OBJECT_FORM)],
+        Discriminator(_body_form),
+        Body(
+            description="A list of reports (the original form), or an object with the reports and a callback_url.",
+            openapi_examples={
+                "list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS},
+                "object": {
+                    "summary": "Reports and a callback URL",
+                    "value": {"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL},
+                },
+            },
+        ),
+    ]
     IdempotencyKey = Annotated[  # noqa: N806
         str | None,
         Header(
@@ -84,12 +118,18 @@ def build_router(settings: Settings) -> APIRouter:
 
     async def submit(
         request: Request,
-        reports: Reports,
+        body: Submission,
         state: State,
         principal: Annotated[Principal, requires("submit")],
         idempotency_key: IdempotencyKey = None,
     ) -> Any:
-        return await _submit(request, state, principal, reports, idempotency_key)
+        if isinstance(body, SubmitBody):
+            reports, callback_url = body.reports, body.callback_url
+        else:
+            reports, callback_url = body, None
+        if callback_url is not None:
+            await _check_callback_url(state, callback_url)
+        return await _submit(request, state, principal, reports, idempotency_key, callback_url)
 
     for path, name in (
         ("/predict", "Submit reports for scoring"),
@@ -105,6 +145,7 @@ def build_router(settings: Settings) -> APIRouter:
             responses=SUBMIT_RESPONSES,
             dependencies=[Depends(require_json)],
             operation_id="submit_reports" if path == "/predict" else "submit_reports_alias",
+            route_class_override=SubmissionRoute,
         )
 
     @router.post(
@@ -146,14 +187,78 @@ def build_router(settings: Settings) -> APIRouter:
             float,
             Query(ge=0, description="Long-poll: wait up to this many seconds for the task to finish (capped)."),
         ] = 0.0,
+        explain: Annotated[
+            bool,
+            Query(description="Add each report's top reasons (feature contributions of the model that scored it)."),
+        ] = False,
     ) -> Any:
-        return await _read_task(request, state, principal, task_id, wait)
+        return await _read_task(request, state, principal, task_id, wait, explain)
 
     return router
 
 
+LIST_FORM = "list"
+OBJECT_FORM = "object"
+
+
+def _body_form(value: Any) -> str:
+    """Which form a submission body has: only that form's errors are reported (anything but an object is read as
+    the list form, whose error says a list was expected)."""
+    return OBJECT_FORM if isinstance(value, dict) else LIST_FORM
+
+
+class SubmissionRoute(APIRoute):
+    """Validation errors of a submission keep the proof of concept's ``loc``: ``[body, index, field]`` for the
+    list form and ``[body, "reports", index, field]`` for the object form, without the form's tag pydantic puts
+    after ``body`` (the pattern of FastAPI's "custom APIRoute class" documentation)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise RequestValidationError([_untagged(e) for e in exc.errors()], body=exc.body) from None
+
+        return handle
+
+
+def _untagged(error: Any) -> Any:
+    loc = tuple(error.get("loc", ()))
+    if len(loc) >= 2 and loc[0] == "body" and loc[1] in (LIST_FORM, OBJECT_FORM):
+        return {**error, "loc": (loc[0], *loc[2:])}
+    return error
+
+
+def _callback_error(kind: str, message: str, url: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ("body", "callback_url"), "msg": message, "input": url}])
+
+
+async def _check_callback_url(state: AppState, url: str) -> None:
+    """422 unless callbacks are enabled and the URL is http(s) and resolves to allowed addresses only."""
+    settings = state.settings
+    if not settings.callbacks_enabled:
+        raise _callback_error(
+            "callbacks_disabled",
+            "callbacks are not enabled on this deployment (the operator sets REPORTSCORE_CALLBACKS_ENABLED=true "
+            "and REPORTSCORE_CALLBACK_SECRET); poll GET /task/{task_id} instead",
+            url,
+        )
+    allow = AllowList.parse(settings.callback_allow_private_networks)
+    try:
+        await run_in_threadpool(check_url, url, allow)
+    except UnsafeCallbackUrl as exc:
+        raise _callback_error("callback_url_refused", str(exc), url) from None
+
+
 async def _submit(
-    request: Request, state: AppState, principal: Principal, reports: list[ReportIn], idempotency_key: str | None
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    reports: list[ReportIn],
+    idempotency_key: str | None,
+    callback_url: str | None = None,
 ) -> Any:
     runner = state.runner
     if not runner.has_capacity():
@@ -164,7 +269,11 @@ async def _submit(
         )
     payload = [r.model_dump() for r in reports]
     work = reports_service.submission(
-        reports=payload, owner=principal.tenant, idempotency_key=idempotency_key, ttl_s=state.settings.idempotency_ttl_s
+        reports=payload,
+        owner=principal.tenant,
+        idempotency_key=idempotency_key,
+        ttl_s=state.settings.idempotency_ttl_s,
+        callback_url=callback_url,
     )
     runner.reserve()
     try:
@@ -248,7 +357,9 @@ def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
 
 
-async def _read_task(request: Request, state: AppState, principal: Principal, task_id: str, wait: float) -> Any:
+async def _read_task(
+    request: Request, state: AppState, principal: Principal, task_id: str, wait: float, explain: bool = False
+) -> Any:
     try:
         uuid.UUID(task_id)
     except ValueError:
@@ -264,32 +375,20 @@ async def _read_task(request: Request, state: AppState, principal: Principal, ta
     if not view.done:
         status = "STARTED" if view.status == "STARTED" else "PENDING"
         return JSONResponse(TaskPending(task_id=task_id, status=status).model_dump(), status_code=202)
-    return JSONResponse(_result(view).model_dump(mode="json"), status_code=200)
-
-
-def _ms(a: Any, b: Any) -> float | None:
-    return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
-
-
-def _result(view: reports_service.TaskView) -> TaskResult:
-    success = view.status == "SUCCESS"
-    return TaskResult(
-        task_id=view.task_id,
-        status="SUCCESS" if success else "FAILURE",
-        score=[r.score for r in view.reports if r.score is not None] if success and view.reports else None,
-        error=None if success else (view.error or "scoring failed"),
-        model=ModelInfo(name=view.model_name, version=view.model_version)
-        if view.model_name and view.model_version
-        else None,
-        reports=[ReportRef(id=r.id, report_id=r.client_report_id) for r in view.reports] if view.reports else None,
-        n_reports=view.n_reports,
-        attempts=view.attempts,
-        created_at=view.created_at,
-        started_at=view.started_at,
-        finished_at=view.finished_at,
-        timings=Timings(
-            queued_ms=_ms(view.created_at, view.started_at),
-            predict_ms=round(view.predict_ms, 3) if view.predict_ms is not None else None,
-            total_ms=_ms(view.created_at, view.finished_at),
-        ),
+    if not (explain and view.status == "SUCCESS" and view.reports):
+        return JSONResponse(task_result_json(view), status_code=200)
+    result = task_result(view)
+    reasons = await run_in_threadpool(
+        moderation_service.task_reasons, db=state.db, explainer=state.explainer, task_id=task_id
+    )
+    result.reports = [
+        ExplainedReportRef(
+            id=r.id,
+            report_id=r.client_report_id,
+            reasons=None if reasons.get(r.id) is None else [Reason.model_validate(x) for x in reasons[r.id]],
+        )
+        for r in view.reports
+    ]
+    return JSONResponse(
+        result.model_dump(mode="json", exclude={"callback"} if view.callback is None else None), status_code=200
     )

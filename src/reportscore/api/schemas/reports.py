@@ -73,3 +73,27 @@ class ReportIn(BaseModel):
     report_id: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_encodable)] | None = Field(
         default=None, description="The client's own id for this report, echoed back in results."
     )
+
+
+EXAMPLE_CALLBACK_URL = "https://moderation.example.com/hooks/reportscore"
+
+
+class SubmitBodyBase(BaseModel):
+    """The object form of a submission: the reports, and where to POST the result when the task ends (the API
+    declares ``SubmitBody`` from it, with the configured bounds on ``reports``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL}]},  # type: ignore[dict-item]
+    )
+
+    reports: list[ReportIn]
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        json_schema_extra={"format": "uri"},
+        description="http(s) URL that receives the task's result (the body of GET /task/{task_id} when done), "
+        "signed with HMAC-SHA256; it must resolve to public addresses. Needs callbacks enabled on the deployment.",
+    )

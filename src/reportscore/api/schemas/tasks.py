@@ -48,6 +48,58 @@ class ReportRef(BaseModel):
     report_id: str | None = Field(description="The client's own id, if it sent one.")
 
 
+class Reason(BaseModel):
+    """One feature's contribution to a report's score, as the scoring model itself computes it."""
+
+    feature: str = Field(description="The feature's name in the model's feature schema.")
+    contribution: float = Field(
+        description="Signed contribution on the model's margin scale (log-odds for XGBoost): positive pushes the "
+        "score up, negative down."
+    )
+
+
+REASONS_DESCRIPTION = (
+    "Up to 3 feature contributions with the largest absolute value, largest first (zeros left out), from the model "
+    "version that scored the report (XGBoost's own pred_contribs). null when that model gives none (a format "
+    "without contributions) or the version cannot be loaded."
+)
+
+
+class ExplainedReportRef(ReportRef):
+    """A report of ``GET /task/{id}?explain=true``: its ids and its top reasons."""
+
+    reasons: list[Reason] | None = Field(description=REASONS_DESCRIPTION)
+
+
+class CallbackInfo(BaseModel):
+    """Delivery of this task's callback (only on tasks submitted with a ``callback_url``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "pending",
+                    "attempts": 2,
+                    "last_attempt_at": "2026-11-27T08:00:04.000000+00:00",
+                    "last_status_code": 500,
+                    "last_error": "receiver answered HTTP 500",
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
+
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: not acknowledged yet (retried with backoff); delivered: a 2xx was received; "
+        "failed: gave up after the maximum number of attempts."
+    )
+    attempts: int = Field(description="Deliveries made so far.")
+    last_attempt_at: UTCTimestamp | None = None
+    last_status_code: int | None = Field(default=None, description="HTTP status of the last answer, if any.")
+    last_error: str | None = Field(default=None, description="Why the last delivery did not succeed.")
+    finished_at: UTCTimestamp | None = Field(default=None, description="When it was delivered or given up.")
+
+
 class TaskResult(BaseModel):
     """A finished job: SUCCESS with one score per report in request order, or FAILURE with the reason."""
 
@@ -79,13 +131,18 @@ class TaskResult(BaseModel):
     score: list[float] | None = Field(default=None, description="One score in 0..1 per report, in request order.")
     error: str | None = None
     model: ModelInfo | None = None
-    reports: list[ReportRef] | None = None
+    reports: list[ExplainedReportRef] | list[ReportRef] | None = Field(
+        default=None, description="Per-report ids in request order (with their reasons when ?explain=true)."
+    )
     n_reports: int
     attempts: int
     created_at: UTCTimestamp
     started_at: UTCTimestamp | None = None
     finished_at: UTCTimestamp | None = None
     timings: Timings | None = None
+    callback: CallbackInfo | None = Field(
+        default=None, description="Only for tasks submitted with a callback_url: the state of its delivery."
+    )
 
 
 class ScoreResponse(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from reportscore.scoring.formats.base import FloatMatrix, ModelLoadError, Scores
+from reportscore.scoring.formats.base import Contributions, FloatMatrix, ModelLoadError, Scores
 
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {
@@ -50,6 +50,23 @@ class SklearnModel:
     def predict(self, matrix: FloatMatrix) -> Scores:
         proba = self._estimator.predict_proba(matrix)
         return np.ascontiguousarray(proba[:, 1], dtype=np.float64)
+
+    def contributions(self, matrix: FloatMatrix) -> Contributions | None:
+        """XGBoost's own contributions when the estimator (or a pipeline's last step) is an XGBoost classifier and
+        the steps before it keep one column per feature (a scaler, say); None for any other estimator."""
+        final, before = self._estimator, None
+        steps = getattr(final, "steps", None)
+        if isinstance(steps, list) and steps:
+            final, before = steps[-1][1], final[:-1]
+        get_booster = getattr(final, "get_booster", None)
+        if not callable(get_booster):
+            return None
+        from reportscore.scoring.formats.xgboost_native import booster_contributions
+
+        x = np.asarray(before.transform(matrix) if before is not None else matrix, dtype=np.float32)
+        if x.shape != matrix.shape:
+            return None
+        return booster_contributions(get_booster(), x)
 
 
 def sklearn_classifier(estimator: Any, *, name: str, format_name: str, threads: int) -> SklearnModel:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportscore.scoring.formats.base import FloatMatrix, ModelLoadError, Scores
+from reportscore.scoring.formats.base import Contributions, FloatMatrix, ModelLoadError, Scores
 
 
 class XGBoostModel:
@@ -28,6 +28,25 @@ class XGBoostModel:
         if scores.ndim == 2:  # multi-class softprob: take the positive class of a 2-class model
             scores = scores[:, -1]
         return scores
+
+    def contributions(self, matrix: FloatMatrix) -> Contributions:
+        """XGBoost's own SHAP values (``pred_contribs=True``) in log-odds, the bias column dropped."""
+        return booster_contributions(self._booster, matrix)
+
+
+def booster_contributions(booster: object, matrix: FloatMatrix) -> Contributions:
+    """``Booster.predict(DMatrix(matrix), pred_contribs=True)`` without its last (bias) column.
+
+    The output is ``[n, n_features + 1]`` for a binary model (``[n, n_classes, n_features + 1]`` for a multi-class
+    one, of which the positive class of a 2-class model is taken, as ``predict`` does).
+    """
+    import xgboost
+
+    dmatrix = xgboost.DMatrix(matrix, feature_names=getattr(booster, "feature_names", None) or None)
+    out = np.asarray(booster.predict(dmatrix, pred_contribs=True), dtype=np.float64)  # type: ignore[attr-defined]
+    if out.ndim == 3:
+        out = out[:, -1, :]
+    return np.ascontiguousarray(out[:, :-1])
 
 
 class XGBoostFormat:

@@ -45,6 +45,8 @@ class Job(Base):
     """While STARTED: when the worker's claim runs out and the reconciler may hand the job to another."""
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """When the job id was last handed to the queue (distributed mode)."""
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where the finished job's result is POSTed (see ``callback_deliveries``); None: no callback."""
 
     __table_args__ = (
         Index("uq_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),

@@ -32,6 +32,7 @@ def insert_job(
     idempotency_key: str | None,
     request_sha256: str | None,
     idempotency_expires_at: datetime | None,
+    callback_url: str | None = None,
 ) -> None:
     """Insert a PENDING job and all its report rows (one bulk insert)."""
     session.execute(
@@ -46,9 +47,10 @@ def insert_job(
             request_sha256=request_sha256,
             idempotency_expires_at=idempotency_expires_at,
             enqueued_at=created_at,
+            callback_url=callback_url,
         )
     )
-    session.execute(insert(Report), _report_rows(job_id, reports))
+    session.execute(insert(Report), _report_rows(job_id, owner, reports))
 
 
 def insert_scored_job(
@@ -80,16 +82,17 @@ def insert_scored_job(
             predict_ms=predict_ms,
         )
     )
-    rows = _report_rows(job_id, reports)
+    rows = _report_rows(job_id, owner, reports)
     for row, score in zip(rows, scores, strict=True):
         row.update(score=score, model_version=model_version, scored_at=finished_at)
     session.execute(insert(Report), rows)
 
 
-def _report_rows(job_id: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "job_id": job_id,
+            "owner": owner,
             "position": i,
             "client_report_id": r.get("report_id"),
             **{name: r[name] for name in REPORT_COLUMNS},

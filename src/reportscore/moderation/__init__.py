@@ -1,0 +1,1 @@
+"""What moderators see and decide: the review queue, the reasons beside each score, and recorded outcomes."""
