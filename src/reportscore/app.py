@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from reportscore import __version__
-from reportscore.api.auth import MONITORING, AuthenticateBeforeBody, Authenticator, requires
+from reportscore.api.auth import AUTH_RESPONSES, MONITORING, AuthenticateBeforeBody, Authenticator, requires
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
@@ -173,13 +173,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.include_router(tasks.build_router(settings))
+    app.include_router(tasks.build_router(settings), responses=AUTH_RESPONSES)
     app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(moderation.router)
-    app.include_router(keys_routes.router)
+    app.include_router(models.router, responses=AUTH_RESPONSES)
+    app.include_router(moderation.router, responses=AUTH_RESPONSES)
+    app.include_router(keys_routes.router, responses=AUTH_RESPONSES)
     app.include_router(
-        monitoring_routes.router, dependencies=[requires(MONITORING)] if settings.protect_monitoring else []
+        monitoring_routes.router,
+        dependencies=[requires(MONITORING)] if settings.protect_monitoring else [],
+        responses=AUTH_RESPONSES if settings.protect_monitoring else None,
     )
 
     install_error_handlers(app)

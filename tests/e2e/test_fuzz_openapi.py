@@ -28,7 +28,11 @@ from schemathesis.checks import CHECKS, CheckFunction, is_check_class, load_all_
 from schemathesis.python import asgi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from reportscore.api.auth import API_KEY_HEADER
 from reportscore.app import create_app
+from reportscore.security import keys
+from reportscore.storage import migrate
+from reportscore.storage.db import Database
 from tests.conftest import make_settings
 
 Case = schemathesis.Case[Any]
@@ -69,15 +73,28 @@ schema.app = CURRENT
 
 
 @pytest.fixture
-def auth_headers() -> dict[str, str]:
-    """Headers every request carries. Empty while the service has no API keys; once they land this holds a key
-    with every scope (``{"X-API-Key": ...}``), so ``ignored_auth`` can prove that leaving it out is refused."""
-    return {}
+def api_key(tmp_path: Path) -> str:
+    """A key with every scope in the test's store (migrated here, before the app starts): once a key exists every
+    protected route needs one, so ``ignored_auth`` proves that leaving it out, or sending a wrong one, is refused."""
+    db = Database.from_settings(make_settings(tmp_path))
+    try:
+        migrate.upgrade_to_head(db)
+        key, _ = keys.create_key(db=db, tenant="fuzz", name="fuzz", scopes=list(keys.SCOPES))
+    finally:
+        db.dispose()
+    return key
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[ASGIApp]:
-    """A fresh app (temporary SQLite, bundled model, model routes included), stopped after the test."""
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Headers every request carries."""
+    return {API_KEY_HEADER: api_key}
+
+
+@pytest.fixture
+def app(tmp_path: Path, api_key: str) -> Iterator[ASGIApp]:
+    """A fresh app (temporary SQLite with one API key, bundled model, model routes included), stopped after the
+    test."""
     CURRENT.app = create_app(make_settings(tmp_path))
     try:
         yield CURRENT.app

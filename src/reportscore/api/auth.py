@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.security import keys
 from reportscore.security.ratelimit import RateLimiter
 from reportscore.settings import Settings
@@ -82,6 +83,22 @@ api_key_header = APIKeyHeader(
     "see docs/security.md for the scope each route needs.",
     auto_error=False,
 )
+
+
+AUTH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {
+        "model": ErrorBody,
+        "description": f"No valid API key in {API_KEY_HEADER} (needed once any key exists).",
+        "headers": {"WWW-Authenticate": {"description": "How to authenticate.", "schema": {"type": "string"}}},
+    },
+    403: {"model": ErrorBody, "description": "The API key lacks the scope this route needs."},
+    429: {
+        "model": ErrorBody,
+        "description": "The API key's rate limit is exceeded; retry after Retry-After.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
+}
+"""The answers of every protected route's key check, declared once on each router that holds such routes."""
 
 
 @dataclass(frozen=True, slots=True)
