@@ -82,7 +82,7 @@ class CurrentApiKey:
         return CURRENT.key
 
     def set(self, case: Case, data: str, context: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), API_KEY_HEADER: data}
+        case.headers[API_KEY_HEADER] = data
 
 
 @pytest.fixture
