@@ -149,9 +149,10 @@ def revoke_key(*, db: Database, prefix: str) -> bool:
         return repo.revoke(session, prefix=prefix, at=utcnow())
 
 
-def any_active_key(*, db: Database) -> bool:
+def any_key_created(*, db: Database) -> bool:
+    """Whether any key was ever created, revoked or not: from then on the service never runs open again."""
     with db.read() as session:
-        return repo.any_active(session)
+        return repo.any_key(session)
 
 
 def lookup(*, db: Database, prefix: str) -> StoredKey | None:
