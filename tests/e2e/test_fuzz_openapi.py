@@ -9,7 +9,7 @@ follows the OpenAPI links from ``POST /predict`` / ``POST /submit`` to ``GET /ta
 (``test_submit_then_read_task_statefully``). A failure here is a bug in the spec or in the code: fix one of them,
 never the checks.
 
-Each test gets a fresh app on its own temporary SQLite file. The schema is loaded once, at collection, from an app
+Each test (and each state-machine scenario) gets a fresh app on its own temporary SQLite file. The schema is loaded once, at collection, from an app
 that is never started (building the OpenAPI document needs no store); requests reach the test's app through
 ``_CurrentApp``, whose lifespan Schemathesis runs on its own event loop and the fixture shuts down.
 """
@@ -85,23 +85,33 @@ class CurrentApiKey:
         case.headers[API_KEY_HEADER] = data
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[ASGIApp]:
-    """A fresh app (temporary SQLite holding one API key with every scope, bundled model, model routes included),
-    stopped after the test. Once a key exists every protected route needs one."""
-    db = Database.from_settings(make_settings(tmp_path))
+def _start(directory: Path) -> ASGIApp:
+    """A fresh app under test (temporary SQLite in ``directory`` holding one API key with every scope, bundled model,
+    model routes included); its lifespan starts with the first request. Once a key exists every protected route
+    needs one."""
+    db = Database.from_settings(make_settings(directory))
     try:
         migrate.upgrade_to_head(db)
         CURRENT.key, _ = keys.create_key(db=db, tenant="fuzz", name="fuzz", scopes=list(keys.SCOPES))
     finally:
         db.dispose()
-    CURRENT.app = create_app(make_settings(tmp_path))
+    CURRENT.app = create_app(make_settings(directory))
+    return CURRENT.app
+
+
+def _stop() -> None:
+    asgi.shutdown_lifespans()
+    CURRENT.app = None
+    CURRENT.key = None
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[ASGIApp]:
+    """A fresh app for the test, stopped after it."""
     try:
-        yield CURRENT.app
+        yield _start(tmp_path)
     finally:
-        asgi.shutdown_lifespans()
-        CURRENT.app = None
-        CURRENT.key = None
+        _stop()
 
 
 POSITIVE_DATA_ACCEPTANCE = CHECKS.get_one("positive_data_acceptance")
@@ -127,12 +137,20 @@ def test_every_operation_conforms(case: Case, app: ASGIApp) -> None:
     case.validate_response(response, checks=checks)
 
 
-def test_submit_then_read_task_statefully(app: ASGIApp) -> None:
-    """The scoring operations only (the key-management links are left out: revoking the test's one key by following
-    them reopens the loopback service, a separate question for docs/security.md)."""
+def test_submit_then_read_task_statefully(tmp_path: Path) -> None:
+    """Every operation, following every link. Each scenario gets a fresh app: a scenario may revoke the test's key
+    (the ``GET /keys`` → ``DELETE /keys/{prefix}`` link), after which that app rightly answers 401 to everything
+    (once a key was created it never runs open again), and Hypothesis needs scenarios that replay alike."""
     reads: list[int] = []
+    scenarios = iter(range(1_000_000))
 
-    class Machine(schema.include(tag="scoring").as_state_machine()):  # type: ignore[misc]
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            _start(tmp_path / f"scenario-{next(scenarios)}")
+
+        def teardown(self) -> None:
+            _stop()
+
         def after_call(self, response: schemathesis.Response, case: Case) -> None:
             if case.operation.path == "/task/{task_id}" and response.status_code in (200, 202):
                 reads.append(response.status_code)

@@ -4,13 +4,13 @@ import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import Discriminator, Field, Tag
+from pydantic import BeforeValidator, Discriminator, Field, Tag
+from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +29,7 @@ from reportscore.api.schemas.tasks import (
     TaskResult,
     ValidationErrorBody,
 )
+from reportscore.api.unions import UntaggedUnionRoute
 from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
 from reportscore.moderation import service as moderation_service
 from reportscore.reports import service as reports_service
@@ -90,23 +91,10 @@ def build_router(settings: Settings) -> APIRouter:
         ),
     ]
 
-    class SubmitBody(SubmitBodyBase):
-        reports: ReportList
-
-    Submission = Annotated[  # noqa: N806
-        Annotated[ReportList, Tag(LIST_FORM)] | Annotated[SubmitBody, Tag(OBJECT_FORM)],
-        Discriminator(_body_form),
-        Body(
-            description="A list of reports (the original form), or an object with the reports and a callback_url.",
-            openapi_examples={
-                "list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS},
-                "object": {
-                    "summary": "Reports and a callback URL",
-                    "value": {"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL},
-                },
-            },
-        ),
-    ]
+    if TYPE_CHECKING:
+        Submission = list[ReportIn] | SubmitBodyBase  # noqa: N806
+    else:
+        Submission = _submission_body(settings, ReportList)  # noqa: N806  # the object form: only with callbacks on
     IdempotencyKey = Annotated[  # noqa: N806
         str | None,
         Header(
@@ -123,7 +111,7 @@ def build_router(settings: Settings) -> APIRouter:
         principal: Annotated[Principal, requires("submit")],
         idempotency_key: IdempotencyKey = None,
     ) -> Any:
-        if isinstance(body, SubmitBody):
+        if isinstance(body, SubmitBodyBase):
             reports, callback_url = body.reports, body.callback_url
         else:
             reports, callback_url = body, None
@@ -197,8 +185,53 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-LIST_FORM = "list"
-OBJECT_FORM = "object"
+LIST_FORM = "form:list"
+OBJECT_FORM = "form:object"
+"""Union tags (never a field name: they hold a colon), left out of error locations by :class:`SubmissionRoute`."""
+
+CALLBACKS_DISABLED = (
+    "callbacks are not enabled on this deployment (the operator sets REPORTSCORE_CALLBACKS_ENABLED=true "
+    "and REPORTSCORE_CALLBACK_SECRET): send the list of reports as the body and poll GET /task/{task_id}"
+)
+
+
+def _submission_body(settings: Settings, report_list: Any) -> Any:
+    """The body of ``/predict`` and ``/submit``: with callbacks enabled, a list of reports or an object with the
+    reports and a ``callback_url``; otherwise only the list (the object form is not in the schema, and sending it
+    is a 422 ``callbacks_disabled``)."""
+    if not settings.callbacks_enabled:
+        return Annotated[
+            report_list,
+            BeforeValidator(_refuse_object_form),
+            Body(
+                description="A list of reports (the original form).",
+                openapi_examples={"list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS}},
+            ),
+        ]
+
+    class SubmitBody(SubmitBodyBase):
+        reports: report_list
+
+    return Annotated[
+        Annotated[report_list, Tag(LIST_FORM)] | Annotated[SubmitBody, Tag(OBJECT_FORM)],
+        Discriminator(_body_form),
+        Body(
+            description="A list of reports (the original form), or an object with the reports and a callback_url.",
+            openapi_examples={
+                "list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS},
+                "object": {
+                    "summary": "Reports and a callback URL",
+                    "value": {"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL},
+                },
+            },
+        ),
+    ]
+
+
+def _refuse_object_form(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise PydanticCustomError("callbacks_disabled", CALLBACKS_DISABLED)
+    return value
 
 
 def _body_form(value: Any) -> str:
@@ -207,10 +240,12 @@ def _body_form(value: Any) -> str:
     return OBJECT_FORM if isinstance(value, dict) else LIST_FORM
 
 
-class SubmissionRoute(APIRoute):
+class SubmissionRoute(UntaggedUnionRoute):
     """Validation errors of a submission keep the proof of concept's ``loc``: ``[body, index, field]`` for the
-    list form and ``[body, "reports", index, field]`` for the object form, without the form's tag pydantic puts
-    after ``body`` (the pattern of FastAPI's "custom APIRoute class" documentation)."""
+    list form and ``[body, "reports", index, field]`` for the object form, without the form's tag; an object sent
+    while callbacks are disabled is located at its ``callback_url`` (at the body when it has none)."""
+
+    union_tags = frozenset({LIST_FORM, OBJECT_FORM})
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -219,16 +254,16 @@ class SubmissionRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                raise RequestValidationError([_untagged(e) for e in exc.errors()], body=exc.body) from None
+                raise RequestValidationError([_at_callback_url(e) for e in exc.errors()], body=exc.body) from None
 
         return handle
 
 
-def _untagged(error: Any) -> Any:
-    loc = tuple(error.get("loc", ()))
-    if len(loc) >= 2 and loc[0] == "body" and loc[1] in (LIST_FORM, OBJECT_FORM):
-        return {**error, "loc": (loc[0], *loc[2:])}
-    return error
+def _at_callback_url(error: Any) -> Any:
+    sent = error.get("input")
+    if error.get("type") != "callbacks_disabled" or not isinstance(sent, dict) or "callback_url" not in sent:
+        return error
+    return {**error, "loc": ("body", "callback_url"), "input": sent["callback_url"]}
 
 
 def _callback_error(kind: str, message: str, url: str) -> RequestValidationError:
@@ -236,16 +271,9 @@ def _callback_error(kind: str, message: str, url: str) -> RequestValidationError
 
 
 async def _check_callback_url(state: AppState, url: str) -> None:
-    """422 unless callbacks are enabled and the URL is http(s) and resolves to allowed addresses only."""
-    settings = state.settings
-    if not settings.callbacks_enabled:
-        raise _callback_error(
-            "callbacks_disabled",
-            "callbacks are not enabled on this deployment (the operator sets REPORTSCORE_CALLBACKS_ENABLED=true "
-            "and REPORTSCORE_CALLBACK_SECRET); poll GET /task/{task_id} instead",
-            url,
-        )
-    allow = AllowList.parse(settings.callback_allow_private_networks)
+    """422 unless the URL is http(s) and resolves to allowed addresses only (the object form that carries it is
+    only accepted while callbacks are enabled)."""
+    allow = AllowList.parse(state.settings.callback_allow_private_networks)
     try:
         await run_in_threadpool(check_url, url, allow)
     except UnsafeCallbackUrl as exc:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from reportscore.api.schemas.text import Text
 from reportscore.scoring.features import FLOAT32_MAX, INT32_MAX
 
 
@@ -19,15 +20,6 @@ def _integral_float_to_int(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_integral_float_to_int)]
 """A strict integer that also accepts a JSON number with a zero fractional part."""
-
-
-def _encodable(value: str) -> str:
-    """JSON can carry a lone surrogate (``"\\ud800"``) that no UTF-8 store or answer can hold: reject it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("not valid Unicode text (a lone surrogate)") from None
-    return value
 
 
 EXAMPLE_REPORTS: list[dict[str, Any]] = [
@@ -70,7 +62,7 @@ class ReportIn(BaseModel):
     lifetime_matches_created: JsonInt = Field(
         ge=0, le=INT32_MAX, description="Matches the reported profile has created in its lifetime."
     )
-    report_id: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_encodable)] | None = Field(
+    report_id: Annotated[Text, Field(min_length=1, max_length=128)] | None = Field(
         default=None, description="The client's own id for this report, echoed back in results."
     )
 
@@ -89,10 +81,8 @@ class SubmitBodyBase(BaseModel):
     )
 
     reports: list[ReportIn]
-    callback_url: str | None = Field(
+    callback_url: Annotated[Text, Field(min_length=1, max_length=2048)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=2048,
         json_schema_extra={"format": "uri"},
         description="http(s) URL that receives the task's result (the body of GET /task/{task_id} when done), "
         "signed with HMAC-SHA256; it must resolve to public addresses. Needs callbacks enabled on the deployment.",
