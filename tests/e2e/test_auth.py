@@ -6,6 +6,7 @@ The route list comes from ``app.routes``: a route added later without an entry i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -350,3 +351,32 @@ def test_keys_over_http_need_admin_and_show_the_secret_once(protected: tuple[Tes
     assert client.delete(f"/keys/{prefix}", headers=admin).status_code == 204
     assert client.delete(f"/keys/{prefix}", headers=admin).status_code == 404
     assert client.post("/keys", json={**body, "scopes": ["root"]}, headers=admin).status_code == 422
+
+
+def test_a_burst_needs_a_rate_and_key_text_is_clean(protected: tuple[TestClient, Keys]) -> None:
+    """Both rules are in the schema (a with-rate and a without-rate body); errors carry no union tag."""
+    client, stored = protected
+    admin = {API_KEY_HEADER: stored.by_scope["admin"]}
+    base = {"tenant": "t4", "name": "n", "scopes": ["read"]}
+    for body in ({**base, "burst": 5}, {**base, "rate": None, "burst": 5}):
+        resp = client.post("/keys", json=body, headers=admin)
+        assert resp.status_code == 422, resp.text
+        (error,) = resp.json()["detail"]
+        assert (error["type"], error["loc"]) == ("burst_without_rate", ["body"])
+        assert "burst needs a rate" in error["msg"]
+    resp = client.post("/keys", json={**base, "rate": 5, "burst": 0}, headers=admin)
+    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "burst"]]
+    resp = client.post("/keys", json={**base, "scopes": []}, headers=admin)
+    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "scopes"]]
+    unlimited = client.post("/keys", json={**base, "rate": None}, headers=admin)
+    assert unlimited.status_code == 201
+    assert (unlimited.json()["rate"], unlimited.json()["burst"]) == (None, None)
+    for field in ("tenant", "name"):
+        for bad in ("a\\u0000b", "a\\ud800b", "\\udfff"):
+            raw = json.dumps({**base, field: "PLACEHOLDER"}).replace("PLACEHOLDER", bad)
+            resp = client.post("/keys", content=raw, headers={**admin, "Content-Type": "application/json"})
+            assert resp.status_code == 422, (field, bad, resp.text)
+            assert resp.json()["detail"][0]["loc"] == ["body", field]
+    listed = client.get("/keys", params={"tenant": "a\x00b"}, headers=admin)
+    assert listed.status_code == 422
+    assert len(keys.list_keys(db=state_of(client).db, tenant="t4")) == 1  # only the unlimited key was created

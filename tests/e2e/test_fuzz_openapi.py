@@ -9,9 +9,10 @@ follows the OpenAPI links from ``POST /predict`` / ``POST /submit`` to ``GET /ta
 (``test_submit_then_read_task_statefully``). A failure here is a bug in the spec or in the code: fix one of them,
 never the checks.
 
-Each test (and each state-machine scenario) gets a fresh app on its own temporary SQLite file. The schema is loaded once, at collection, from an app
-that is never started (building the OpenAPI document needs no store); requests reach the test's app through
-``_CurrentApp``, whose lifespan Schemathesis runs on its own event loop and the fixture shuts down.
+Each test (and each state-machine scenario) gets a fresh app on its own temporary SQLite file. The schema is loaded
+once, at collection, from an app that is never started (building the OpenAPI document needs no store); requests
+reach the current app through ``_Current``, whose lifespan Schemathesis runs on its own event loop and the test
+shuts down.
 """
 
 from __future__ import annotations

@@ -271,6 +271,14 @@ def test_lone_surrogates_are_422(untouched: Service) -> None:
         assert_clean_error(resp.status_code, resp.content, [422])
 
 
+def test_nul_in_report_id_is_422(untouched: Service) -> None:
+    """PostgreSQL's text cannot hold NUL: refused for every store, with the report's field as its location."""
+    report = json.dumps({**REPORT, "report_id": "PLACEHOLDER"}).replace("PLACEHOLDER", "a\\u0000b")
+    resp = post(untouched, f"[{report}]".encode())
+    assert_clean_error(resp.status_code, resp.content, [422])
+    assert json.loads(resp.content)["detail"][0]["loc"] == ["body", 0, "report_id"]
+
+
 def test_truncated_json_is_422(untouched: Service) -> None:
     full = json.dumps([REPORT, REPORT]).encode()
     resp = post(untouched, full[: len(full) // 2])

@@ -8,12 +8,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from reportscore.api.schemas.tasks import UTCTimestamp
 from reportscore.api.schemas.text import Text
-from reportscore.security.keys import KeyView
+from reportscore.security.keys import MAX_BURST, MAX_RATE, KeyView
 
 ScopeName = Literal["submit", "read", "feedback", "admin", "metrics"]
-
-MAX_RATE = 1_000_000
-"""Requests per second: beyond this a key is as good as unlimited (and its default burst still fits the store)."""
 
 _EXAMPLE: dict[str, Any] = {
     "prefix": "3f9a0c1d2e4b",
@@ -55,7 +52,7 @@ class KeyCreateLimited(_KeyCreateBase):
     )
 
     rate: float = Field(gt=0, le=MAX_RATE, allow_inf_nan=False, description="Requests per second.")
-    burst: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Requests at once (default: the rate).")
+    burst: int | None = Field(default=None, ge=1, le=MAX_BURST, description="Requests at once (default: the rate).")
 
 
 LIMITED = "rate:limited"
