@@ -379,4 +379,6 @@ def test_a_burst_needs_a_rate_and_key_text_is_clean(protected: tuple[TestClient,
             assert resp.json()["detail"][0]["loc"] == ["body", field]
     listed = client.get("/keys", params={"tenant": "a\x00b"}, headers=admin)
     assert listed.status_code == 422
+    for not_a_prefix in ("a%00b", "ABCDEF012345", "0" * 13):
+        assert client.delete(f"/keys/{not_a_prefix}", headers=admin).status_code == 422, not_a_prefix
     assert len(keys.list_keys(db=state_of(client).db, tenant="t4")) == 1  # only the unlimited key was created

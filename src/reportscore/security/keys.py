@@ -32,6 +32,9 @@ fits the store)."""
 
 MAX_BURST: Final = 2**31 - 1
 
+PREFIX_PATTERN: Final = r"^[0-9a-f]{12}$"
+"""A key's public id, as ``keys list`` shows it."""
+
 KEY_PATTERN: Final = re.compile(r"^rsk_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{32,128})$")
 GENERATE_HINT: Final = "`reportscore keys generate` prints a new one"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
@@ -67,8 +67,14 @@ async def list_keys(
     "/{prefix}",
     status_code=204,
     summary="Revoke an API key (every process refuses it within REPORTSCORE_AUTH_CACHE_S)",
-    responses={404: {"model": ErrorBody, "description": "No active key with this prefix."}},
+    responses={
+        404: {"model": ErrorBody, "description": "No active key with this prefix."},
+        422: {"model": ValidationErrorBody, "description": "Not a key prefix (12 hex characters)."},
+    },
 )
-async def revoke(state: State, prefix: str) -> None:
+async def revoke(
+    state: State,
+    prefix: Annotated[str, Path(pattern=keys.PREFIX_PATTERN, description="The key's prefix (12 hex characters).")],
+) -> None:
     if not await run_in_threadpool(lambda: keys.revoke_key(db=state.db, prefix=prefix)):
         raise HTTPException(status_code=404, detail=f"no active API key {prefix}")
