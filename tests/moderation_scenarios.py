@@ -170,11 +170,26 @@ def queue_order_pagination_and_reasons(http: httpx.Client, db: Database) -> None
     assert msg_only
     assert all(i["abuse_type"] == "MSG" for i in msg_only)
     assert [i["id"] for i in msg_only] == [i["id"] for i in page_all(http, limit=500) if i["abuse_type"] == "MSG"]
-    for bad in ({"limit": 0}, {"limit": 501}, {"cursor": "not-a-cursor"}):
+    for bad in ({"limit": 0}, {"limit": 501}, {"cursor": "not-a-cursor"}, {"cursor": "0.5_0"}, {"cursor": "0.5"}):
         resp = http.get("/reports/queue", params=bad)
         assert resp.status_code == 422, (bad, resp.text)
     resp = http.get("/reports/queue", params={"cursor": "bm90LWEtY3Vyc29y"})
-    assert "invalid cursor" in resp.json()["detail"][0]["msg"]
+    assert resp.json()["detail"][0]["loc"] == ["query", "cursor"]
+    assert resp.json()["detail"][0]["type"] == "string_pattern_mismatch"
+
+    # a cursor is a position, <score>_<id>: any one is valid, and it does not hold the filter
+    everything = page_all(http, limit=500)
+    middle = everything[len(everything) // 2]
+    after_middle = http.get("/reports/queue", params={"limit": 500, "cursor": f"{middle['score']!r}_{middle['id']}"})
+    assert [i["id"] for i in after_middle.json()["items"]] == [i["id"] for i in everything[len(everything) // 2 + 1 :]]
+    first_msg = http.get("/reports/queue", params={"abuse_type": "MSG", "limit": 1}).json()
+    assert first_msg["next_cursor"] == f"{first_msg['items'][0]['score']!r}_{first_msg['items'][0]['id']}"
+    unfiltered = http.get("/reports/queue", params={"limit": 500, "cursor": first_msg["next_cursor"]}).json()
+    first = first_msg["items"][0]
+    assert [i["id"] for i in unfiltered["items"]] == [i["id"] for i in everything if key(i) > key(first)]
+    for anywhere in ("1e999_1", "0_999999999999999999", "-1.5e-300_7"):
+        assert http.get("/reports/queue", params={"cursor": anywhere}).status_code == 200, anywhere
+    assert http.get("/reports/queue", params={"cursor": "1e999_1"}).json()["items"][:1] == everything[:1]
 
 
 def feedback_statuses_and_queue(http: httpx.Client, db: Database) -> None:
@@ -238,10 +253,22 @@ def feedback_statuses_and_queue(http: httpx.Client, db: Database) -> None:
         assert moderation_repo.feedback_history(session, report_id=other_id) == []
 
     # validation: nothing recorded from a rejected body
-    for bad in (
-        [],
+    for neither_or_both in (
         [{"id": mine[4]["id"], "report_id": "fb-4", "outcome": "actioned", "reviewer": "x"}],
         [{"outcome": "actioned", "reviewer": "x"}],
+    ):
+        resp = http.post(
+            "/feedback", json=[{"id": mine[4]["id"], "outcome": "actioned", "reviewer": "x"}, *neither_or_both]
+        )
+        assert resp.status_code == 422
+        (error,) = resp.json()["detail"]
+        assert (error["type"], error["loc"]) == ("one_id", ["body", 1])
+        assert error["msg"] == "give exactly one of id or report_id"
+    for form, item in (("id", {"id": mine[4]["id"]}), ("report_id", {"report_id": "fb-4"})):
+        resp = http.post("/feedback", json=[{**item, "outcome": "escalated", "reviewer": "x"}])
+        assert [e["loc"] for e in resp.json()["detail"]] == [["body", 0, "outcome"]], form  # no union tag
+    for bad in (
+        [],
         [{"id": mine[4]["id"], "outcome": "escalated", "reviewer": "x"}],
         [{"id": mine[4]["id"], "outcome": "actioned", "reviewer": "x", "reviewed_at": "2026-11-27T09:00:00"}],
         [{"id": mine[4]["id"], "outcome": "actioned", "reviewer": "x"}] * 1001,

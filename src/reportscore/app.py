@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from reportscore import __version__
-from reportscore.api.auth import MONITORING, AuthenticateBeforeBody, Authenticator, requires
+from reportscore.api.auth import AUTH_RESPONSES, MONITORING, AuthenticateBeforeBody, Authenticator, requires
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.middleware import AccessLog, BodySizeLimit
@@ -92,7 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
             redis_url = settings.effective_redis_url
             if redis_url is not None:
-                subscriber = RedisSubscriber(redis_url, prefix=settings.redis_prefix, local=notifier)
+                subscriber = RedisSubscriber(
+                    redis_url, prefix=settings.redis_prefix, local=notifier, tls=settings.redis_tls_options(redis_url)
+                )
             notifier.reliable_source = subscriber
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
         state = AppState(
@@ -176,13 +178,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.include_router(tasks.build_router(settings))
+    app.include_router(tasks.build_router(settings), responses=AUTH_RESPONSES)
     app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(moderation.router)
-    app.include_router(keys_routes.router)
+    app.include_router(models.router, responses=AUTH_RESPONSES)
+    app.include_router(moderation.router, responses=AUTH_RESPONSES)
+    app.include_router(keys_routes.router, responses=AUTH_RESPONSES)
     app.include_router(
-        monitoring_routes.router, dependencies=[requires(MONITORING)] if settings.protect_monitoring else []
+        monitoring_routes.router,
+        dependencies=[requires(MONITORING)] if settings.protect_monitoring else [],
+        responses=AUTH_RESPONSES if settings.protect_monitoring else None,
     )
 
     install_error_handlers(app)

@@ -177,7 +177,7 @@ def _require_keys_unless_loopback(settings: Any) -> None:
         if db.is_sqlite:
             migrations.upgrade_to_head(db)  # what the app's start-up does anyway; the keys table must exist
         keys.ensure_bootstrap_key(db=db, settings=settings)
-        exist = keys.any_active_key(db=db)
+        exist = keys.any_key_created(db=db)
     except keys.KeyError_ as exc:
         _fail(str(exc))
     finally:

@@ -159,6 +159,14 @@ class Settings(BaseSettings):
     broker_timeout_s: float = Field(default=1.0, gt=0)
     """Connect/publish timeout towards the broker; a submit never waits longer on a broker that is down."""
 
+    redis_tls_cert_reqs: Literal["required", "optional", "none"] = "required"
+    """For ``rediss://`` URLs (broker and notifications): whether Redis's TLS certificate must be valid
+    (``required``), is checked only if presented (``optional``), or is not checked (``none``: encryption without
+    authentication of the server, only for testing)."""
+
+    redis_tls_ca_certs: Path | None = None
+    """For ``rediss://`` URLs: CA bundle (PEM) that signs Redis's certificate. Unset: the system's trust store."""
+
     insecure: bool = False
     """Serve without API keys on a non-loopback address (``serve --insecure``): anyone who can reach the port may
     submit, read every anonymous task and manage models. Logged as a warning at start. Without it, ``serve`` on a
@@ -195,8 +203,9 @@ class Settings(BaseSettings):
     callbacks_enabled: bool = False
     """Accept a ``callback_url`` on ``POST /predict`` and ``/submit`` and deliver each finished job's result to it
     (signed, from a persisted outbox, see the README). Requires REPORTSCORE_CALLBACK_SECRET: the process refuses to
-    start without it. Off: a POST with a ``callback_url`` gets 422, and callbacks not yet delivered wait until
-    it is on again."""
+    start without it. Off: the body of those routes is only the list of reports (the object form with a
+    ``callback_url`` is not in the OpenAPI document, and a POST of it gets 422 ``callbacks_disabled``), and callbacks
+    not yet delivered wait until it is on again."""
 
     callback_secret: SecretStr | None = None
     """HMAC-SHA256 key that signs every callback (``X-Reportscore-Signature``), at least 16 characters. Share it
@@ -243,6 +252,15 @@ class Settings(BaseSettings):
         if self.broker_url is not None and self.broker_url.get_secret_value().startswith(("redis://", "rediss://")):
             return self.broker_url.get_secret_value()
         return None
+
+    def redis_tls_options(self, url: str) -> dict[str, Any]:
+        """redis-py keyword arguments for TLS when ``url`` is ``rediss://`` (empty otherwise)."""
+        if not url.startswith("rediss://"):
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": self.redis_tls_cert_reqs}
+        if self.redis_tls_ca_certs is not None:
+            options["ssl_ca_certs"] = str(self.redis_tls_ca_certs)
+        return options
 
     @property
     def effective_lease_s(self) -> float:
@@ -310,7 +328,7 @@ class Settings(BaseSettings):
                 value = "***"
             elif isinstance(value, SecretStr):
                 value = _redact_url(value.get_secret_value())
-            elif name == "database_url" and value:
+            elif name.endswith("_url") and value:
                 value = _redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
@@ -318,6 +336,9 @@ class Settings(BaseSettings):
         out["effective_database_url"] = _redact_url(self.effective_database_url)
         out["mode"] = self.mode
         return out
+
+
+_SECRET_QUERY_PARAMETERS = frozenset({"password", "passwd", "pass", "secret", "token", "ssl_keyfile_password"})
 
 
 def _valid_allow_entry(entry: str) -> bool:
@@ -332,13 +353,19 @@ def _valid_allow_entry(entry: str) -> bool:
 
 
 def _redact_url(url: str) -> str:
+    """The URL with its password, and any password-like query parameter, replaced by ``***``; ``***`` when it
+    cannot be parsed (it might be a bare secret)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "***"
+    secret_keys = [key for key in parsed.query if key.lower() in _SECRET_QUERY_PARAMETERS]
+    if secret_keys:
+        parsed = parsed.update_query_dict({key: "***" for key in secret_keys})
+    return parsed.render_as_string(hide_password=True)
 
 
 def settings_markdown() -> str:

@@ -6,6 +6,7 @@ The route list comes from ``app.routes``: a route added later without an entry i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -151,8 +152,27 @@ def test_a_body_is_not_parsed_before_the_key_is_checked(protected: tuple[TestCli
         resp = client.post("/predict", content=b"[{not json", headers=headers)
         assert resp.status_code == 401, resp.text
         assert resp.headers["www-authenticate"].startswith("ApiKey")
-    bad_json = client.post("/predict", content=b"[{not json", headers={API_KEY_HEADER: stored.all_scopes})
+    json_headers = {"Content-Type": "application/json", API_KEY_HEADER: stored.all_scopes}
+    bad_json = client.post("/predict", content=b"[{not json", headers=json_headers)
     assert bad_json.status_code == 422  # a valid key: on to parsing
+
+
+def test_only_requests_for_a_protected_route_are_authenticated_before_the_body(tmp_path: Path) -> None:
+    """A method or path that no protected route serves gets its normal 405 or 404, not the early 401; monitoring
+    routes that are open (the default) stay open."""
+    _store_keys(make_settings(tmp_path))
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        for method, path in (
+            ("PUT", "/heartbeat"),
+            ("POST", "/health/ready"),
+            ("PUT", "/metrics"),
+            ("PATCH", "/predict"),
+        ):
+            resp = client.request(method, path, json=[])
+            assert resp.status_code == 405, f"{method} {path}: {resp.status_code} {resp.text}"
+            assert "allow" in resp.headers
+        assert client.post("/no/such/path", json=[]).status_code == 404
+        assert client.post("/predict", json=[]).status_code == 401
 
 
 def test_another_tenants_task_is_a_404_like_an_unknown_id(protected: tuple[TestClient, Keys]) -> None:
@@ -255,7 +275,29 @@ def test_revocation_and_a_first_key_take_effect_within_the_cache_time(tmp_path: 
         assert keys.revoke_key(db=db, prefix=view.prefix)
         time.sleep(0.3)
         assert client.get(url, headers={API_KEY_HEADER: key}).status_code == 401
-        assert client.get(url).status_code == 404  # no active key left, on loopback: open again
+
+
+def test_revoking_every_key_does_not_reopen_the_service(tmp_path: Path) -> None:
+    """Open mode is only a fresh install's: once a key was created, the service needs keys even with all revoked."""
+    with TestClient(create_app(make_settings(tmp_path, auth_cache_s=0.2))) as client:
+        url = f"/task/{uuid.uuid4()}"
+        db = state_of(client).db
+        admin, admin_view = keys.create_key(db=db, tenant="t1", name="admin", scopes=["admin"])
+        _, reader_view = keys.create_key(db=db, tenant="t1", name="reader", scopes=["read"])
+        time.sleep(0.3)
+        assert keys.revoke_key(db=db, prefix=reader_view.prefix)
+        revoked = client.delete(f"/keys/{admin_view.prefix}", headers={API_KEY_HEADER: admin})  # the last key
+        assert revoked.status_code == 204
+        time.sleep(0.3)
+        assert keys.list_keys(db=db) == []
+        for headers in ({}, {API_KEY_HEADER: admin}):
+            assert client.get(url, headers=headers).status_code == 401
+            resp = client.post("/predict", json=[], headers=headers)
+            assert resp.status_code == 401, resp.text
+        assert keys.any_key_created(db=db)
+        key, _ = keys.create_key(db=db, tenant="t1", name="new", scopes=["read"])
+        time.sleep(0.3)
+        assert client.get(url, headers={API_KEY_HEADER: key}).status_code == 404
 
 
 def test_non_loopback_without_keys_refuses_protected_routes_unless_insecure(tmp_path: Path) -> None:
@@ -309,3 +351,34 @@ def test_keys_over_http_need_admin_and_show_the_secret_once(protected: tuple[Tes
     assert client.delete(f"/keys/{prefix}", headers=admin).status_code == 204
     assert client.delete(f"/keys/{prefix}", headers=admin).status_code == 404
     assert client.post("/keys", json={**body, "scopes": ["root"]}, headers=admin).status_code == 422
+
+
+def test_a_burst_needs_a_rate_and_key_text_is_clean(protected: tuple[TestClient, Keys]) -> None:
+    """Both rules are in the schema (a with-rate and a without-rate body); errors carry no union tag."""
+    client, stored = protected
+    admin = {API_KEY_HEADER: stored.by_scope["admin"]}
+    base = {"tenant": "t4", "name": "n", "scopes": ["read"]}
+    for body in ({**base, "burst": 5}, {**base, "rate": None, "burst": 5}):
+        resp = client.post("/keys", json=body, headers=admin)
+        assert resp.status_code == 422, resp.text
+        (error,) = resp.json()["detail"]
+        assert (error["type"], error["loc"]) == ("burst_without_rate", ["body"])
+        assert "burst needs a rate" in error["msg"]
+    resp = client.post("/keys", json={**base, "rate": 5, "burst": 0}, headers=admin)
+    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "burst"]]
+    resp = client.post("/keys", json={**base, "scopes": []}, headers=admin)
+    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "scopes"]]
+    unlimited = client.post("/keys", json={**base, "rate": None}, headers=admin)
+    assert unlimited.status_code == 201
+    assert (unlimited.json()["rate"], unlimited.json()["burst"]) == (None, None)
+    for field in ("tenant", "name"):
+        for bad in ("a\\u0000b", "a\\ud800b", "\\udfff"):
+            raw = json.dumps({**base, field: "PLACEHOLDER"}).replace("PLACEHOLDER", bad)
+            resp = client.post("/keys", content=raw, headers={**admin, "Content-Type": "application/json"})
+            assert resp.status_code == 422, (field, bad, resp.text)
+            assert resp.json()["detail"][0]["loc"] == ["body", field]
+    listed = client.get("/keys", params={"tenant": "a\x00b"}, headers=admin)
+    assert listed.status_code == 422
+    for not_a_prefix in ("a%00b", "ABCDEF012345", "0" * 13):
+        assert client.delete(f"/keys/{not_a_prefix}", headers=admin).status_code == 422, not_a_prefix
+    assert len(keys.list_keys(db=state_of(client).db, tenant="t4")) == 1  # only the unlimited key was created

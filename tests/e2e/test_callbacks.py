@@ -3,6 +3,7 @@ deliveries from a running ``reportscore serve`` to a real receiver, through retr
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,22 @@ def test_object_form_is_accepted_and_the_list_form_is_unchanged(tmp_path: Path) 
         assert "callback" not in client.get(f"/task/{only_reports.json()['task_id']}", params={"wait": 10}).json()
 
 
+def test_the_spec_offers_the_object_form_only_with_callbacks_enabled(tmp_path: Path) -> None:
+    with app_client(tmp_path, **CALLBACK_SETTINGS) as client:
+        spec = client.get("/openapi.json").json()
+    for path in ("/predict", "/submit"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        list_form, object_form = body["schema"]["oneOf"]
+        assert list_form["maxItems"] == 10_000
+        assert object_form == {"$ref": "#/components/schemas/SubmitBody"}
+        assert set(body["examples"]) == {"list", "object"}
+    submit_body = spec["components"]["schemas"]["SubmitBody"]
+    assert submit_body["examples"]
+    assert "callback_url" in submit_body["properties"]
+
+
 BAD_OBJECT_BODIES: dict[str, tuple[Any, list[Any]]] = {
+    "object without reports": ({"abuse_type": "MSG"}, ["body", "reports"]),
     "bad report field": (
         {"reports": [POC_EXAMPLE[0], {**POC_EXAMPLE[1], "popularity": 7}], "callback_url": "https://example.com/"},
         ["body", "reports", 1, "popularity"],
@@ -129,6 +145,16 @@ def test_callback_urls_to_non_public_addresses_are_refused_and_nothing_is_stored
         assert _counts(client) == (0, 0, 0)
 
 
+def test_a_callback_url_with_nul_or_a_lone_surrogate_is_422(tmp_path: Path) -> None:
+    with app_client(tmp_path, **CALLBACK_SETTINGS) as client:
+        for bad in ("https://example.com/\\u0000", "https://example.com/\\ud800"):
+            raw = json.dumps({"reports": POC_EXAMPLE, "callback_url": "PLACEHOLDER"}).replace("PLACEHOLDER", bad)
+            resp = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["detail"][0]["loc"] == ["body", "callback_url"]
+        assert _counts(client) == (0, 0, 0)
+
+
 def test_allow_list_admits_private_networks_and_host_names(tmp_path: Path) -> None:
     allowed = {**CALLBACK_SETTINGS, "callback_allow_private_networks": ["10.0.0.0/8", "localhost"]}
     with app_client(tmp_path, **allowed) as client:
@@ -140,11 +166,19 @@ def test_allow_list_admits_private_networks_and_host_names(tmp_path: Path) -> No
 
 def test_a_callback_url_is_refused_while_callbacks_are_disabled(tmp_path: Path) -> None:
     with app_client(tmp_path) as client:
-        resp = client.post("/predict", json={"reports": POC_EXAMPLE, "callback_url": "https://example.com/hook"})
+        url = "https://example.com/hook"
+        resp = client.post("/predict", json={"reports": POC_EXAMPLE, "callback_url": url})
         assert resp.status_code == 422
         (error,) = resp.json()["detail"]
         assert error["type"] == "callbacks_disabled"
+        assert error["loc"] == ["body", "callback_url"]
+        assert error["input"] == url
         assert "REPORTSCORE_CALLBACKS_ENABLED" in error["msg"]
+        # the object form without a callback_url is refused too: the body is the list while callbacks are off
+        only_reports = client.post("/submit", json={"reports": POC_EXAMPLE})
+        assert only_reports.status_code == 422
+        (error,) = only_reports.json()["detail"]
+        assert (error["type"], error["loc"]) == ("callbacks_disabled", ["body"])
         assert _counts(client) == (0, 0, 0)
 
 
@@ -156,8 +190,8 @@ def test_idempotency_key_covers_the_callback_url(tmp_path: Path) -> None:
         again = client.post("/predict", json=body, headers=headers)
         assert first.json()["task_id"] == again.json()["task_id"]
         other = client.post("/predict", json={**body, "callback_url": "http://127.0.0.1:9/b"}, headers=headers)
-        assert other.status_code == 422
-        assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+        assert other.status_code == 409
+        assert "Idempotency-Key" in other.json()["detail"]
 
 
 # --- real deliveries from a running service --------------------------------------------------------------------

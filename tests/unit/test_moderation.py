@@ -3,6 +3,8 @@ repository on SQLite."""
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import xgboost
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from reportscore.moderation import service as moderation_service
@@ -81,13 +85,36 @@ def test_sklearn_pipeline_ending_in_xgboost_gives_the_boosters_contributions() -
 
 
 def test_cursor_round_trip_and_rejections() -> None:
-    cursor = moderation_service.encode_cursor(score=0.123456789012345, report_id=42, abuse_type="MSG")
-    assert moderation_service.decode_cursor(cursor, abuse_type="MSG") == (0.123456789012345, 42)
-    with pytest.raises(moderation_service.InvalidCursor, match="abuse_type"):
-        moderation_service.decode_cursor(cursor, abuse_type=None)
-    for bad in ("", "!!!", "bm90LWpzb24", "eyJ2IjoyfQ", "eyJ2IjoxLCJzIjoiYSIsImkiOjF9"):
+    cursor = moderation_service.encode_cursor(score=0.9019927382469177, report_id=2)
+    assert cursor == "0.9019927382469177_2"
+    assert moderation_service.decode_cursor(cursor) == (0.9019927382469177, 2)
+    for bad in ("", "!!!", "0.5", "_2", "0.5_0", "0.5_-2", "nan_1", "inf_1", "0.5_1e3", "1._2", "0.5_2\n", " 0.5_2"):
         with pytest.raises(moderation_service.InvalidCursor, match="invalid cursor"):
-            moderation_service.decode_cursor(bad, abuse_type=None)
+            moderation_service.decode_cursor(bad)
+
+
+SCORES = st.one_of(
+    st.floats(min_value=0, max_value=1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 1.0, 5e-324, 1e-100, 1.401298464324817e-45, 1e16, 1.7976931348623157e308]),
+)
+
+
+@given(score=SCORES, report_id=st.integers(min_value=1, max_value=10**18 - 1))
+def test_every_finite_score_and_id_make_a_cursor_that_matches_the_pattern(score: float, report_id: int) -> None:
+    cursor = moderation_service.encode_cursor(score=score, report_id=report_id)
+    assert re.fullmatch(moderation_service.CURSOR_PATTERN, cursor), cursor
+    assert moderation_service.decode_cursor(cursor) == (score, report_id)
+
+
+@settings(max_examples=500)
+@given(cursor=st.from_regex(moderation_service.CURSOR_PATTERN, fullmatch=True))
+def test_every_string_the_pattern_admits_is_a_position(cursor: str) -> None:
+    """The API's pattern is the whole rule: whatever matches parses to a float and an id inside BIGINT."""
+    score, report_id = moderation_service.decode_cursor(cursor)
+    assert isinstance(score, float)
+    assert not math.isnan(score)
+    assert 1 <= report_id < 2**63
 
 
 def _scored_job(db: Database, model: ServingModel, reports: list[dict[str, Any]], *, owner: str = "anonymous") -> str:

@@ -8,8 +8,9 @@ and read or write only rows whose owner is ``principal.tenant``. The key travels
 (the OpenAPI security scheme ``ApiKey``). :data:`ROUTE_SCOPES` is the one table of which route needs which scope:
 docs/security.md is generated from it and a test checks every route of the app against it.
 
-While no active key exists, a process bound to loopback (or started with ``--insecure``) serves everyone as the
-anonymous tenant with every scope; once a key exists every protected route needs one.
+While no key was ever created (the api_keys table is empty), a process bound to loopback (or started with
+``--insecure``) serves everyone as the anonymous tenant with every scope; once any key was created every protected
+route needs one, for good: revoking every key does not reopen the service.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import HTTPException, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.security import keys
 from reportscore.security.ratelimit import RateLimiter
 from reportscore.settings import Settings
@@ -42,7 +46,7 @@ API_KEY_HEADER: Final = "X-API-Key"
 WWW_AUTHENTICATE: Final = f'ApiKey realm="reportscore", header="{API_KEY_HEADER}"'
 
 ANONYMOUS_TENANT: Final = "anonymous"
-"""The tenant of every request while no API keys are configured (rows written then keep it as their owner)."""
+"""The tenant of every request while no API key was ever created (rows written then keep it as their owner)."""
 
 MONITORING: Final = "metrics"
 """``/metrics`` and ``/dashboard*`` need the ``metrics`` (or ``admin``) scope only when REPORTSCORE_PROTECT_MONITORING
@@ -80,12 +84,28 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
 api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     scheme_name="ApiKey",
-    description="An API key from `reportscore keys create` (shown once). Needed once any key exists; "
+    description="An API key from `reportscore keys create` (shown once). Needed once any key was created; "
     "see docs/security.md for the scope each route needs.",
     auto_error=False,
 )
 
 log = logging.getLogger(__name__)
+
+
+AUTH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {
+        "model": ErrorBody,
+        "description": f"No valid API key in {API_KEY_HEADER} (needed once any key was created).",
+        "headers": {"WWW-Authenticate": {"description": "How to authenticate.", "schema": {"type": "string"}}},
+    },
+    403: {"model": ErrorBody, "description": "The API key lacks the scope this route needs."},
+    429: {
+        "model": ErrorBody,
+        "description": "The API key's rate limit is exceeded; retry after Retry-After.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
+}
+"""The answers of every protected route's key check, declared once on each router that holds such routes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +145,12 @@ class Authenticator:
         self._any_key: tuple[float, bool] | None = None
 
     async def keys_exist(self) -> bool:
+        """Whether any key was ever created (revoked ones count): from then on every protected route needs a key.
+        Checked at most once per REPORTSCORE_AUTH_CACHE_S until it is true, then never again (it cannot go back)."""
         now = time.monotonic()
-        if self._any_key is None or now - self._any_key[0] >= self._ttl_s:
+        if self._any_key is None or (not self._any_key[1] and now - self._any_key[0] >= self._ttl_s):
             try:
-                exists = await run_in_threadpool(keys.any_active_key, db=self.db)
+                exists = await run_in_threadpool(keys.any_key_created, db=self.db)
             except OperationalError:
                 if self._any_key is None:
                     raise  # nothing known yet: the caller answers 503
@@ -191,17 +213,29 @@ class Authenticator:
 
 
 class AuthenticateBeforeBody:
-    """Pure ASGI middleware: a request with a body (every such route is protected) and no valid key gets its 401
-    before the body is read and parsed, so anonymous callers cannot make the service parse megabytes of JSON.
+    """Pure ASGI middleware: a request with a body to a protected route and no valid key gets its 401 before the
+    body is read and parsed, so anonymous callers cannot make the service parse megabytes of JSON.
+
+    Only requests whose method and path match a protected route (by the router's own matching) are checked here;
+    anything else goes on to its normal answer (``PUT /heartbeat``: 405, an unknown path: 404, open routes).
     Scopes and rate limits are still checked by the route's :func:`requires` dependency."""
+
+    BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._protected: list[Any] | None = None
+
+    def _matches_protected_route(self, scope: ASGIScope) -> bool:
+        if self._protected is None:  # the routes are complete by the first request
+            routes = iter_route_contexts(scope["app"].router.routes)
+            self._protected = [r for r in routes if route_scope(r) is not None]
+        return any(route.matches(scope)[0] is Match.FULL for route in self._protected)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        if scope["type"] == "http" and scope["method"] in self.BODY_METHODS:
             authenticator: Authenticator | None = getattr(scope["app"].state, "auth", None)
-            if authenticator is not None:
+            if authenticator is not None and self._matches_protected_route(scope):
                 presented = Headers(scope=scope).get(API_KEY_HEADER)
                 try:
                     await authenticator.authenticate(presented)

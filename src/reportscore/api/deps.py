@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.reports.cache import TaskCache
@@ -39,3 +39,15 @@ async def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+async def require_json(request: Request) -> None:
+    """Refuse a body that is not declared as JSON (415), rather than reading it as bytes and answering a 422 that
+    talks about the wrong thing. Async, so FastAPI runs it on the event loop rather than in a thread."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise HTTPException(
+            status_code=415, detail=f"Content-Type must be application/json, not {media_type or 'missing'!r}"
+        )

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-
-import orjson
 
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.storage.db import Database
@@ -19,38 +15,29 @@ from reportscore.storage.repositories.moderation import ReviewRow
 
 Outcome = Literal["actioned", "dismissed"]
 FeedbackStatus = Literal["recorded", "unchanged", "not_found"]
-CURSOR_VERSION = 1
+CURSOR_PATTERN = r"^-?[0-9]{1,20}(\.[0-9]{1,20})?(e[-+]?[0-9]{1,3})?_[1-9][0-9]{0,17}$"
+"""A queue position ``<score>_<id>``: the last item's score (Python's ``repr`` of a float, which always matches)
+and its id. Every matching string is a valid position: ``float()`` parses the score (at worst to ±inf, still an
+order) and the id is a positive integer below 10**18, inside BIGINT."""
+
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 class InvalidCursor(ValueError):
-    """A cursor that this service did not hand out (or one for another filter)."""
+    """A cursor not of the form ``<score>_<id>``."""
 
 
-def encode_cursor(*, score: float, report_id: int, abuse_type: str | None) -> str:
-    """An opaque cursor holding the last (score, id) of a page and the filter it belongs to."""
-    raw = orjson.dumps({"v": CURSOR_VERSION, "s": score, "i": report_id, "a": abuse_type})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(*, score: float, report_id: int) -> str:
+    """The position after a page: its last item's (score, id), as ``<score>_<id>``."""
+    return f"{score!r}_{report_id}"
 
 
-def decode_cursor(cursor: str, *, abuse_type: str | None) -> tuple[float, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        doc = orjson.loads(raw)
-        if not isinstance(doc, dict) or doc.get("v") != CURSOR_VERSION:
-            raise ValueError("unknown cursor version")
-        score, report_id = doc["s"], doc["i"]
-        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-            raise ValueError("bad score")
-        if isinstance(report_id, bool) or not isinstance(report_id, int) or not 0 <= report_id < 2**63:
-            raise ValueError("bad id")
-    except (binascii.Error, ValueError, KeyError, orjson.JSONDecodeError) as exc:
-        raise InvalidCursor("invalid cursor: pass back the next_cursor of a previous page unchanged") from exc
-    if doc.get("a") != abuse_type:
-        raise InvalidCursor(
-            f"this cursor belongs to a queue filtered by abuse_type={doc.get('a')!r}, not {abuse_type!r}: "
-            "keep the same filter while paging"
-        )
-    return float(score), report_id
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    """The (score, id) position of a cursor; the API's pattern lets only such strings through."""
+    if _CURSOR.fullmatch(cursor) is None:
+        raise InvalidCursor("invalid cursor: expected <score>_<id>, as in next_cursor")
+    score, _, report_id = cursor.rpartition("_")
+    return float(score), int(report_id)
 
 
 @dataclass(frozen=True)
@@ -80,16 +67,16 @@ def queue_page(
 ) -> QueuePage:
     """One page of ``owner``'s unreviewed, scored reports, highest score first (ties: lowest id first).
 
-    Raises :class:`InvalidCursor` for a cursor this service did not hand out. Keyset pagination: reports inserted
-    while paging never shift the pages (higher-scored ones appear on a new first page, lower ones further on).
+    ``cursor`` is a position (see :func:`encode_cursor`), not tied to a filter: the page holds the reports after it
+    that match ``abuse_type``. Raises :class:`InvalidCursor` for a string not of the form ``<score>_<id>``. Keyset
+    pagination: reports inserted while paging never shift the pages (higher-scored ones appear on a new first page,
+    lower ones further on).
     """
-    after = decode_cursor(cursor, abuse_type=abuse_type) if cursor is not None else None
+    after = decode_cursor(cursor) if cursor is not None else None
     with db.read() as session:
         rows = moderation_repo.queue_page(session, owner=owner, limit=limit + 1, abuse_type=abuse_type, after=after)
     more, rows = len(rows) > limit, rows[:limit]
-    next_cursor = (
-        encode_cursor(score=rows[-1].score, report_id=rows[-1].id, abuse_type=abuse_type) if more and rows else None
-    )
+    next_cursor = encode_cursor(score=rows[-1].score, report_id=rows[-1].id) if more and rows else None
     reasons = with_reasons(db=db, explainer=explainer, rows=rows)
     return QueuePage(items=rows, reasons=reasons, next_cursor=next_cursor)
 

@@ -7,6 +7,8 @@ Reliability choices, all Celery/kombu features rather than home-made ones:
 - ``visibility_timeout`` > ``task_time_limit``: Redis redelivers a message whose worker vanished, never one that is
   still running.
 - JSON only: a pickled message is refused by the worker.
+- ``rediss://`` brokers get ``broker_use_ssl`` with the certificate check of REPORTSCORE_REDIS_TLS_CERT_REQS (default
+  required; Celery refuses a ``rediss://`` URL without one).
 - No result backend: status and scores live in the database; Redis holds no per-task result keys.
 - Redis keys all start with ``<redis_prefix>:`` (kombu's ``global_keyprefix``), so deployments and test runs that
   share a Redis never see each other's queues.
@@ -14,6 +16,7 @@ Reliability choices, all Celery/kombu features rather than home-made ones:
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
@@ -35,6 +38,20 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "retry_on_timeout": True,
         }
     return {"confirm_publish": True}
+
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def broker_use_ssl(settings: Settings) -> dict[str, Any] | None:
+    """Celery's ``broker_use_ssl`` for a ``rediss://`` broker; None for any other URL."""
+    assert settings.broker_url is not None
+    if not settings.broker_url.get_secret_value().startswith("rediss://"):
+        return None
+    options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[settings.redis_tls_cert_reqs]}
+    if settings.redis_tls_ca_certs is not None:
+        options["ssl_ca_certs"] = str(settings.redis_tls_ca_certs)
+    return options
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -66,6 +83,9 @@ def create_celery_app(settings: Settings) -> Celery:
         enable_utc=True,
         timezone="UTC",
     )
+    tls = broker_use_ssl(settings)
+    if tls is not None:
+        app.conf.broker_use_ssl = tls
     from reportscore.runners import tasks
 
     tasks.register(app, settings)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ def done_channel(prefix: str) -> str:
 class RedisPublisher:
     """Worker side of distributed notifications: announce finished job ids on a Redis pub/sub channel."""
 
-    def __init__(self, url: str, *, prefix: str) -> None:
+    def __init__(self, url: str, *, prefix: str, tls: dict[str, Any] | None = None) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, **(tls or {}))
         self._channel = done_channel(prefix)
 
     def publish(self, job_ids: Iterable[str]) -> None:
@@ -82,8 +83,9 @@ class RedisSubscriber:
     ``connected`` is False while Redis is unreachable; waiters then re-read the database once a second instead.
     """
 
-    def __init__(self, url: str, *, prefix: str, local: LocalNotifier) -> None:
+    def __init__(self, url: str, *, prefix: str, local: LocalNotifier, tls: dict[str, Any] | None = None) -> None:
         self._url = url
+        self._tls = tls or {}
         self._channel = done_channel(prefix)
         self._local = local
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +99,7 @@ class RedisSubscriber:
         from redis.exceptions import RedisError
 
         while True:
-            client = aioredis.Redis.from_url(self._url, socket_connect_timeout=1.0)
+            client = aioredis.Redis.from_url(self._url, socket_connect_timeout=1.0, **self._tls)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)

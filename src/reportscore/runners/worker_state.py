@@ -41,7 +41,11 @@ def get_state(settings: Settings) -> WorkerState:
                 interval_s=settings.model_refresh_s,
             ).start()
             redis_url = settings.effective_redis_url
-            publisher = RedisPublisher(redis_url, prefix=settings.redis_prefix) if redis_url else None
+            publisher = (
+                RedisPublisher(redis_url, prefix=settings.redis_prefix, tls=settings.redis_tls_options(redis_url))
+                if redis_url
+                else None
+            )
             _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher)
             model = registry.current
             log.info("worker process ready", extra={"model_name": model.name, "model_version": model.version})

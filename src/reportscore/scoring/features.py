@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 INT32_MAX = 2**31 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest finite float32: models take float32 input, so a larger rating would reach them as infinity."""
 ABUSE_TYPES: tuple[str, ...] = ("MSG", "PRF")
 REPORT_FIELDS: tuple[str, ...] = (
     "abuse_type",

@@ -26,6 +26,15 @@ from reportscore.storage.repositories import keys as repo
 SCOPES: Final[tuple[str, ...]] = ("submit", "read", "feedback", "admin", "metrics")
 """Every scope a key may hold (docs/security.md says which routes each one opens)."""
 
+MAX_RATE: Final = 1_000_000
+"""Requests per second a key may be limited to: beyond this it is as good as unlimited (and its default burst still
+fits the store)."""
+
+MAX_BURST: Final = 2**31 - 1
+
+PREFIX_PATTERN: Final = r"^[0-9a-f]{12}$"
+"""A key's public id, as ``keys list`` shows it."""
+
 KEY_PATTERN: Final = re.compile(r"^rsk_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{32,128})$")
 GENERATE_HINT: Final = "`reportscore keys generate` prints a new one"
 
@@ -101,10 +110,10 @@ def _store(
         raise KeyError_(f"not a reportscore API key (rsk_<12 hex>_<secret>): {GENERATE_HINT}")
     if not tenant or len(tenant) > 128 or not name or len(name) > 128:
         raise KeyError_("tenant and name must be 1 to 128 characters")
-    if rate is not None and rate <= 0:
-        raise KeyError_("rate must be a positive number of requests per second")
-    if burst is not None and (rate is None or burst < 1):
-        raise KeyError_("burst needs a rate and must be at least 1")
+    if rate is not None and not 0 < rate <= MAX_RATE:
+        raise KeyError_(f"rate must be a positive number of requests per second, at most {MAX_RATE:,}")
+    if burst is not None and (rate is None or not 1 <= burst <= MAX_BURST):
+        raise KeyError_(f"burst needs a rate and must be 1 to {MAX_BURST:,}")
     scopes = check_scopes(scopes)
     burst = burst if burst is not None else default_burst(rate)
     at = utcnow()
@@ -149,9 +158,10 @@ def revoke_key(*, db: Database, prefix: str) -> bool:
         return repo.revoke(session, prefix=prefix, at=utcnow())
 
 
-def any_active_key(*, db: Database) -> bool:
+def any_key_created(*, db: Database) -> bool:
+    """Whether any key was ever created, revoked or not: from then on the service never runs open again."""
     with db.read() as session:
-        return repo.any_active(session)
+        return repo.any_key(session)
 
 
 def lookup(*, db: Database, prefix: str) -> StoredKey | None:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
-from reportscore.api.schemas.tasks import ErrorBody
+from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
@@ -33,8 +33,14 @@ async def _save(upload: UploadFile, directory: Path, default_name: str) -> Path:
     summary="Register a new model version (validated before anything changes)",
     response_model=ModelVersionOut,
     responses={
+        400: {"model": ErrorBody, "description": "The body is not valid multipart/form-data."},
         409: {"model": ErrorBody, "description": "That version is already registered."},
-        422: {"model": ErrorBody, "description": "The artifact, schema or reference sample was rejected."},
+        413: {"model": ErrorBody, "description": "Upload over REPORTSCORE_MAX_BODY_BYTES."},
+        422: {
+            "model": ErrorBody | ValidationErrorBody,
+            "description": "The artifact, schema or reference sample was rejected (a reason), or a form field is "
+            "missing or invalid (FastAPI's validation errors).",
+        },
     },
 )
 async def register(
@@ -42,13 +48,20 @@ async def register(
     artifact: Annotated[
         UploadFile, File(description="The model artifact: .json/.ubj (XGBoost), .skops, .onnx, .keras, .pkl/.joblib")
     ],
-    version: Annotated[str, Form(description="The new version's name, e.g. 1.1.0", examples=["1.1.0"])],
+    version: Annotated[
+        str,
+        Form(
+            description="The new version's name, e.g. 1.1.0",
+            examples=["1.1.0"],
+            pattern=registration.VERSION_PATTERN.pattern,
+        ),
+    ],
+    # Optional files are typed without ``| None`` so the schema does not offer ``null`` (a form field is absent, or
+    # it is a file).
     schema_file: Annotated[
-        UploadFile | None, File(alias="schema", description="Feature schema JSON (default: the service's)")
-    ] = None,
-    reference: Annotated[
-        UploadFile | None, File(description="Reference sample (.parquet) of real reports, for drift")
-    ] = None,
+        UploadFile, File(alias="schema", description="Feature schema JSON (default: the service's)")
+    ] = None,  # type: ignore[assignment]
+    reference: Annotated[UploadFile, File(description="Reference sample (.parquet) of real reports, for drift")] = None,  # type: ignore[assignment]
 ) -> Any:
     with tempfile.TemporaryDirectory(prefix="upload-") as tmp:
         directory = Path(tmp)

@@ -9,17 +9,21 @@ from starlette.concurrency import run_in_threadpool
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import State
 from reportscore.api.schemas.moderation import (
+    BY_ID,
+    BY_REPORT_ID,
     EXAMPLE_FEEDBACK,
+    FeedbackById,
     FeedbackIn,
     FeedbackItemResult,
     FeedbackResponse,
-    QueueItem,
     QueuePage,
+    ReportOut,
 )
 from reportscore.api.schemas.tasks import ModelInfo, Reason
+from reportscore.api.unions import untagged_union_route
 from reportscore.moderation import service as moderation_service
 
-router = APIRouter(tags=["moderation"])
+router = APIRouter(tags=["moderation"], route_class=untagged_union_route(BY_ID, BY_REPORT_ID))
 
 MAX_FEEDBACK_ITEMS = 1000
 
@@ -28,7 +32,7 @@ MAX_FEEDBACK_ITEMS = 1000
     "/reports/queue",
     summary="The review queue: unreviewed scored reports, highest score first",
     response_model=QueuePage,
-    responses={422: {"description": "limit outside 1..500, or a cursor this service did not hand out."}},
+    responses={422: {"description": "limit outside 1..500, or a cursor not of the form <score>_<id>."}},
 )
 async def review_queue(
     state: State,
@@ -36,7 +40,14 @@ async def review_queue(
     limit: Annotated[int, Query(ge=1, le=500, description="Reports per page (1..500).")] = 50,
     abuse_type: Annotated[Literal["MSG", "PRF"] | None, Query(description="Only reports of this type.")] = None,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="The next_cursor of the previous page (same abuse_type).")
+        str | None,
+        Query(
+            pattern=moderation_service.CURSOR_PATTERN,
+            description="Start after this position: the next_cursor of the previous page, `<score>_<id>` (the "
+            "last item's score and id). Any such position is valid; it does not hold the filter (page with the "
+            "same abuse_type to see that filter's queue).",
+            examples=["0.9019927382469177_2"],
+        ),
     ] = None,
 ) -> Any:
     """Reports of your tenant whose job succeeded and that have no outcome yet, ordered by (score descending,
@@ -58,7 +69,7 @@ async def review_queue(
             [{"type": "invalid_cursor", "loc": ("query", "cursor"), "msg": str(exc), "input": cursor}]
         ) from None
     items = [
-        QueueItem(
+        ReportOut(
             id=row.id,
             report_id=row.client_report_id,
             task_id=row.job_id,
@@ -84,7 +95,12 @@ def reasons_of(stored: list[dict[str, Any]] | None) -> list[Reason] | None:
     "/feedback",
     summary="Record moderators' outcomes (actioned / dismissed)",
     response_model=FeedbackResponse,
-    responses={422: {"description": "Invalid outcomes (standard FastAPI validation errors); nothing is recorded."}},
+    responses={
+        422: {
+            "description": "Invalid outcomes (standard FastAPI validation errors; `one_id` for an outcome with both "
+            "or neither of id and report_id); nothing is recorded."
+        }
+    },
 )
 async def feedback(
     state: State,
@@ -104,7 +120,11 @@ async def feedback(
     a correction: ``recorded`` with ``previous_outcome``; the latest wins and the history keeps both."""
     items = [
         moderation_service.FeedbackItem(
-            id=o.id, report_id=o.report_id, outcome=o.outcome, reviewer=o.reviewer, reviewed_at=o.reviewed_at
+            id=o.id if isinstance(o, FeedbackById) else None,
+            report_id=None if isinstance(o, FeedbackById) else o.report_id,
+            outcome=o.outcome,
+            reviewer=o.reviewer,
+            reviewed_at=o.reviewed_at,
         )
         for o in outcomes
     ]

@@ -4,19 +4,19 @@ import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from pydantic import Discriminator, Field, Tag, TypeAdapter
+from pydantic import BeforeValidator, Discriminator, Field, Tag, TypeAdapter
+from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
-from reportscore.api.deps import AppState
+from reportscore.api.deps import AppState, require_json
 from reportscore.api.results import task_result, task_result_json
 from reportscore.api.schemas.reports import EXAMPLE_CALLBACK_URL, EXAMPLE_REPORTS, ReportIn, SubmitBodyBase
 from reportscore.api.schemas.tasks import (
@@ -27,20 +27,46 @@ from reportscore.api.schemas.tasks import (
     TaskAccepted,
     TaskPending,
     TaskResult,
+    ValidationErrorBody,
 )
+from reportscore.api.unions import UntaggedUnionRoute
 from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
 from reportscore.moderation import service as moderation_service
 from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 
+READ_TASK_OPERATION = "read_task"
+
+TASK_LINKS: dict[str, Any] = {
+    "ReadTask": {
+        "operationId": READ_TASK_OPERATION,
+        "parameters": {"task_id": "$response.body#/task_id"},
+        "description": "Poll the accepted task (the same URL as the Location header).",
+    }
+}
+
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": TaskAccepted, "description": "Stored durably and queued; poll the Location."},
-    413: {"model": ErrorBody, "description": "Request body over the size limit."},
-    422: {
-        "description": "Invalid reports (standard FastAPI validation errors), an Idempotency-Key reused "
-        "with a different body, or a callback_url that is refused (not http(s), not public, callbacks disabled)."
+    202: {
+        "model": TaskAccepted,
+        "description": "Stored durably and queued; poll the Location.",
+        "headers": {
+            "Location": {"description": "`/task/<task_id>`: where to read the result.", "schema": {"type": "string"}}
+        },
+        "links": TASK_LINKS,
     },
-    503: {"model": ErrorBody, "description": "Too many pending jobs; retry after the Retry-After header."},
+    409: {"model": ErrorBody, "description": "This Idempotency-Key was already used with a different body."},
+    413: {"model": ErrorBody, "description": "Request body over the size limit."},
+    415: {"model": ErrorBody, "description": "The body is not declared as JSON (Content-Type: application/json)."},
+    422: {
+        "model": ValidationErrorBody,
+        "description": "Invalid reports or malformed JSON (FastAPI's validation errors), or a callback_url that is "
+        "refused (not http(s), not public, callbacks disabled).",
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "Too many pending jobs, or the store is unavailable; retry after the Retry-After header.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -65,23 +91,10 @@ def build_router(settings: Settings) -> APIRouter:
         ),
     ]
 
-    class SubmitBody(SubmitBodyBase):
-        reports: ReportList
-
-    Submission = Annotated[  # noqa: N806
-        Annotated[ReportList, Tag(LIST_FORM)] | Annotated[SubmitBody, Tag(OBJECT_FORM)],
-        Discriminator(_body_form),
-        Body(
-            description="A list of reports (the original form), or an object with the reports and a callback_url.",
-            openapi_examples={
-                "list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS},
-                "object": {
-                    "summary": "Reports and a callback URL",
-                    "value": {"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL},
-                },
-            },
-        ),
-    ]
+    if TYPE_CHECKING:
+        Submission = list[ReportIn] | SubmitBodyBase  # noqa: N806
+    else:
+        Submission = _submission_body(settings, ReportList)  # noqa: N806  # the object form: only with callbacks on
     IdempotencyKey = Annotated[  # noqa: N806
         str | None,
         Header(
@@ -98,7 +111,7 @@ def build_router(settings: Settings) -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> Any:
         state = _state(request)
-        if isinstance(body, SubmitBody):
+        if isinstance(body, SubmitBodyBase):
             reports, callback_url = body.reports, body.callback_url
         else:
             reports, callback_url = body, None
@@ -118,6 +131,7 @@ def build_router(settings: Settings) -> APIRouter:
             summary=name,
             response_model=TaskAccepted,
             responses=SUBMIT_RESPONSES,
+            dependencies=[Depends(require_json)],
             operation_id="submit_reports" if path == "/predict" else "submit_reports_alias",
             route_class_override=SubmissionRoute,
         )
@@ -126,7 +140,8 @@ def build_router(settings: Settings) -> APIRouter:
         "/score",
         summary="Score reports synchronously, in this request",
         response_model=ScoreResponse,
-        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 422)},
+        responses={k: v for k, v in SUBMIT_RESPONSES.items() if k in (413, 415, 422, 503)},
+        dependencies=[Depends(require_json)],
     )
     async def score(
         request: Request,
@@ -141,10 +156,13 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get(
         "/task/{task_id}",
         summary="Read a task: pending, or its scores",
+        operation_id=READ_TASK_OPERATION,
         response_model=TaskResult,
         responses={
             202: {"model": TaskPending, "description": "Not done yet."},
             404: {"model": ErrorBody, "description": "No task with this id."},
+            422: {"model": ValidationErrorBody, "description": "Invalid `wait`."},
+            503: SUBMIT_RESPONSES[503] | {"description": "The store is unavailable; retry after Retry-After."},
         },
     )
     async def read_task(
@@ -165,8 +183,53 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-LIST_FORM = "list"
-OBJECT_FORM = "object"
+LIST_FORM = "form:list"
+OBJECT_FORM = "form:object"
+"""Union tags (never a field name: they hold a colon), left out of error locations by :class:`SubmissionRoute`."""
+
+CALLBACKS_DISABLED = (
+    "callbacks are not enabled on this deployment (the operator sets REPORTSCORE_CALLBACKS_ENABLED=true "
+    "and REPORTSCORE_CALLBACK_SECRET): send the list of reports as the body and poll GET /task/{task_id}"
+)
+
+
+def _submission_body(settings: Settings, report_list: Any) -> Any:
+    """The body of ``/predict`` and ``/submit``: with callbacks enabled, a list of reports or an object with the
+    reports and a ``callback_url``; otherwise only the list (the object form is not in the schema, and sending it
+    is a 422 ``callbacks_disabled``)."""
+    if not settings.callbacks_enabled:
+        return Annotated[
+            report_list,
+            BeforeValidator(_refuse_object_form),
+            Body(
+                description="A list of reports (the original form).",
+                openapi_examples={"list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS}},
+            ),
+        ]
+
+    class SubmitBody(SubmitBodyBase):
+        reports: report_list
+
+    return Annotated[
+        Annotated[report_list, Tag(LIST_FORM)] | Annotated[SubmitBody, Tag(OBJECT_FORM)],
+        Discriminator(_body_form),
+        Body(
+            description="A list of reports (the original form), or an object with the reports and a callback_url.",
+            openapi_examples={
+                "list": {"summary": "A list of reports", "value": EXAMPLE_REPORTS},
+                "object": {
+                    "summary": "Reports and a callback URL",
+                    "value": {"reports": EXAMPLE_REPORTS, "callback_url": EXAMPLE_CALLBACK_URL},
+                },
+            },
+        ),
+    ]
+
+
+def _refuse_object_form(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise PydanticCustomError("callbacks_disabled", CALLBACKS_DISABLED)
+    return value
 
 
 def _body_form(value: Any) -> str:
@@ -175,10 +238,12 @@ def _body_form(value: Any) -> str:
     return OBJECT_FORM if isinstance(value, dict) else LIST_FORM
 
 
-class SubmissionRoute(APIRoute):
+class SubmissionRoute(UntaggedUnionRoute):
     """Validation errors of a submission keep the proof of concept's ``loc``: ``[body, index, field]`` for the
-    list form and ``[body, "reports", index, field]`` for the object form, without the form's tag pydantic puts
-    after ``body`` (the pattern of FastAPI's "custom APIRoute class" documentation)."""
+    list form and ``[body, "reports", index, field]`` for the object form, without the form's tag; an object sent
+    while callbacks are disabled is located at its ``callback_url`` (at the body when it has none)."""
+
+    union_tags = frozenset({LIST_FORM, OBJECT_FORM})
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -187,16 +252,16 @@ class SubmissionRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                raise RequestValidationError([_untagged(e) for e in exc.errors()], body=exc.body) from None
+                raise RequestValidationError([_at_callback_url(e) for e in exc.errors()], body=exc.body) from None
 
         return handle
 
 
-def _untagged(error: Any) -> Any:
-    loc = tuple(error.get("loc", ()))
-    if len(loc) >= 2 and loc[0] == "body" and loc[1] in (LIST_FORM, OBJECT_FORM):
-        return {**error, "loc": (loc[0], *loc[2:])}
-    return error
+def _at_callback_url(error: Any) -> Any:
+    sent = error.get("input")
+    if error.get("type") != "callbacks_disabled" or not isinstance(sent, dict) or "callback_url" not in sent:
+        return error
+    return {**error, "loc": ("body", "callback_url"), "input": sent["callback_url"]}
 
 
 def _callback_error(kind: str, message: str, url: str) -> RequestValidationError:
@@ -204,16 +269,9 @@ def _callback_error(kind: str, message: str, url: str) -> RequestValidationError
 
 
 async def _check_callback_url(state: AppState, url: str) -> None:
-    """422 unless callbacks are enabled and the URL is http(s) and resolves to allowed addresses only."""
-    settings = state.settings
-    if not settings.callbacks_enabled:
-        raise _callback_error(
-            "callbacks_disabled",
-            "callbacks are not enabled on this deployment (the operator sets REPORTSCORE_CALLBACKS_ENABLED=true "
-            "and REPORTSCORE_CALLBACK_SECRET); poll GET /task/{task_id} instead",
-            url,
-        )
-    allow = AllowList.parse(settings.callback_allow_private_networks)
+    """422 unless the URL is http(s) and resolves to allowed addresses only (the object form that carries it is
+    only accepted while callbacks are enabled)."""
+    allow = AllowList.parse(state.settings.callback_allow_private_networks)
     try:
         await run_in_threadpool(check_url, url, allow)
     except UnsafeCallbackUrl as exc:
@@ -268,16 +326,9 @@ async def _submit(
             submitted = await state.committer.run(work)  # lost a race for this key: now it reads the winner's job
     except reports_service.IdempotencyConflict:
         runner.release()
-        raise RequestValidationError(
-            [
-                {
-                    "type": "idempotency_key_reused",
-                    "loc": ("header", "Idempotency-Key"),
-                    "msg": "this Idempotency-Key was already used with a different request body",
-                    "input": idempotency_key,
-                }
-            ]
-        ) from None
+        return JSONResponse(
+            {"detail": "this Idempotency-Key was already used with a different request body"}, status_code=409
+        )
     except BaseException:
         runner.release()
         raise

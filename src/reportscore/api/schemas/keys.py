@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from reportscore.api.schemas.tasks import UTCTimestamp
-from reportscore.security.keys import KeyView
+from reportscore.api.schemas.text import Text
+from reportscore.security.keys import MAX_BURST, MAX_RATE, KeyView
 
 ScopeName = Literal["submit", "read", "feedback", "admin", "metrics"]
 
@@ -23,21 +24,60 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class KeyCreate(BaseModel):
-    """A key to create; the answer shows it once."""
+class _KeyCreateBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: Text = Field(min_length=1, max_length=128)
+    name: Text = Field(min_length=1, max_length=128)
+    scopes: list[ScopeName] = Field(min_length=1)
+
+
+class KeyCreateUnlimited(_KeyCreateBase):
+    """A key without a rate limit (no ``rate``, or ``rate: null``; then no ``burst``). The answer shows it once."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        json_schema_extra={"examples": [{"tenant": "moderation", "name": "moderation-batch", "scopes": ["submit"]}]},
+    )
+
+    rate: None = Field(default=None, description="Unset: unlimited.")
+
+
+class KeyCreateLimited(_KeyCreateBase):
+    """A key with a rate limit: ``rate`` requests per second, ``burst`` at once. The answer shows it once."""
+
+    model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"tenant": "moderation", "name": "moderation-prod", "scopes": ["submit", "read"], "rate": 50}]
         },
     )
 
-    tenant: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=128)
-    scopes: list[ScopeName] = Field(min_length=1)
-    rate: float | None = Field(default=None, gt=0, description="Requests per second (unset: unlimited).")
-    burst: int | None = Field(default=None, ge=1, description="Requests at once above the rate (default: rate).")
+    rate: float = Field(gt=0, le=MAX_RATE, allow_inf_nan=False, description="Requests per second.")
+    burst: int | None = Field(default=None, ge=1, le=MAX_BURST, description="Requests at once (default: the rate).")
+
+
+LIMITED = "rate:limited"
+UNLIMITED = "rate:unlimited"
+"""Union tags (never a field name: they hold a colon), left out of error locations by the route."""
+
+
+def _key_limit(value: Any) -> str | None:
+    """Which form a key request has; None (the error ``burst_without_rate``) for a burst without a rate."""
+    if isinstance(value, _KeyCreateBase):
+        return LIMITED if isinstance(value, KeyCreateLimited) else UNLIMITED
+    if not isinstance(value, dict) or value.get("rate") is None:
+        return None if isinstance(value, dict) and "burst" in value else UNLIMITED
+    return LIMITED
+
+
+KeyCreate = Annotated[
+    Annotated[KeyCreateLimited, Tag(LIMITED)] | Annotated[KeyCreateUnlimited, Tag(UNLIMITED)],
+    Discriminator(
+        _key_limit,
+        custom_error_type="burst_without_rate",
+        custom_error_message="burst needs a rate: give rate (requests per second) too, or leave burst out",
+    ),
+]
+"""A key to create: with a rate (and an optional burst), or without either."""
 
 
 class KeyOut(BaseModel):

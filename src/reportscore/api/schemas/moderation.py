@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from reportscore.api.schemas.tasks import REASONS_DESCRIPTION, ModelInfo, Reason, UTCTimestamp
+from reportscore.api.schemas.text import Text
 
-MAX_REPORT_ID = 2**63 - 1
-NO_NUL = r"^[^\x00]*$"
+MAX_REPORT_ID = 2**53 - 1
+"""The largest report id accepted: every integer up to it is exact as a JSON number in any client (JavaScript's
+Number.MAX_SAFE_INTEGER), also when sent as ``42.0``; 2**63 - 1 is not (as a double it rounds up, past BIGINT)."""
 
 
-class QueueItem(BaseModel):
+class ReportOut(BaseModel):
+    """A stored, scored report as the review queue shows it (``ReportIn`` is the report as clients send it)."""
+
     id: int = Field(description="The service's id of the report (use it for feedback).")
     report_id: str | None = Field(description="The client's own id, if it sent one.")
     task_id: str
@@ -48,43 +52,79 @@ class QueuePage(BaseModel):
                             ],
                         }
                     ],
-                    "next_cursor": "eyJ2IjoxLCJzIjowLjk3MzEsImkiOjQyMTEsImEiOm51bGx9",
+                    "next_cursor": "0.9731_4211",
                 }
             ]
         }
     )
 
-    items: list[QueueItem]
+    items: list[ReportOut]
     next_cursor: str | None = Field(
-        description="Pass as ?cursor= (with the same abuse_type) for the next page; null when there is none now."
+        description="Pass as ?cursor= (with the same abuse_type) for the next page; null when there is none now. "
+        "`<score>_<id>`: the last item's score and id (a position in the queue, not tied to the filter).",
+        examples=["0.9731_4211"],
     )
 
 
-class FeedbackIn(BaseModel):
-    """A moderator's outcome for one report, named by exactly one of ``id`` or ``report_id``."""
+class _FeedbackBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["actioned", "dismissed"]
+    reviewer: Text = Field(min_length=1, max_length=128, description="Who decided.")
+    reviewed_at: AwareDatetime | None = Field(default=None, description="With an offset; default: when recorded.")
+
+
+class FeedbackById(_FeedbackBase):
+    """A moderator's outcome for one report, named by the service's ``id`` (then no ``report_id``)."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"id": 4211, "outcome": "actioned", "reviewer": "mod-ana"}]},
     )
 
-    id: int | None = Field(default=None, ge=1, le=MAX_REPORT_ID, description="The service's id of the report.")
-    report_id: str | None = Field(
-        default=None,
+    id: int = Field(ge=1, le=MAX_REPORT_ID, description="The service's id of the report.")
+
+
+class FeedbackByReportId(_FeedbackBase):
+    """A moderator's outcome for one report, named by your own ``report_id`` (then no ``id``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"report_id": "rep-2026-000042", "outcome": "dismissed", "reviewer": "mod-ben"}]
+        },
+    )
+
+    report_id: Text = Field(
         min_length=1,
         max_length=128,
-        pattern=NO_NUL,
         description="Your own id of the report; the most recent report with this id in your tenant.",
     )
-    outcome: Literal["actioned", "dismissed"]
-    reviewer: str = Field(min_length=1, max_length=128, pattern=NO_NUL, description="Who decided.")
-    reviewed_at: AwareDatetime | None = Field(default=None, description="With an offset; default: when recorded.")
 
-    @model_validator(mode="after")
-    def _one_id(self) -> FeedbackIn:
-        if (self.id is None) == (self.report_id is None):
-            raise ValueError("give exactly one of id or report_id")
-        return self
+
+BY_ID = "by:id"
+BY_REPORT_ID = "by:report_id"
+"""Union tags (never a field name: they hold a colon), left out of error locations by the route."""
+
+ONE_ID_MESSAGE = "give exactly one of id or report_id"
+
+
+def _feedback_target(value: Any) -> str | None:
+    """Which form an outcome has; None (the error ``one_id``) when it has both ids or neither."""
+    if isinstance(value, FeedbackById):
+        return BY_ID
+    if isinstance(value, FeedbackByReportId):
+        return BY_REPORT_ID
+    if not isinstance(value, dict):
+        return BY_ID  # not an object: that form's error says so
+    if ("id" in value) == ("report_id" in value):
+        return None
+    return BY_ID if "id" in value else BY_REPORT_ID
+
+
+FeedbackIn = Annotated[
+    Annotated[FeedbackById, Tag(BY_ID)] | Annotated[FeedbackByReportId, Tag(BY_REPORT_ID)],
+    Discriminator(_feedback_target, custom_error_type="one_id", custom_error_message=ONE_ID_MESSAGE),
+]
+"""A moderator's outcome for one report, named by exactly one of ``id`` or ``report_id``."""
 
 
 EXAMPLE_FEEDBACK = [

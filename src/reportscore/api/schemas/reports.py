@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from reportscore.scoring.features import INT32_MAX
+from reportscore.api.schemas.text import Text
+from reportscore.scoring.features import FLOAT32_MAX, INT32_MAX
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    """JSON has one number type: ``5.0`` is the integer 5 (JSON Schema agrees), ``5.5`` stays a float and is
+    rejected by the strict ``int`` that follows; strings and booleans are never numbers here."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral_float_to_int)]
+"""A strict integer that also accepts a JSON number with a zero fractional part."""
+
 
 EXAMPLE_REPORTS: list[dict[str, Any]] = [
     {
@@ -37,13 +51,18 @@ class ReportIn(BaseModel):
     )
 
     abuse_type: Literal["MSG", "PRF"] = Field(description="What was reported: a message (MSG) or a profile (PRF).")
-    report_text_len: int = Field(ge=0, le=INT32_MAX, description="Length of the reporter's text, in characters.")
-    profile_rating: float = Field(allow_inf_nan=False, description="Rating of the reported profile (finite).")
-    popularity: int = Field(ge=0, le=5, description="Popularity bucket of the reported profile, 0..5.")
-    lifetime_matches_created: int = Field(
+    report_text_len: JsonInt = Field(ge=0, le=INT32_MAX, description="Length of the reporter's text, in characters.")
+    profile_rating: float = Field(
+        allow_inf_nan=False,
+        ge=-FLOAT32_MAX,
+        le=FLOAT32_MAX,
+        description="Rating of the reported profile: finite, and within the 32-bit float range the models take.",
+    )
+    popularity: JsonInt = Field(ge=0, le=5, description="Popularity bucket of the reported profile, 0..5.")
+    lifetime_matches_created: JsonInt = Field(
         ge=0, le=INT32_MAX, description="Matches the reported profile has created in its lifetime."
     )
-    report_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+    report_id: Annotated[Text, Field(min_length=1, max_length=128)] | None = Field(
         default=None, description="The client's own id for this report, echoed back in results."
     )
 
@@ -62,10 +81,8 @@ class SubmitBodyBase(BaseModel):
     )
 
     reports: list[ReportIn]
-    callback_url: str | None = Field(
+    callback_url: Annotated[Text, Field(min_length=1, max_length=2048)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=2048,
         json_schema_extra={"format": "uri"},
         description="http(s) URL that receives the task's result (the body of GET /task/{task_id} when done), "
         "signed with HMAC-SHA256; it must resolve to public addresses. Needs callbacks enabled on the deployment.",

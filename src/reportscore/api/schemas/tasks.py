@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -173,6 +173,40 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "task not found"}]})
 
     detail: str
+
+
+class ValidationErrorItem(BaseModel):
+    """One rejected field: where (``loc``: ``body``, the report's index, the field), why, and what was sent."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """FastAPI's standard validation-error shape: one entry per rejected field."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", 1, "popularity"],
+                            "msg": "Input should be less than or equal to 5",
+                            "input": 7,
+                            "ctx": {"le": 5},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    detail: list[ValidationErrorItem]
 
 
 class Heartbeat(BaseModel):

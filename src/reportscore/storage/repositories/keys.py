@@ -49,8 +49,9 @@ def list_keys(session: Session, *, tenant: str | None = None, include_revoked: b
     return list(session.scalars(query))
 
 
-def any_active(session: Session) -> bool:
-    return bool(session.scalar(select(exists().where(ApiKey.revoked_at.is_(None)))))
+def any_key(session: Session) -> bool:
+    """Whether the api_keys table holds any row (revoked keys included)."""
+    return bool(session.scalar(select(exists().select_from(ApiKey))))
 
 
 def revoke(session: Session, *, prefix: str, at: datetime) -> bool:
