@@ -92,4 +92,7 @@ def test_callbacks_are_retried_delivered_signed_sent_once_and_survive_kill_9(clu
         assert len(deliveries) > failed_before
         assert deliveries[-1].status == 200
         assert verify(SECRET.encode(), deliveries[-1].headers, deliveries[-1].body)
-        assert task["callback"]["attempts"] >= 3
+        assert len(deliveries) >= 3
+        # The kill can land between the receiver answering the second delivery and the API recording it: only the
+        # first failure is sure to be recorded (the second is sent after it), so the count is at least 2.
+        assert task["callback"]["attempts"] >= 2
