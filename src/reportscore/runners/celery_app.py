@@ -9,6 +9,8 @@ Reliability choices, all Celery/kombu features rather than home-made ones:
 - JSON only: a pickled message is refused by the worker.
 - ``rediss://`` brokers get ``broker_use_ssl`` with the certificate check of REPORTSCORE_REDIS_TLS_CERT_REQS (default
   required; Celery refuses a ``rediss://`` URL without one).
+- Task events are off unless REPORTSCORE_WORKER_TASK_EVENTS is set: Flower's own ``enable_events`` broadcast turns
+  them on while Flower runs.
 - No result backend: status and scores live in the database; Redis holds no per-task result keys.
 - Redis keys all start with ``<redis_prefix>:`` (kombu's ``global_keyprefix``), so deployments and test runs that
   share a Redis never see each other's queues.
@@ -77,7 +79,8 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_max_retries=None,
         broker_heartbeat=10,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # Task events only when asked: Flower enables them remotely while it runs (each costs a Redis publish).
+        worker_send_task_events=settings.worker_task_events,
         task_send_sent_event=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
