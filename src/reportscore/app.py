@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis_url = settings.effective_redis_url
             if redis_url is not None:
                 subscriber = RedisSubscriber(
-                    redis_url, prefix=settings.redis_prefix, local=notifier, tls=settings.redis_tls_options(redis_url)
+                    redis_url,
+                    prefix=settings.redis_prefix,
+                    local=notifier,
+                    tls=settings.redis_tls_options(redis_url),
+                    cache=tasks_cache,
                 )
             notifier.reliable_source = subscriber
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
