@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 cache=tasks_cache,
             )
         else:
-            celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
+            celery_runner = CeleryRunner(
+                db=db, celery_app=create_celery_app(settings, publisher=True), settings=settings
+            )
             runner = celery_runner
             reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
             redis_url = settings.effective_redis_url

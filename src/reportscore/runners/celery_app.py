@@ -28,7 +28,10 @@ from reportscore.settings import Settings
 SCORE_TASK = "scoring.score_job"
 
 
-def broker_transport_options(settings: Settings) -> dict[str, Any]:
+def broker_transport_options(settings: Settings, *, publisher: bool = False) -> dict[str, Any]:
+    """``publisher``: the API's app, which only publishes. A publish that times out is not retried there (the job
+    stays PENDING for the reconciler, as when the broker is down), which lets kombu write a batch of messages in
+    one Redis pipeline: it refuses to when redis-py could replay a pipeline after a timeout."""
     assert settings.broker_url is not None
     url = settings.broker_url.get_secret_value()
     if url.startswith(("redis://", "rediss://")):
@@ -37,7 +40,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "global_keyprefix": f"{settings.redis_prefix}:",
             "socket_timeout": max(settings.broker_timeout_s, 5.0),
             "socket_connect_timeout": settings.broker_timeout_s,
-            "retry_on_timeout": True,
+            "retry_on_timeout": not publisher,
         }
     return {"confirm_publish": True}
 
@@ -56,7 +59,8 @@ def broker_use_ssl(settings: Settings) -> dict[str, Any] | None:
     return options
 
 
-def create_celery_app(settings: Settings) -> Celery:
+def create_celery_app(settings: Settings, *, publisher: bool = False) -> Celery:
+    """``publisher``: the app of an API process, which publishes jobs and never consumes them."""
     if settings.broker_url is None:
         raise ValueError("distributed mode needs REPORTSCORE_BROKER_URL")
     app = Celery("reportscore", broker=settings.broker_url.get_secret_value(), set_as_current=False)
@@ -73,7 +77,7 @@ def create_celery_app(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=settings.queue_name,
         task_routes={SCORE_TASK: {"queue": settings.queue_name}},
-        broker_transport_options=broker_transport_options(settings),
+        broker_transport_options=broker_transport_options(settings, publisher=publisher),
         broker_connection_timeout=settings.broker_timeout_s,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
