@@ -198,9 +198,9 @@ class Settings(BaseSettings):
     """Port of ``reportscore flower``."""
 
     worker_task_events: bool = False
-    """Distributed mode: Celery workers send task events from the start. Off by default: each event costs a worker
-    about a third of a job's CPU, and Flower turns them on by itself (its periodic ``enable_events`` broadcast)
-    while it runs. Worker heartbeats are sent either way."""
+    """Distributed mode: Celery workers send task events from the start. Off by default: they are about a third of
+    a worker's CPU per job, and Flower turns them on by itself (its periodic ``enable_events`` broadcast; they then
+    stay on until the worker restarts). Worker heartbeats are sent either way."""
 
     flower_basic_auth: SecretStr | None = None
     """``user:password`` for Flower's basic authentication; ``reportscore flower`` refuses to start without it."""
