@@ -87,13 +87,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 cache=tasks_cache,
             )
         else:
-            celery_runner = CeleryRunner(db=db, celery_app=create_celery_app(settings), settings=settings)
+            celery_runner = CeleryRunner(
+                db=db, celery_app=create_celery_app(settings, publisher=True), settings=settings
+            )
             runner = celery_runner
             reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
             redis_url = settings.effective_redis_url
             if redis_url is not None:
                 subscriber = RedisSubscriber(
-                    redis_url, prefix=settings.redis_prefix, local=notifier, tls=settings.redis_tls_options(redis_url)
+                    redis_url,
+                    prefix=settings.redis_prefix,
+                    local=notifier,
+                    tls=settings.redis_tls_options(redis_url),
+                    cache=tasks_cache,
                 )
             notifier.reliable_source = subscriber
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)

@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     flower_port: int = Field(default=5555, ge=1, le=65535)
     """Port of ``reportscore flower``."""
 
+    worker_task_events: bool = False
+    """Distributed mode: Celery workers send task events from the start. Off by default: they are about a third of
+    a worker's CPU per job, and Flower turns them on by itself (its periodic ``enable_events`` broadcast; they then
+    stay on until the worker restarts). Worker heartbeats are sent either way."""
+
     flower_basic_auth: SecretStr | None = None
     """``user:password`` for Flower's basic authentication; ``reportscore flower`` refuses to start without it."""
 

@@ -14,8 +14,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from reportscore.api.auth import ANONYMOUS_TENANT
 from reportscore.api.deps import AppState
+from reportscore.api.routes.tasks import _result_body
 from reportscore.app import create_app
+from reportscore.reports import service as reports_service
 from reportscore.runners.notify import RedisPublisher
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
@@ -234,6 +237,49 @@ def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
     assert result["r"].status_code == 200
     assert result["r"].json()["status"] == "SUCCESS"
     assert time.monotonic() - t0 < 8
+
+
+def test_distributed_woken_long_poll_answers_from_the_notification_without_a_query(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        redis_prefix=prefix,
+        queue_name=f"{prefix}-scoring",
+        reconcile_interval_s=600,
+    )
+    db = Database.from_settings(settings)
+    migrate.upgrade_to_head(db)
+    with TestClient(create_app(settings)) as client:
+        state: AppState = client.app.state.rs  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not state.notifier.reliable:
+            assert time.monotonic() < deadline, "Redis subscription never connected"
+            time.sleep(0.05)
+        task_id = client.post("/predict", json=small_bodies(1, reports_per_job=3)[0]).json()["task_id"]
+        queries = count_queries(state.db, about=task_id)
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
+        waiter.start()
+        time.sleep(0.5)
+        start = len(queries)
+        # a worker (here: this test, with the same code) finishes the job and announces it with its result
+        outcome = score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
+        assert task_id in outcome.owners
+        RedisPublisher(redis_url, prefix=prefix).publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+        waiter.join(timeout=10)
+        after_wake = queries[start:]
+        # the store's answer, for comparison (this process's cache now holds the task: read the store directly)
+        stored = reports_service.get_task(db=db, task_id=task_id, owner=ANONYMOUS_TENANT)
+    db.dispose()
+    assert queries, "the listener saw no query at all: it is not measuring anything"
+    assert after_wake == [], f"the woken long-poll read the store: {after_wake}"
+    assert result["r"].status_code == 200
+    assert stored is not None
+    assert result["r"].json() == _result_body(stored)
 
 
 def test_promote_and_rollback_under_load_with_two_workers(cluster: Cluster, tmp_path: Path) -> None:

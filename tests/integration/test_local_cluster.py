@@ -69,6 +69,17 @@ def test_local_cluster_serves_scores_and_flower_requires_auth(
                 break
             time.sleep(0.5)
         assert len(workers) >= 2, workers
+        # workers send no task events until Flower turns them on (its enable_events broadcast): then tasks show
+        deadline = time.monotonic() + 30
+        seen: set[str] = set()
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while not seen and time.monotonic() < deadline:
+                task_id = http.post("/predict", json=small_bodies(1, seed=12)[0]).json()["task_id"]
+                assert http.get(f"/task/{task_id}", params={"wait": 30}).json()["status"] == "SUCCESS"
+                time.sleep(0.5)
+                listed = httpx.get(f"{flower}/api/tasks", auth=("ops", "open-sesame"), timeout=15).json()
+                seen = set(listed)
+        assert seen, "Flower lists no task: task events were never enabled"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -9,6 +9,8 @@ Reliability choices, all Celery/kombu features rather than home-made ones:
 - JSON only: a pickled message is refused by the worker.
 - ``rediss://`` brokers get ``broker_use_ssl`` with the certificate check of REPORTSCORE_REDIS_TLS_CERT_REQS (default
   required; Celery refuses a ``rediss://`` URL without one).
+- Task events are off unless REPORTSCORE_WORKER_TASK_EVENTS is set: Flower's own ``enable_events`` broadcast turns
+  them on while Flower runs.
 - No result backend: status and scores live in the database; Redis holds no per-task result keys.
 - Redis keys all start with ``<redis_prefix>:`` (kombu's ``global_keyprefix``), so deployments and test runs that
   share a Redis never see each other's queues.
@@ -26,7 +28,10 @@ from reportscore.settings import Settings
 SCORE_TASK = "scoring.score_job"
 
 
-def broker_transport_options(settings: Settings) -> dict[str, Any]:
+def broker_transport_options(settings: Settings, *, publisher: bool = False) -> dict[str, Any]:
+    """``publisher``: the API's app, which only publishes. A publish that times out is not retried there (the job
+    stays PENDING for the reconciler, as when the broker is down), which lets kombu write a batch of messages in
+    one Redis pipeline: it refuses to when redis-py could replay a pipeline after a timeout."""
     assert settings.broker_url is not None
     url = settings.broker_url.get_secret_value()
     if url.startswith(("redis://", "rediss://")):
@@ -35,7 +40,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "global_keyprefix": f"{settings.redis_prefix}:",
             "socket_timeout": max(settings.broker_timeout_s, 5.0),
             "socket_connect_timeout": settings.broker_timeout_s,
-            "retry_on_timeout": True,
+            "retry_on_timeout": not publisher,
         }
     return {"confirm_publish": True}
 
@@ -54,7 +59,8 @@ def broker_use_ssl(settings: Settings) -> dict[str, Any] | None:
     return options
 
 
-def create_celery_app(settings: Settings) -> Celery:
+def create_celery_app(settings: Settings, *, publisher: bool = False) -> Celery:
+    """``publisher``: the app of an API process, which publishes jobs and never consumes them."""
     if settings.broker_url is None:
         raise ValueError("distributed mode needs REPORTSCORE_BROKER_URL")
     app = Celery("reportscore", broker=settings.broker_url.get_secret_value(), set_as_current=False)
@@ -71,13 +77,14 @@ def create_celery_app(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=settings.queue_name,
         task_routes={SCORE_TASK: {"queue": settings.queue_name}},
-        broker_transport_options=broker_transport_options(settings),
+        broker_transport_options=broker_transport_options(settings, publisher=publisher),
         broker_connection_timeout=settings.broker_timeout_s,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_heartbeat=10,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # Task events only when asked: Flower enables them remotely while it runs (each costs a Redis publish).
+        worker_send_task_events=settings.worker_task_events,
         task_send_sent_event=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,

@@ -11,7 +11,9 @@ import logging
 import queue
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
+from typing import Any
 
 from celery import Celery
 
@@ -22,6 +24,9 @@ from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories.jobs import FeatureRows
 
 log = logging.getLogger(__name__)
+
+PUBLISH_BATCH_MAX = 500
+"""Job messages written to the broker in one round trip at most."""
 
 
 class CeleryRunner:
@@ -70,17 +75,29 @@ class CeleryRunner:
     def publish_now(self, job_ids: list[str]) -> int:
         """Publish synchronously (used by the reconciler); returns how many went out."""
         sent = 0
-        for job_id in job_ids:
-            if self._send(job_id):
-                sent += 1
-            else:
+        for start in range(0, len(job_ids), PUBLISH_BATCH_MAX):
+            chunk = job_ids[start : start + PUBLISH_BATCH_MAX]
+            if not self._send(chunk):
                 break
+            sent += len(chunk)
         return sent
 
-    def _send(self, job_id: str) -> bool:
+    def _send(self, job_ids: list[str]) -> bool:
+        """One message per job, all written in one round trip on one pooled producer (kombu's ``Producer.batch``:
+        a Redis pipeline; other transports publish them one by one). True when every message went out."""
         try:
-            self._app.send_task(SCORE_TASK, args=[job_id], task_id=job_id, queue=self._settings.queue_name, retry=False)
+            with self._app.producer_or_acquire() as producer, _batch(producer):
+                for job_id in job_ids:
+                    self._app.send_task(
+                        SCORE_TASK,
+                        args=[job_id],
+                        task_id=job_id,
+                        queue=self._settings.queue_name,
+                        retry=False,
+                        producer=producer,
+                    )
         except Exception as exc:  # kombu raises several kinds: connection refused, timeouts, channel errors
+            # Some of them may have gone out: a duplicate message is harmless (the first committed result wins).
             if self.broker_ok:
                 log.warning("broker unavailable; jobs stay for the reconciler", extra={"error": repr(exc)[:200]})
             self.broker_ok = False
@@ -94,12 +111,23 @@ class CeleryRunner:
             job_id = self._outbox.get()
             if job_id is None:
                 return
+            batch = [job_id]
+            stop = False
+            while len(batch) < PUBLISH_BATCH_MAX:  # whatever else is already waiting goes in the same round trip
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
             # While the broker is down, don't pay a connection timeout per job: the reconciler re-publishes
             # everything left PENDING once the broker is back.
-            if not self.broker_ok and time.monotonic() - down_since < 1.0:
-                continue
-            if not self._send(job_id):
+            if (self.broker_ok or time.monotonic() - down_since >= 1.0) and not self._send(batch):
                 down_since = time.monotonic()
+            if stop:
+                return
 
     def broker_status(self) -> str:
         try:
@@ -114,6 +142,12 @@ class CeleryRunner:
         self._outbox.put(None)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, min(drain_s, 10.0))
+
+
+def _batch(producer: Any) -> AbstractContextManager[Any]:
+    """kombu >= 5.7 buffers a batch's publishes (``Producer.batch``); older versions publish each at once."""
+    batch = getattr(producer, "batch", None)
+    return batch(max_size=2 * PUBLISH_BATCH_MAX) if batch is not None else nullcontext()
 
 
 class Reconciler:

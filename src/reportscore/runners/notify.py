@@ -1,14 +1,35 @@
-"""Job-finished notifications for long-polls: a waiter subscribes before it reads, so no finish is missed."""
+"""Job-finished notifications for long-polls: a waiter subscribes before it reads, so no finish is missed.
+
+In distributed mode a notification is one Redis pub/sub message per finished batch: the job ids, each followed by
+a comma, then a newline and (optionally) JSON with what the worker committed for the jobs without a callback, by
+job id: their owner and the task as ``GET /task`` shows it. An API process with a long-poll waiting on one of those
+jobs puts it in its task cache (owner-checked, like the embedded runner does) before waking it, so the woken
+long-poll answers without reading the store. Ids not in the JSON (or a message without it) are read from the
+store as before; an older reader that splits the whole message on commas still finds every id.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from reportscore.reports.service import TaskView
+from reportscore.storage.models import JobStatus
+from reportscore.storage.repositories.jobs import ScoredReport
+
+if TYPE_CHECKING:
+    from reportscore.reports.cache import TaskCache
 
 log = logging.getLogger(__name__)
+
+MAX_REPORTS_PER_NOTIFICATION = 10_000
+"""Results of more reports than this in one batch are not sent in its notification (the API reads the store)."""
 
 
 class LocalNotifier:
@@ -44,12 +65,92 @@ class LocalNotifier:
             for event in self._events.get(job_id, ()):
                 event.set()
 
+    def has_waiters(self, job_id: str) -> bool:
+        return job_id in self._events
+
     def waiting(self) -> int:
         return sum(len(v) for v in self._events.values())
 
 
 def done_channel(prefix: str) -> str:
     return f"{prefix}:jobs-done"
+
+
+def encode_done(
+    job_ids: list[str], views: Mapping[str, TaskView] | None = None, owners: Mapping[str, str] | None = None
+) -> bytes:
+    """A notification: the ids, and the results of the jobs in ``owners`` (those without a callback)."""
+    head = "".join(f"{job_id}," for job_id in job_ids).encode()
+    if not views or not owners:
+        return head
+    results: dict[str, Any] = {}
+    budget = MAX_REPORTS_PER_NOTIFICATION
+    for job_id, owner in owners.items():
+        view = views.get(job_id)
+        if view is None or not view.done or view.callback is not None:
+            continue
+        budget -= 1 + (len(view.reports) if view.reports else 0)
+        if budget < 0:
+            break
+        results[job_id] = {
+            "owner": owner,
+            "status": view.status.value,
+            "n_reports": view.n_reports,
+            "attempts": view.attempts,
+            "created_at": view.created_at,
+            "started_at": view.started_at,
+            "finished_at": view.finished_at,
+            "model_name": view.model_name,
+            "model_version": view.model_version,
+            "predict_ms": view.predict_ms,
+            "error": view.error,
+            "reports": None if view.reports is None else [(r.id, r.client_report_id, r.score) for r in view.reports],
+        }
+    if not results:
+        return head
+    return head + b"\n" + orjson.dumps(results)
+
+
+def decode_done(message: bytes) -> tuple[list[str], bytes]:
+    """The job ids of a notification and its (still encoded) results."""
+    head, _, results = message.partition(b"\n")
+    return [job_id for job_id in head.decode().split(",") if job_id], results
+
+
+def decode_results(results: bytes, wanted: Iterable[str]) -> list[tuple[str, TaskView]]:
+    """(owner, view) of the ``wanted`` jobs found in a notification's results."""
+    found = orjson.loads(results)
+    out: list[tuple[str, TaskView]] = []
+    for job_id in wanted:
+        r = found.get(job_id)
+        if r is None:
+            continue
+        out.append(
+            (
+                r["owner"],
+                TaskView(
+                    task_id=job_id,
+                    status=JobStatus(r["status"]),
+                    n_reports=r["n_reports"],
+                    attempts=r["attempts"],
+                    created_at=datetime.fromisoformat(r["created_at"]),
+                    started_at=_dt(r["started_at"]),
+                    finished_at=_dt(r["finished_at"]),
+                    model_name=r["model_name"],
+                    model_version=r["model_version"],
+                    predict_ms=r["predict_ms"],
+                    error=r["error"],
+                    reports=None
+                    if r["reports"] is None
+                    else [ScoredReport(id=i, client_report_id=c, score=s) for i, c, s in r["reports"]],
+                ),
+            )
+        )
+    return out
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 class RedisPublisher:
@@ -61,14 +162,21 @@ class RedisPublisher:
         self._client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, **(tls or {}))
         self._channel = done_channel(prefix)
 
-    def publish(self, job_ids: Iterable[str]) -> None:
+    def publish(
+        self,
+        job_ids: Iterable[str],
+        *,
+        views: Mapping[str, TaskView] | None = None,
+        owners: Mapping[str, str] | None = None,
+    ) -> None:
+        """Announce ``job_ids`` finished, with the committed results in ``views`` of the jobs in ``owners``."""
         import redis
 
         ids = list(job_ids)
         if not ids:
             return
         try:
-            self._client.publish(self._channel, ",".join(ids))
+            self._client.publish(self._channel, encode_done(ids, views, owners))
         except redis.RedisError:
             # Long-polls fall back to re-reading the database while notifications are down.
             log.warning("could not publish job notifications", exc_info=True)
@@ -83,8 +191,17 @@ class RedisSubscriber:
     ``connected`` is False while Redis is unreachable; waiters then re-read the database once a second instead.
     """
 
-    def __init__(self, url: str, *, prefix: str, local: LocalNotifier, tls: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        local: LocalNotifier,
+        tls: dict[str, Any] | None = None,
+        cache: TaskCache | None = None,
+    ) -> None:
         self._url = url
+        self._cache = cache
         self._tls = tls or {}
         self._channel = done_channel(prefix)
         self._local = local
@@ -107,14 +224,26 @@ class RedisSubscriber:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
-                            text = data.decode() if isinstance(data, bytes) else str(data)
-                            self._local.notify(text.split(","))
+                            self.on_message(data if isinstance(data, bytes) else str(data).encode())
             except (RedisError, OSError):
                 self.connected = False
                 await asyncio.sleep(1.0)
             finally:
                 self.connected = False
                 await client.aclose()
+
+    def on_message(self, message: bytes) -> None:
+        """Cache the announced results that a local long-poll waits for, then wake the waiters."""
+        job_ids, results = decode_done(message)
+        if results and self._cache is not None:
+            wanted = [job_id for job_id in job_ids if self._local.has_waiters(job_id)]
+            if wanted:
+                try:
+                    for owner, view in decode_results(results, wanted):
+                        self._cache.remember(view, owner=owner)
+                except (ValueError, KeyError, TypeError):  # then the woken waiters read the store
+                    log.warning("unreadable results in a job notification", exc_info=True)
+        self._local.notify(job_ids)
 
     async def stop(self) -> None:
         if self._task is not None:

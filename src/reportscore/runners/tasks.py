@@ -53,4 +53,5 @@ def register(app: Celery, settings: Settings) -> None:
             log.warning("database unavailable; retrying", extra={"task_id": job_id, "error": type(exc.orig).__name__})
             raise self.retry(countdown=2) from exc
         if state.publisher is not None:
-            state.publisher.publish(outcome.finished)
+            # The results travel with the notification: a woken long-poll answers without reading the store.
+            state.publisher.publish(outcome.finished, views=outcome.views, owners=outcome.owners)
