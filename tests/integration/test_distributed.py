@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from reportscore.api.auth import ANONYMOUS_TENANT
 from reportscore.api.deps import AppState
-from reportscore.api.routes.tasks import _result_body
+from reportscore.api.results import result_body as _result_body
 from reportscore.app import create_app
 from reportscore.reports import service as reports_service
 from reportscore.runners.notify import RedisPublisher

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from reportscore.api.results import result_body as _result_body
 from reportscore.api.results import task_result_json
-from reportscore.api.routes.tasks import _result_body
 from reportscore.api.schemas.tasks import TaskResult
 from reportscore.reports.cache import TaskCache
 from reportscore.reports.service import TaskView

@@ -33,6 +33,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from reportscore.api.errors import store_unavailable_response
 from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.security import keys
 from reportscore.security.ratelimit import RateLimiter
@@ -244,12 +245,7 @@ class AuthenticateBeforeBody:
                     await response(scope, receive, send)
                     return
                 except OperationalError:  # outside the app's exception handlers: answer their 503 here
-                    response = JSONResponse(
-                        {"detail": "the store is unavailable; retry shortly"},
-                        status_code=503,
-                        headers={"Retry-After": "1"},
-                    )
-                    await response(scope, receive, send)
+                    await store_unavailable_response()(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 

@@ -41,6 +41,13 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def store_unavailable_response() -> JSONResponse:
+    """The answer while the store is down or broken (also sent by middleware outside the exception handlers)."""
+    return JSONResponse(
+        {"detail": "the store is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
 def _json_safe(value: Any) -> Any:
     """NaN and Infinity are not JSON: echo them back as strings ("NaN", "inf") so the 422 itself is valid JSON.
     Long strings and lists are cut (see ``ECHO_MAX_CHARS``, ``ECHO_MAX_ITEMS``)."""
@@ -111,8 +118,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
         log.error("store unavailable", extra={"path": request.url.path, "error": type(exc.orig).__name__})
-        return JSONResponse(
-            {"detail": "the store is unavailable; retry shortly"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        return store_unavailable_response()

@@ -13,6 +13,36 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
 
 
+def _iso(d: datetime | None) -> str | None:
+    return None if d is None else d.isoformat()
+
+
+def result_body(view: TaskView) -> dict[str, Any]:
+    """``TaskResult`` as JSON, built directly (the hottest answer; ``TaskResult`` documents it, and a test checks
+    the two agree)."""
+    success = view.status == "SUCCESS"
+    return {
+        "task_id": view.task_id,
+        "status": "SUCCESS" if success else "FAILURE",
+        "score": [r.score for r in view.reports if r.score is not None] if success and view.reports else None,
+        "error": None if success else (view.error or "scoring failed"),
+        "model": {"name": view.model_name, "version": view.model_version}
+        if view.model_name and view.model_version
+        else None,
+        "reports": [{"id": r.id, "report_id": r.client_report_id} for r in view.reports] if view.reports else None,
+        "n_reports": view.n_reports,
+        "attempts": view.attempts,
+        "created_at": view.created_at.isoformat(),
+        "started_at": _iso(view.started_at),
+        "finished_at": _iso(view.finished_at),
+        "timings": {
+            "queued_ms": _ms(view.created_at, view.started_at),
+            "predict_ms": round(view.predict_ms, 3) if view.predict_ms is not None else None,
+            "total_ms": _ms(view.created_at, view.finished_at),
+        },
+    }
+
+
 def task_result(view: TaskView) -> TaskResult:
     success = view.status == "SUCCESS"
     return TaskResult(

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import AppState, require_json
-from reportscore.api.results import task_result, task_result_json
+from reportscore.api.results import result_body, task_result, task_result_json
 from reportscore.api.schemas.reports import EXAMPLE_CALLBACK_URL, EXAMPLE_REPORTS, ReportIn, SubmitBodyBase
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -441,7 +441,7 @@ async def _read_task(
         return _json({"task_id": task_id, "status": status}, status_code=202)
     if not (explain and view.status == "SUCCESS" and view.reports):
         # The hot answer is built directly; a task with a callback also shows its delivery state.
-        return _json(_result_body(view)) if view.callback is None else _json(task_result_json(view))
+        return _json(result_body(view)) if view.callback is None else _json(task_result_json(view))
     result = task_result(view)
     reasons = await run_in_threadpool(
         moderation_service.task_reasons, db=state.db, explainer=state.explainer, task_id=task_id
@@ -457,37 +457,3 @@ async def _read_task(
     return JSONResponse(
         result.model_dump(mode="json", exclude={"callback"} if view.callback is None else None), status_code=200
     )
-
-
-def _ms(a: Any, b: Any) -> float | None:
-    return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
-
-
-def _iso(d: datetime | None) -> str | None:
-    return None if d is None else d.isoformat()
-
-
-def _result_body(view: reports_service.TaskView) -> dict[str, Any]:
-    """``TaskResult`` as JSON, built directly (the hottest answer; ``TaskResult`` documents it, and a test checks
-    the two agree)."""
-    success = view.status == "SUCCESS"
-    return {
-        "task_id": view.task_id,
-        "status": "SUCCESS" if success else "FAILURE",
-        "score": [r.score for r in view.reports if r.score is not None] if success and view.reports else None,
-        "error": None if success else (view.error or "scoring failed"),
-        "model": {"name": view.model_name, "version": view.model_version}
-        if view.model_name and view.model_version
-        else None,
-        "reports": [{"id": r.id, "report_id": r.client_report_id} for r in view.reports] if view.reports else None,
-        "n_reports": view.n_reports,
-        "attempts": view.attempts,
-        "created_at": view.created_at.isoformat(),
-        "started_at": _iso(view.started_at),
-        "finished_at": _iso(view.finished_at),
-        "timings": {
-            "queued_ms": _ms(view.created_at, view.started_at),
-            "predict_ms": round(view.predict_ms, 3) if view.predict_ms is not None else None,
-            "total_ms": _ms(view.created_at, view.finished_at),
-        },
-    }
