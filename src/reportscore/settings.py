@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     """Distributed mode: a worker woken by one message also claims up to this many other pending jobs
     (``FOR UPDATE SKIP LOCKED``) and scores them all in one model call."""
 
+    publish_max_jobs_per_message: int = Field(default=16, ge=1)
+    """Distributed mode: jobs an API process has committed at the same moment travel to the workers in one broker
+    message of up to this many job ids (and up to ``batch_max_reports`` reports), instead of one message each."""
+
     max_attempts: int = Field(default=3, ge=1)
     """A job whose scoring was started this many times without finishing (its process died) ends FAILURE."""
 

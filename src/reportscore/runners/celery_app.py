@@ -26,6 +26,9 @@ from celery import Celery
 from reportscore.settings import Settings
 
 SCORE_TASK = "scoring.score_job"
+"""One job id per message (the reconciler's re-publishes, and what an older API process sends)."""
+SCORE_JOBS_TASK = "scoring.score_jobs"
+"""Several job ids per message: the jobs an API process committed together (see ``CeleryRunner``)."""
 
 
 def broker_transport_options(settings: Settings, *, publisher: bool = False) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def create_celery_app(settings: Settings, *, publisher: bool = False) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=settings.queue_name,
-        task_routes={SCORE_TASK: {"queue": settings.queue_name}},
+        task_routes={SCORE_TASK: {"queue": settings.queue_name}, SCORE_JOBS_TASK: {"queue": settings.queue_name}},
         broker_transport_options=broker_transport_options(settings, publisher=publisher),
         broker_connection_timeout=settings.broker_timeout_s,
         broker_connection_retry_on_startup=True,

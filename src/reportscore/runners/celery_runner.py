@@ -11,13 +11,14 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
 
-from reportscore.runners.celery_app import SCORE_TASK
+from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
@@ -26,7 +27,7 @@ from reportscore.storage.repositories.jobs import FeatureRows
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH_MAX = 500
-"""Job messages written to the broker in one round trip at most."""
+"""Jobs published in one round trip to the broker at most."""
 
 
 class CeleryRunner:
@@ -34,7 +35,7 @@ class CeleryRunner:
         self._db = db
         self._app = celery_app
         self._settings = settings
-        self._outbox: queue.Queue[str | None] = queue.Queue()
+        self._outbox: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending_cache: tuple[float, int] = (0.0, 0)
         self._reserved = 0
@@ -69,29 +70,56 @@ class CeleryRunner:
     ) -> None:
         self._reserved -= 1
         self._pending_cache = (self._pending_cache[0], self._pending_cache[1] + 1)
-        self._outbox.put(job_id)
+        self._outbox.put((job_id, n_reports))
 
     # --- publishing -------------------------------------------------------------------------------------------
     def publish_now(self, job_ids: list[str]) -> int:
-        """Publish synchronously (used by the reconciler); returns how many went out."""
+        """Publish synchronously, one message per job (used by the reconciler: a re-published job may be one that
+        killed its worker, and goes alone); returns how many went out."""
         sent = 0
         for start in range(0, len(job_ids), PUBLISH_BATCH_MAX):
             chunk = job_ids[start : start + PUBLISH_BATCH_MAX]
-            if not self._send(chunk):
+            if not self._send([[job_id] for job_id in chunk]):
                 break
             sent += len(chunk)
         return sent
 
-    def _send(self, job_ids: list[str]) -> bool:
-        """One message per job, all written in one round trip on one pooled producer (kombu's ``Producer.batch``:
-        a Redis pipeline; other transports publish them one by one). True when every message went out."""
+    def messages(self, jobs: list[tuple[str, int]]) -> list[list[str]]:
+        """Jobs committed together, cut into messages of at most ``publish_max_jobs_per_message`` jobs and
+        ``batch_max_reports`` reports (a larger job goes alone), in order.
+
+        Why several jobs per message: every message costs the worker a Redis round trip to reserve it, a hand-over
+        to its pool process, a claim transaction and an ack; one message for jobs that arrived together pays that
+        once. Prefetch stays at one message per pool process, and a worker woken by the message claims its jobs
+        (and others pending, ``worker_batch_max_jobs``) in one ``FOR UPDATE SKIP LOCKED`` transaction.
+        """
+        max_jobs = self._settings.publish_max_jobs_per_message
+        max_reports = self._settings.batch_max_reports
+        out: list[list[str]] = []
+        current: list[str] = []
+        reports = 0
+        for job_id, n_reports in jobs:
+            if current and (len(current) >= max_jobs or reports + n_reports > max_reports):
+                out.append(current)
+                current, reports = [], 0
+            current.append(job_id)
+            reports += n_reports
+        if current:
+            out.append(current)
+        return out
+
+    def _send(self, messages: list[list[str]]) -> bool:
+        """Each message's jobs as one task, all written in one round trip on one pooled producer (kombu's
+        ``Producer.batch``: a Redis pipeline; other transports publish them one by one). A single job keeps the
+        one-job task, named by its job id. True when every message went out."""
         try:
             with self._app.producer_or_acquire() as producer, _batch(producer):
-                for job_id in job_ids:
+                for job_ids in messages:
+                    single = len(job_ids) == 1
                     self._app.send_task(
-                        SCORE_TASK,
-                        args=[job_id],
-                        task_id=job_id,
+                        SCORE_TASK if single else SCORE_JOBS_TASK,
+                        args=[job_ids[0] if single else job_ids],
+                        task_id=job_ids[0] if single else str(uuid.uuid4()),
                         queue=self._settings.queue_name,
                         retry=False,
                         producer=producer,
@@ -108,10 +136,10 @@ class CeleryRunner:
     def _publish_loop(self) -> None:
         down_since = 0.0
         while True:
-            job_id = self._outbox.get()
-            if job_id is None:
+            first = self._outbox.get()
+            if first is None:
                 return
-            batch = [job_id]
+            batch = [first]
             stop = False
             while len(batch) < PUBLISH_BATCH_MAX:  # whatever else is already waiting goes in the same round trip
                 try:
@@ -124,7 +152,7 @@ class CeleryRunner:
                 batch.append(more)
             # While the broker is down, don't pay a connection timeout per job: the reconciler re-publishes
             # everything left PENDING once the broker is back.
-            if (self.broker_ok or time.monotonic() - down_since >= 1.0) and not self._send(batch):
+            if (self.broker_ok or time.monotonic() - down_since >= 1.0) and not self._send(self.messages(batch)):
                 down_since = time.monotonic()
             if stop:
                 return

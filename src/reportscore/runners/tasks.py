@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from reportscore.monitoring import metrics
 from reportscore.monitoring.logs import flush_logs
+from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.runners.worker_state import get_state, reset_state
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
@@ -30,28 +31,44 @@ def register(app: Celery, settings: Settings) -> None:
         metrics.worker_process_stopping()
         flush_logs()  # pool processes leave with os._exit, which skips exit handlers
 
+    def score_message(task: Task, job_ids: list[str]) -> None:
+        state = get_state(settings)
+        pending = list(job_ids)
+        while pending:
+            try:
+                outcome = score_jobs(
+                    db=state.db,
+                    model=state.registry.current,
+                    job_ids=pending,
+                    max_attempts=settings.max_attempts,
+                    lease_s=settings.effective_lease_s,
+                    # Micro-batching across jobs with prefetch kept at one: this message's jobs plus whatever else
+                    # is pending and not locked by another worker. Their own messages arrive later and write nothing.
+                    extra_pending=0 if state.db.is_sqlite else settings.worker_batch_max_jobs,
+                    extra_max_reports=settings.batch_max_reports,
+                )
+            except OperationalError as exc:
+                # The database is unreachable (restart, failover): try again shortly. The jobs stay unfinished in
+                # the database either way, so the reconciler also covers a retry that never arrives.
+                log.warning(
+                    "database unavailable; retrying", extra={"task_id": pending[0], "error": type(exc.orig).__name__}
+                )
+                raise task.retry(countdown=2) from exc
+            if state.publisher is not None:
+                # The results travel with the notification: a woken long-poll answers without reading the store.
+                state.publisher.publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+            # A job being retried went alone (it may be what killed the last worker); the others follow.
+            pending = outcome.deferred
+
     @app.task(  # type: ignore[untyped-decorator]
-        name="scoring.score_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+        name=SCORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
     )
     def score_job(self: Task, job_id: str) -> None:
-        state = get_state(settings)
-        try:
-            outcome = score_jobs(
-                db=state.db,
-                model=state.registry.current,
-                job_ids=[job_id],
-                max_attempts=settings.max_attempts,
-                lease_s=settings.effective_lease_s,
-                # Micro-batching across jobs with prefetch kept at one: this message's job plus whatever else is
-                # pending and not locked by another worker. Their own messages arrive later and write nothing.
-                extra_pending=0 if state.db.is_sqlite else settings.worker_batch_max_jobs,
-                extra_max_reports=settings.batch_max_reports,
-            )
-        except OperationalError as exc:
-            # The database is unreachable (restart, failover): try again shortly. The job stays unfinished in the
-            # database either way, so the reconciler also covers a retry that never arrives.
-            log.warning("database unavailable; retrying", extra={"task_id": job_id, "error": type(exc.orig).__name__})
-            raise self.retry(countdown=2) from exc
-        if state.publisher is not None:
-            # The results travel with the notification: a woken long-poll answers without reading the store.
-            state.publisher.publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+        score_message(self, [job_id])
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=SCORE_JOBS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+    )
+    def score_job_batch(self: Task, job_ids: list[str]) -> None:
+        """The jobs an API process committed together, in one message (``publish_max_jobs_per_message``)."""
+        score_message(self, job_ids)

@@ -34,6 +34,9 @@ class BatchOutcome:
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    """Jobs of ``job_ids`` left unclaimed because another of them was being retried and went alone: the caller
+    scores them next (see ``claim_jobs``)."""
     n_reports: int = 0
     predict_ms: float = 0.0
     views: dict[str, TaskView] = field(default_factory=dict)
@@ -77,8 +80,8 @@ def score_jobs(
 
     def claim(
         session: Session,
-    ) -> tuple[list[str], list[str], dict[str, jobs_repo.ClaimedJob], jobs_repo.FeatureRows | None]:
-        claimed, exhausted = jobs_repo.claim_jobs(
+    ) -> tuple[list[str], list[str], list[str], dict[str, jobs_repo.ClaimedJob], jobs_repo.FeatureRows | None]:
+        claimed, exhausted, deferred = jobs_repo.claim_jobs(
             session,
             job_ids=job_ids,
             now=claimed_at,
@@ -93,13 +96,14 @@ def score_jobs(
         # A job given up on here ends now: its callback's outbox row commits with that status.
         with_callback = [j for j in exhausted if info[j].has_callback]
         callbacks_repo.enqueue_for_jobs(session, job_ids=with_callback, now=claimed_at)
-        return claimed, exhausted, info, loaded
+        return claimed, exhausted, deferred, info, loaded
 
-    claimed, exhausted, info, loaded = run_write(claim)
+    claimed, exhausted, deferred, info, loaded = run_write(claim)
+    outcome.deferred = deferred
     created_at = {job_id: job.created_at for job_id, job in info.items()}
     outcome.failed.extend(exhausted)
     _observe_finished("FAILURE", exhausted, created_at, claimed_at)
-    taken = set(claimed) | set(exhausted)
+    taken = set(claimed) | set(exhausted) | set(deferred)
     outcome.skipped.extend(j for j in job_ids if j not in taken)  # finished, or leased by another worker
     if not claimed:
         return outcome

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, o
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
+from reportscore.storage.models.base import UTCDateTime
 from reportscore.storage.models.jobs import TERMINAL_STATUSES
 
 REPORT_COLUMNS = (
@@ -27,8 +28,6 @@ _REPORTS = cast(Table, Report.__table__)
 # Statements built once (their compiled form is cached) and run on the session's connection: the group committer
 # runs them for every submit, so ORM-level execution and per-call statement building were a visible cost.
 _INSERT_JOB = insert(_JOBS)
-_INSERT_REPORTS = insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True)
-_INSERT_SCORED_REPORTS = insert(_REPORTS)
 
 
 _MARK_SCORED = (
@@ -71,7 +70,8 @@ def insert_job(
     if conn.dialect.name == "sqlite":
         _sqlite_insert_reports(conn, job_id, owner, reports, scores=None)
         return list(conn.execute(_REPORT_IDS, {"b_job_id": job_id}).scalars())
-    inserted = conn.execute(_INSERT_REPORTS, _report_rows(job_id, owner, reports))
+    # RETURNING has no guaranteed order: each id comes with its position, which puts them in report order.
+    inserted = sorted(conn.execute(_PG_INSERT_REPORTS, _pg_report_arrays(job_id, owner, reports)), key=lambda r: r[1])
     return [row[0] for row in inserted]
 
 
@@ -108,13 +108,18 @@ def insert_scored_job(
     )
     if conn.dialect.name == "sqlite":
         _sqlite_insert_reports(conn, job_id, owner, reports, scores=scores)
+        # The same for every report: one statement, not a timestamp conversion per row.
+        conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
     else:
-        rows = _report_rows(job_id, owner, reports)
-        for row, score in zip(rows, scores, strict=True):
-            row["score"] = score
-        conn.execute(_INSERT_SCORED_REPORTS, rows)
-    # The same for every report: one statement, not a timestamp conversion per row.
-    conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
+        conn.execute(
+            _PG_INSERT_SCORED_REPORTS,
+            {
+                **_pg_report_arrays(job_id, owner, reports),
+                "b_scores": [float(x) for x in scores],
+                "b_model_version": model_version,
+                "b_at": finished_at,
+            },
+        )
 
 
 _REPORT_IDS = select(_REPORTS.c.id).where(_REPORTS.c.job_id == bindparam("b_job_id")).order_by(_REPORTS.c.position)
@@ -154,17 +159,39 @@ def _sqlite_insert_reports(
         )
 
 
-def _report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "job_id": job_id,
-            "owner": owner,
-            "position": i,
-            "client_report_id": r.get("report_id"),
-            **{name: r[name] for name in REPORT_COLUMNS},
-        }
-        for i, r in enumerate(reports)
-    ]
+# PostgreSQL: a job's report rows in one statement from one array per column (no per-row parameter handling, one
+# row of parameters however many reports). RETURNING gives each id with its position.
+_PG_INSERT_REPORTS = text(
+    "INSERT INTO reports (job_id, owner, position, client_report_id, abuse_type, report_text_len, profile_rating, "
+    "popularity, lifetime_matches_created) "
+    "SELECT :b_job_id, :b_owner, v.* FROM unnest(CAST(:b_positions AS integer[]), CAST(:b_client_ids AS varchar[]), "
+    "CAST(:b_abuse_type AS varchar[]), CAST(:b_report_text_len AS integer[]), CAST(:b_profile_rating AS float8[]), "
+    "CAST(:b_popularity AS smallint[]), CAST(:b_lifetime_matches_created AS integer[])) AS v "
+    "RETURNING id, position"
+)
+_PG_INSERT_SCORED_REPORTS = text(
+    "INSERT INTO reports (job_id, owner, position, client_report_id, abuse_type, report_text_len, profile_rating, "
+    "popularity, lifetime_matches_created, score, model_version, scored_at) "
+    "SELECT :b_job_id, :b_owner, v.*, :b_model_version, :b_at FROM unnest(CAST(:b_positions AS integer[]), "
+    "CAST(:b_client_ids AS varchar[]), CAST(:b_abuse_type AS varchar[]), CAST(:b_report_text_len AS integer[]), "
+    "CAST(:b_profile_rating AS float8[]), CAST(:b_popularity AS smallint[]), "
+    "CAST(:b_lifetime_matches_created AS integer[]), CAST(:b_scores AS float8[])) AS v"
+).bindparams(bindparam("b_at", type_=UTCDateTime()))
+
+
+def _pg_report_arrays(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    a, t, r, p, m = REPORT_COLUMNS
+    return {
+        "b_job_id": job_id,
+        "b_owner": owner,
+        "b_positions": list(range(len(reports))),
+        "b_client_ids": [rep.get("report_id") for rep in reports],
+        "b_abuse_type": [rep[a] for rep in reports],
+        "b_report_text_len": [rep[t] for rep in reports],
+        "b_profile_rating": [float(rep[r]) for rep in reports],
+        "b_popularity": [rep[p] for rep in reports],
+        "b_lifetime_matches_created": [rep[m] for rep in reports],
+    }
 
 
 def find_by_idempotency_key(session: Session, *, owner: str, key: str) -> Job | None:
@@ -289,7 +316,8 @@ _CLAIM = (
 
 _LOCK_OWN = (
     select(_JOBS.c.id, _JOBS.c.attempts)
-    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+    .where(*_CLAIMABLE)
+    .order_by(_JOBS.c.created_at)
     .with_for_update(skip_locked=True)
 )
 _LOCK_PENDING = (
@@ -314,7 +342,7 @@ def claim_jobs(
     max_attempts: int,
     extra_pending: int = 0,
     extra_max_reports: int = 0,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], list[str]]:
     """Mark claimable jobs STARTED with a lease, counting the attempt.
 
     A job is claimable when it is PENDING, or STARTED with an expired lease (its worker died). Finished jobs and
@@ -322,26 +350,34 @@ def claim_jobs(
     With ``extra_pending`` (PostgreSQL), also claims up to that many other PENDING jobs, oldest first, skipping
     rows another worker has locked (``FOR UPDATE SKIP LOCKED``), while their reports fit in ``extra_max_reports``:
     one delivered message then feeds a whole micro-batch, and prefetch stays at one.
-    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE).
+    A job whose earlier attempt never finished may be what killed its worker, so it goes alone: when one of
+    ``job_ids`` was tried before, only that one is claimed, and the message's other jobs come back as deferred
+    (the caller claims them next), so a poison job cannot use up the attempts of innocent jobs batched with it.
+    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE, deferred ids).
     """
     ids = list(job_ids)
+    deferred: list[str] = []
     if extra_pending > 0 and ids:
-        # Lock rows without waiting, the message's own job included: a row another worker has locked is part of
+        # Lock rows without waiting, the message's own jobs included: a row another worker has locked is part of
         # that worker's batch. Never waiting for a row lock is what keeps concurrent claims free of deadlocks.
         conn = session.connection()
-        locked = conn.execute(_LOCK_OWN, {"b_ids": ids}).all()
+        locked = conn.execute(_LOCK_OWN, {"b_ids": ids, "b_now": now}).all()
         ids = [job_id for job_id, _ in locked]
-        if any(attempts > 0 for _, attempts in locked):
-            # A job whose earlier attempt never finished may be what killed its worker: it goes alone, so a
-            # poison job cannot use up the attempts of innocent jobs batched with it.
+        retried = [job_id for job_id, attempts in locked if attempts > 0]
+        if retried:
+            deferred = [job_id for job_id in ids if job_id != retried[0]]
+            ids = retried[:1]
             extra_pending = 0
         budget = extra_max_reports
-        candidates = conn.execute(_LOCK_PENDING, {"b_ids": ids, "b_limit": extra_pending}).all()
-        for job_id, n_reports in candidates:
-            if n_reports > budget:
-                break
-            ids.append(job_id)
-            budget -= n_reports
+        if extra_pending > 0:
+            candidates = conn.execute(_LOCK_PENDING, {"b_ids": ids, "b_limit": extra_pending}).all()
+            for job_id, n_reports in candidates:
+                if n_reports > budget:
+                    break
+                ids.append(job_id)
+                budget -= n_reports
+    if not ids:
+        return [], [], deferred
     conn = session.connection()
     params = {"b_ids": ids, "b_now": now, "b_max_attempts": max_attempts}
     exhausted = list(
@@ -355,7 +391,7 @@ def claim_jobs(
         ).scalars()
     )
     claimed = list(conn.execute(_CLAIM, {**params, "b_leased_until": now + timedelta(seconds=lease_s)}).scalars())
-    return claimed, exhausted
+    return claimed, exhausted, deferred
 
 
 def release_started(session: Session) -> int:
@@ -500,7 +536,12 @@ _SAVE_SUCCESS = (
     )
     .returning(_JOBS.c.id)
 )
-_SAVE_SCORES = update(_REPORTS).where(_REPORTS.c.id == bindparam("b_id")).values(score=bindparam("b_score"))
+# PostgreSQL: every report's score, model version and time in one statement (one new row version per report).
+_PG_SAVE_SCORES = text(
+    "UPDATE reports SET score = v.score, model_version = v.model_version, scored_at = :b_at "
+    "FROM unnest(CAST(:b_ids AS bigint[]), CAST(:b_scores AS float8[]), CAST(:b_versions AS varchar[])) "
+    "AS v(id, score, model_version) WHERE reports.id = v.id"
+).bindparams(bindparam("b_at", type_=UTCDateTime()))
 
 
 def save_results(session: Session, *, results: Iterable[JobResult], finished_at: datetime) -> list[str]:
@@ -511,11 +552,13 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
     batch) marks the jobs, one executemany writes the scores.
     """
     conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
     by_call: dict[tuple[str, str, float], list[JobResult]] = {}
     for res in results:
         by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
     written: list[str] = []
     scores: list[tuple[float, int]] = []
+    versions: list[str] = []
     for (model_name, model_version, predict_ms), group in by_call.items():
         done = set(
             conn.execute(
@@ -530,7 +573,7 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
             ).scalars()
         )
         group_written = [res.job_id for res in group if res.job_id in done]
-        if group_written:
+        if group_written and sqlite:
             conn.execute(
                 _MARK_SCORED, {"b_job_ids": group_written, "b_model_version": model_version, "b_at": finished_at}
             )
@@ -538,11 +581,22 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
             if res.job_id in done:
                 written.append(res.job_id)
                 scores.extend(zip(res.scores, res.report_ids, strict=True))
+                if not sqlite:
+                    versions.extend([model_version] * len(res.report_ids))
     if scores:
-        if conn.dialect.name == "sqlite":  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
+        if sqlite:  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
             conn.exec_driver_sql("UPDATE reports SET score = ? WHERE id = ?", scores)
         else:
-            conn.execute(_SAVE_SCORES, [{"b_id": rid, "b_score": score} for score, rid in scores])
+            score_values, report_ids = zip(*scores, strict=True)
+            conn.execute(
+                _PG_SAVE_SCORES,
+                {
+                    "b_ids": list(report_ids),
+                    "b_scores": list(score_values),
+                    "b_versions": versions,
+                    "b_at": finished_at,
+                },
+            )
     return written
 
 
