@@ -107,7 +107,12 @@ def serve(
         "server_header": False,
     }
     if settings.api_processes == 1:
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        if not settings.is_sqlite:
+            from reportscore.gc_tuning import tune_gc
+
+            tune_gc()  # distributed mode (measured there; see the module)
+        uvicorn.run(app, **common)
         return
     # Several API processes (distributed mode only): each builds its app from the environment.
     overrides = {
@@ -221,6 +226,9 @@ def worker(
     worker_shutting_down.connect(lambda **_: shutdown_requested.set(), weak=False)
     worker_init.connect(lambda sender, **_: controllers.append(sender), weak=False)
     celery_app = create_celery_app(settings)
+    from reportscore.gc_tuning import tune_gc
+
+    tune_gc()  # before the pool forks: the children share the frozen start-up objects (and tune again after theirs)
     port = settings.worker_metrics_port
     stop_metrics = multiproc.serve_metrics(settings.host, port) if port else None  # all pool processes' metrics
     celery_app.start(

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
     """How long a SQLite writer waits for the write lock before failing."""
 
+    database_pool_size: int = Field(default=40, ge=1)
+    """PostgreSQL: connections each process keeps open for reuse (opened on demand; up to 10 more are opened and
+    closed again under a burst). The API reads in up to 40 request threads at once; count processes x this
+    against the server's ``max_connections``."""
+
     model_name: str = Field(default="reportscore-reference", min_length=1, max_length=128)
     """The served model. It has many registered versions; the latest promotion names the champion."""
 

@@ -9,6 +9,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
+from reportscore.gc_tuning import tune_gc
 from reportscore.monitoring import metrics
 from reportscore.monitoring.logs import flush_logs
 from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
@@ -25,6 +26,7 @@ def register(app: Celery, settings: Settings) -> None:
         reset_state()
         model = get_state(settings).registry.current  # load and warm the model once per pool process
         metrics.worker_process_started(model_name=model.name, model_version=model.version)
+        tune_gc()
 
     @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _before_exit(**_: Any) -> None:

@@ -22,7 +22,14 @@ from reportscore.settings import Settings
 class Database:
     """The store of one process: ``write()`` and ``read()`` give a session in one transaction."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        sqlite_busy_timeout_s: float = 10.0,
+        pg_pool_size: int = 40,
+    ) -> None:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -32,7 +39,11 @@ class Database:
             self.write_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, immediate=True)
             self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, immediate=False)
         else:
-            self.write_engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            # As many pooled connections as the API's request threads (anyio's default limit: 40) can use at once:
+            # a connection above ``pool_size`` is closed when returned, and opening one (a PostgreSQL backend
+            # fork, then pre-ping) cost more than the read that needed it when every long-poll's first read came
+            # at once. Connections are opened on demand only, so an idle process holds few.
+            self.write_engine = create_engine(url, pool_pre_ping=True, pool_size=pg_pool_size, max_overflow=10)
             self.read_engine = self.write_engine
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
@@ -43,6 +54,7 @@ class Database:
             settings.effective_database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+            pg_pool_size=settings.database_pool_size,
         )
 
     @contextmanager

@@ -537,10 +537,12 @@ _SAVE_SUCCESS = (
     .returning(_JOBS.c.id)
 )
 # PostgreSQL: every report's score, model version and time in one statement (one new row version per report).
+# The job_id condition lets the planner find the rows through the (job_id, position) index: joined on id alone
+# it merge-joined the whole primary key, a cost that grew with the table.
 _PG_SAVE_SCORES = text(
     "UPDATE reports SET score = v.score, model_version = v.model_version, scored_at = :b_at "
     "FROM unnest(CAST(:b_ids AS bigint[]), CAST(:b_scores AS float8[]), CAST(:b_versions AS varchar[])) "
-    "AS v(id, score, model_version) WHERE reports.id = v.id"
+    "AS v(id, score, model_version) WHERE reports.job_id = ANY(CAST(:b_job_ids AS varchar[])) AND reports.id = v.id"
 ).bindparams(bindparam("b_at", type_=UTCDateTime()))
 
 
@@ -549,7 +551,8 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
 
     The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
     or another worker) is skipped and its reports are not touched. One UPDATE per model call (usually one per
-    batch) marks the jobs, one executemany writes the scores.
+    batch) marks the jobs; the scores go in one executemany (SQLite) or one ``UPDATE ... FROM unnest``
+    (PostgreSQL, with each report's model version and time).
     """
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
@@ -594,6 +597,7 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
                     "b_ids": list(report_ids),
                     "b_scores": list(score_values),
                     "b_versions": versions,
+                    "b_job_ids": written,
                     "b_at": finished_at,
                 },
             )
