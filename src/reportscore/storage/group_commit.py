@@ -5,6 +5,10 @@ the work itself). If any work raises, that transaction is rolled back and the gr
 work in its own SAVEPOINT, so one caller's error (an idempotency conflict, a constraint) rolls back only its own
 part; work must therefore be safe to run twice (each run starts from what is committed). Results are handed back
 only after the COMMIT returned, so what a ``202`` promises is unchanged: the caller's rows are durable.
+
+On PostgreSQL, work items with the same non-None ``batch_key`` attribute run together through their ``run_batch(session,
+items)`` (a list of results in the same order), so a group of submits can insert all its rows in a few
+statements; on a failure the isolated retry runs each item alone as usual.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -96,7 +100,10 @@ class GroupCommitter:
     def _commit(self, group: list[_Item]) -> None:
         try:
             with self._db.write() as session:
-                results = [work(session) for work, _ in group]
+                if self._db.is_sqlite:  # one row at a time is as fast there, and the order stays as queued
+                    results = [work(session) for work, _ in group]
+                else:
+                    results = _run_all(session, [work for work, _ in group])
         except Exception:
             self._commit_isolated(group)  # someone's work failed: find whose, without losing the others'
             return
@@ -127,3 +134,21 @@ class GroupCommitter:
                 future.set_exception(error)
             else:
                 future.set_result(result)
+
+
+def _run_all(session: Session, works: list[Callable[[Session], Any]]) -> list[Any]:
+    """Every work's result, in order: items sharing a ``batch_key`` through one ``run_batch`` call, others alone."""
+    results: list[Any] = [None] * len(works)
+    batches: dict[Hashable, list[int]] = {}
+    for i, work in enumerate(works):
+        key = getattr(work, "batch_key", None)
+        if key is None:
+            results[i] = work(session)
+        else:
+            batches.setdefault(key, []).append(i)
+    for indexes in batches.values():
+        first = works[indexes[0]]
+        batch_results = first.run_batch(session, [works[i] for i in indexes])  # type: ignore[attr-defined]
+        for i, result in zip(indexes, batch_results, strict=True):
+            results[i] = result
+    return results

@@ -75,6 +75,71 @@ def insert_job(
     return [row[0] for row in inserted]
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert PENDING with its reports (``insert_jobs``)."""
+
+    job_id: str
+    owner: str
+    reports: Sequence[Mapping[str, Any]]
+    callback_url: str | None = None
+
+
+_PG_INSERT_JOBS = text(
+    "INSERT INTO jobs (id, status, owner, n_reports, created_at, attempts, enqueued_at, callback_url) "
+    "SELECT v.id, 'PENDING', v.owner, v.n_reports, :b_at, 0, :b_at, v.callback_url "
+    "FROM unnest(CAST(:b_ids AS varchar[]), CAST(:b_owners AS varchar[]), CAST(:b_n_reports AS integer[]), "
+    "CAST(:b_callback_urls AS varchar[])) AS v(id, owner, n_reports, callback_url)"
+).bindparams(bindparam("b_at", type_=UTCDateTime()))
+_PG_INSERT_MANY_REPORTS = text(
+    "INSERT INTO reports (job_id, owner, position, client_report_id, abuse_type, report_text_len, profile_rating, "
+    "popularity, lifetime_matches_created) "
+    "SELECT v.* FROM unnest(CAST(:b_job_ids AS varchar[]), CAST(:b_owners AS varchar[]), "
+    "CAST(:b_positions AS integer[]), CAST(:b_client_ids AS varchar[]), CAST(:b_abuse_type AS varchar[]), "
+    "CAST(:b_report_text_len AS integer[]), CAST(:b_profile_rating AS float8[]), CAST(:b_popularity AS smallint[]), "
+    "CAST(:b_lifetime_matches_created AS integer[])) AS v "
+    "RETURNING id, job_id, position"
+)
+
+
+def insert_jobs(session: Session, *, jobs: Sequence[NewJob], created_at: datetime) -> dict[str, list[int]]:
+    """PostgreSQL: insert several PENDING jobs (no idempotency key) and all their reports in two statements, one
+    for the jobs and one for every report; returns each job's report ids in order. (``insert_job`` inserts one,
+    on either database.)"""
+    conn = session.connection()
+    conn.execute(
+        _PG_INSERT_JOBS,
+        {
+            "b_ids": [job.job_id for job in jobs],
+            "b_owners": [job.owner for job in jobs],
+            "b_n_reports": [len(job.reports) for job in jobs],
+            "b_callback_urls": [job.callback_url for job in jobs],
+            "b_at": created_at,
+        },
+    )
+    a, t, r, p, m = REPORT_COLUMNS
+    reports = [(job, i, rep) for job in jobs for i, rep in enumerate(job.reports)]
+    inserted = conn.execute(
+        _PG_INSERT_MANY_REPORTS,
+        {
+            "b_job_ids": [job.job_id for job, _, _ in reports],
+            "b_owners": [job.owner for job, _, _ in reports],
+            "b_positions": [i for _, i, _ in reports],
+            "b_client_ids": [rep.get("report_id") for _, _, rep in reports],
+            "b_abuse_type": [rep[a] for _, _, rep in reports],
+            "b_report_text_len": [rep[t] for _, _, rep in reports],
+            "b_profile_rating": [float(rep[r]) for _, _, rep in reports],
+            "b_popularity": [rep[p] for _, _, rep in reports],
+            "b_lifetime_matches_created": [rep[m] for _, _, rep in reports],
+        },
+    )
+    # RETURNING has no guaranteed order: each id comes with its job and position, which put them in report order.
+    ids: dict[str, list[int]] = {job.job_id: [0] * len(job.reports) for job in jobs}
+    for report_id, job_id, position in inserted:
+        ids[job_id][position] = report_id
+    return ids
+
+
 def insert_scored_job(
     session: Session,
     *,
