@@ -99,16 +99,32 @@ def test_a_message_of_jobs_claims_them_together_but_a_retried_job_alone(pg: Data
     message = [fresh[0], retried, fresh[1], fresh[2]]
     now = datetime.now(UTC)
     with pg.write() as s:
-        claimed, exhausted, deferred = jobs_repo.claim_jobs(
+        claimed, exhausted, deferred, info = jobs_repo.claim_jobs(
             s, job_ids=message, now=now, lease_s=60, max_attempts=3, extra_pending=8, extra_max_reports=100
         )
     assert (claimed, exhausted) == ([retried], [])
+    assert info is not None
+    assert info[retried].attempts == 2
     assert sorted(deferred) == sorted(fresh)
     with pg.write() as s:
-        claimed, exhausted, deferred = jobs_repo.claim_jobs(
+        claimed, exhausted, deferred, info = jobs_repo.claim_jobs(
             s, job_ids=deferred, now=now, lease_s=60, max_attempts=3, extra_pending=8, extra_max_reports=100
         )
     assert (sorted(claimed), exhausted, deferred) == (sorted(fresh), [], [])
+    assert info is not None
+    assert {job.attempts for job in info.values()} == {1}
+
+
+def test_a_retried_job_out_of_attempts_fails_with_its_reason(pg: Database) -> None:
+    job = _submit(pg, [_report(1)])
+    with pg.write() as s:
+        s.execute(update(Job).where(Job.id == job).values(attempts=3, status="STARTED"))
+    outcome = score_jobs(db=pg, model=fake_serving_model(), job_ids=[job], max_attempts=3, extra_pending=8)
+    assert outcome.failed == [job]
+    with pg.read() as s:
+        row = s.execute(text("SELECT status, error FROM jobs WHERE id = :j"), {"j": job}).one()
+    assert row[0] == "FAILURE"
+    assert row[1].startswith("gave up after 3 attempts")
 
 
 def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg: Database) -> None:

@@ -81,7 +81,7 @@ def score_jobs(
     def claim(
         session: Session,
     ) -> tuple[list[str], list[str], list[str], dict[str, jobs_repo.ClaimedJob], jobs_repo.FeatureRows | None]:
-        claimed, exhausted, deferred = jobs_repo.claim_jobs(
+        claimed, exhausted, deferred, known = jobs_repo.claim_jobs(
             session,
             job_ids=job_ids,
             now=claimed_at,
@@ -92,7 +92,7 @@ def score_jobs(
         )
         missing = [j for j in claimed if j not in in_memory]
         loaded = jobs_repo.load_features(session, missing) if read_in_claim and missing else None
-        info = jobs_repo.claimed_jobs(session, [*claimed, *exhausted])
+        info = known if known is not None else jobs_repo.claimed_jobs(session, [*claimed, *exhausted])
         # A job given up on here ends now: its callback's outbox row commits with that status.
         with_callback = [j for j in exhausted if info[j].has_callback]
         callbacks_repo.enqueue_for_jobs(session, job_ids=with_callback, now=claimed_at)

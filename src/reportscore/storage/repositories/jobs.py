@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -379,23 +379,51 @@ _CLAIM = (
 )
 
 
-_LOCK_OWN = (
-    select(_JOBS.c.id, _JOBS.c.attempts)
-    .where(*_CLAIMABLE)
-    .order_by(_JOBS.c.created_at)
-    .with_for_update(skip_locked=True)
-)
-_LOCK_PENDING = (
-    select(_JOBS.c.id, _JOBS.c.n_reports)
-    .where(
-        _JOBS.c.status == JobStatus.PENDING,
-        _JOBS.c.attempts == 0,
-        _JOBS.c.id.not_in(bindparam("b_ids", expanding=True)),
+# PostgreSQL, in one round trip: lock the message's own claimable jobs and up to :b_limit other PENDING jobs never
+# tried, oldest first, skipping rows another worker has locked. Never waiting for a row lock is what keeps
+# concurrent claims free of deadlocks; a row another worker has locked is part of that worker's batch.
+_PG_LOCK = text(
+    "WITH own AS ("
+    " SELECT id, attempts, n_reports, created_at, 0 AS extra FROM jobs"
+    " WHERE id = ANY(CAST(:b_ids AS varchar[])) AND (status = 'PENDING' OR (status = 'STARTED'"
+    " AND (leased_until IS NULL OR leased_until < :b_now)))"
+    " FOR UPDATE SKIP LOCKED"
+    "), extra AS ("
+    " SELECT id, attempts, n_reports, created_at, 1 AS extra FROM jobs"
+    " WHERE status = 'PENDING' AND attempts = 0 AND id <> ALL(CAST(:b_ids AS varchar[]))"
+    " ORDER BY created_at LIMIT :b_limit FOR UPDATE SKIP LOCKED"
+    ") SELECT id, attempts, n_reports, created_at, extra FROM own UNION ALL"
+    " SELECT id, attempts, n_reports, created_at, extra FROM extra"
+).bindparams(bindparam("b_now", type_=UTCDateTime()))
+_PG_CLAIM = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)), _JOBS.c.attempts < bindparam("b_max_attempts"))
+    .values(
+        status=JobStatus.STARTED,
+        attempts=_JOBS.c.attempts + 1,
+        leased_until=bindparam("b_leased_until"),
+        started_at=case((_JOBS.c.started_at.is_(None), bindparam("b_now")), else_=_JOBS.c.started_at),
     )
-    .order_by(_JOBS.c.created_at)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
+    .returning(
+        _JOBS.c.id,
+        _JOBS.c.owner,
+        _JOBS.c.n_reports,
+        _JOBS.c.attempts,
+        _JOBS.c.created_at,
+        _JOBS.c.started_at,
+        _JOBS.c.callback_url.is_not(None),
+    )
 )
+
+
+class Claim(NamedTuple):
+    claimed: list[str]
+    exhausted: list[str]
+    """Jobs that used up their attempts and were just marked FAILURE."""
+    deferred: list[str]
+    """Jobs of the message left for the next claim, because one of them is retried and goes alone."""
+    info: dict[str, ClaimedJob] | None = None
+    """``claimed_jobs`` of the claimed and exhausted jobs, when the claim already read it."""
 
 
 def claim_jobs(
@@ -407,56 +435,88 @@ def claim_jobs(
     max_attempts: int,
     extra_pending: int = 0,
     extra_max_reports: int = 0,
-) -> tuple[list[str], list[str], list[str]]:
+) -> Claim:
     """Mark claimable jobs STARTED with a lease, counting the attempt.
 
     A job is claimable when it is PENDING, or STARTED with an expired lease (its worker died). Finished jobs and
     jobs leased by a live worker are left alone, so a redelivered or duplicated message writes nothing.
     With ``extra_pending`` (PostgreSQL), also claims up to that many other PENDING jobs, oldest first, skipping
     rows another worker has locked (``FOR UPDATE SKIP LOCKED``), while their reports fit in ``extra_max_reports``:
-    one delivered message then feeds a whole micro-batch, and prefetch stays at one.
+    one delivered message then feeds a whole micro-batch, and prefetch stays at one. This path takes two
+    statements (lock, claim) and returns the claimed jobs' ``info`` with them.
     A job whose earlier attempt never finished may be what killed its worker, so it goes alone: when one of
     ``job_ids`` was tried before, only that one is claimed, and the message's other jobs come back as deferred
     (the caller claims them next), so a poison job cannot use up the attempts of innocent jobs batched with it.
-    Returns (claimed ids, ids that exhausted their attempts and were just marked FAILURE, deferred ids).
     """
-    ids = list(job_ids)
-    deferred: list[str] = []
-    if extra_pending > 0 and ids:
-        # Lock rows without waiting, the message's own jobs included: a row another worker has locked is part of
-        # that worker's batch. Never waiting for a row lock is what keeps concurrent claims free of deadlocks.
-        conn = session.connection()
-        locked = conn.execute(_LOCK_OWN, {"b_ids": ids, "b_now": now}).all()
-        ids = [job_id for job_id, _ in locked]
-        retried = [job_id for job_id, attempts in locked if attempts > 0]
-        if retried:
-            deferred = [job_id for job_id in ids if job_id != retried[0]]
-            ids = retried[:1]
-            extra_pending = 0
-        budget = extra_max_reports
-        if extra_pending > 0:
-            candidates = conn.execute(_LOCK_PENDING, {"b_ids": ids, "b_limit": extra_pending}).all()
-            for job_id, n_reports in candidates:
-                if n_reports > budget:
-                    break
-                ids.append(job_id)
-                budget -= n_reports
-    if not ids:
-        return [], [], deferred
+    if extra_pending > 0 and job_ids:
+        return _pg_claim(
+            session,
+            job_ids=job_ids,
+            now=now,
+            lease_s=lease_s,
+            max_attempts=max_attempts,
+            extra_pending=extra_pending,
+            extra_max_reports=extra_max_reports,
+        )
     conn = session.connection()
-    params = {"b_ids": ids, "b_now": now, "b_max_attempts": max_attempts}
-    exhausted = list(
-        conn.execute(
-            _CLAIM_EXHAUSTED,
-            {
-                **params,
-                "b_error": f"gave up after {max_attempts} attempts: the job never finished scoring "
-                "(the process scoring it died or timed out each time)",
-            },
-        ).scalars()
-    )
+    params = {"b_ids": list(job_ids), "b_now": now, "b_max_attempts": max_attempts}
+    exhausted = list(conn.execute(_CLAIM_EXHAUSTED, {**params, "b_error": _exhausted_error(max_attempts)}).scalars())
     claimed = list(conn.execute(_CLAIM, {**params, "b_leased_until": now + timedelta(seconds=lease_s)}).scalars())
-    return claimed, exhausted, deferred
+    return Claim(claimed, exhausted, [])
+
+
+def _exhausted_error(max_attempts: int) -> str:
+    return (
+        f"gave up after {max_attempts} attempts: the job never finished scoring "
+        "(the process scoring it died or timed out each time)"
+    )
+
+
+def _pg_claim(
+    session: Session,
+    *,
+    job_ids: Sequence[str],
+    now: datetime,
+    lease_s: float,
+    max_attempts: int,
+    extra_pending: int,
+    extra_max_reports: int,
+) -> Claim:
+    conn = session.connection()
+    locked = conn.execute(_PG_LOCK, {"b_ids": list(job_ids), "b_now": now, "b_limit": extra_pending}).all()
+    own = sorted((r for r in locked if not r[4]), key=lambda r: r[3])
+    extras = sorted((r for r in locked if r[4]), key=lambda r: r[3])
+    deferred: list[str] = []
+    retried = [r for r in own if r[1] > 0]
+    if retried:
+        ids = [retried[0][0]]
+        deferred = [r[0] for r in own if r[0] != ids[0]]
+    else:
+        ids = [r[0] for r in own]
+        budget = extra_max_reports
+        for job_id, _, n_reports, _, _ in extras:
+            if n_reports > budget:
+                break
+            ids.append(job_id)
+            budget -= n_reports
+    if not ids:
+        return Claim([], [], deferred, {})
+    params = {"b_ids": ids, "b_now": now, "b_max_attempts": max_attempts}
+    exhausted: list[str] = []
+    if retried and retried[0][1] >= max_attempts:  # only a retried job can have used up its attempts
+        exhausted = list(
+            conn.execute(_CLAIM_EXHAUSTED, {**params, "b_error": _exhausted_error(max_attempts)}).scalars()
+        )
+    rows = conn.execute(_PG_CLAIM, {**params, "b_leased_until": now + timedelta(seconds=lease_s)}).all()
+    info = {
+        r[0]: ClaimedJob(
+            owner=r[1], n_reports=r[2], attempts=r[3], created_at=r[4], started_at=r[5], has_callback=bool(r[6])
+        )
+        for r in rows
+    }
+    if exhausted:
+        info.update(claimed_jobs(session, exhausted))
+    return Claim([r[0] for r in rows], exhausted, deferred, info)
 
 
 def release_started(session: Session) -> int:
