@@ -250,10 +250,19 @@ class AuthenticateBeforeBody:
         await self.app(scope, receive, send)
 
 
+PRINCIPAL_STATE: Final = "authorized"
+"""Request-state key of a principal the fast path (:mod:`reportscore.api.fastpath`) already authorized for a request
+it then handed to the app, as ``(scope, principal)``: the key is not checked (nor its rate charged) twice."""
+
+
 def requires(scope: Scope) -> Any:
     """A dependency that answers the calling principal, once it is known to hold ``scope``."""
 
     async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)] = None) -> Principal:
+        authorized = getattr(request.state, PRINCIPAL_STATE, None)
+        if authorized is not None and authorized[0] == scope:
+            found: Principal = authorized[1]
+            return found
         authenticator: Authenticator = request.app.state.auth
         found = await authenticator.authorize(api_key, scope)
         request.state.tenant = found.tenant  # for the access log

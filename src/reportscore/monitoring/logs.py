@@ -130,6 +130,12 @@ def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooks_installed = True
     root.setLevel(level)
+    # No formatter here prints the caller's file/line, thread or process, which logging otherwise collects for every
+    # record (a stack walk per access-log line): the switches the logging HOWTO gives for this ("Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

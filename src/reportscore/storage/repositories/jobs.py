@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
@@ -52,6 +52,25 @@ def insert_job(
 ) -> list[int]:
     """Insert a PENDING job and all its report rows (one bulk insert); returns the reports' ids in order."""
     conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        cursor = _driver_cursor(conn)
+        cursor.execute(
+            _SQLITE_INSERT_JOB,
+            (
+                job_id,
+                JobStatus.PENDING.value,
+                owner,
+                len(reports),
+                sqlite_timestamp(created_at),
+                0,
+                idempotency_key,
+                request_sha256,
+                sqlite_timestamp(idempotency_expires_at),
+                sqlite_timestamp(created_at),
+                callback_url,
+            ),
+        )
+        return _sqlite_insert_reports(cursor, job_id, owner, reports, scores=None)
     conn.execute(
         _INSERT_JOB,
         {
@@ -68,9 +87,6 @@ def insert_job(
             "callback_url": callback_url,
         },
     )
-    if conn.dialect.name == "sqlite":
-        _sqlite_insert_reports(conn, job_id, owner, reports, scores=None)
-        return list(conn.execute(_REPORT_IDS, {"b_job_id": job_id}).scalars())
     inserted = conn.execute(_INSERT_REPORTS, _report_rows(job_id, owner, reports))
     return [row[0] for row in inserted]
 
@@ -90,6 +106,28 @@ def insert_scored_job(
 ) -> None:
     """Insert a job that was scored in the request (``POST /score``): SUCCESS, with its reports' scores."""
     conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        cursor = _driver_cursor(conn)
+        cursor.execute(
+            _SQLITE_INSERT_SCORED_JOB,
+            (
+                job_id,
+                JobStatus.SUCCESS.value,
+                owner,
+                len(reports),
+                sqlite_timestamp(created_at),
+                sqlite_timestamp(created_at),
+                sqlite_timestamp(finished_at),
+                1,
+                model_name,
+                model_version,
+                predict_ms,
+            ),
+        )
+        _sqlite_insert_reports(
+            cursor, job_id, owner, reports, scores=scores, model_version=model_version, scored_at=finished_at
+        )
+        return
     conn.execute(
         _INSERT_JOB,
         {
@@ -106,52 +144,81 @@ def insert_scored_job(
             "predict_ms": predict_ms,
         },
     )
-    if conn.dialect.name == "sqlite":
-        _sqlite_insert_reports(conn, job_id, owner, reports, scores=scores)
-    else:
-        rows = _report_rows(job_id, owner, reports)
-        for row, score in zip(rows, scores, strict=True):
-            row["score"] = score
-        conn.execute(_INSERT_SCORED_REPORTS, rows)
+    rows = _report_rows(job_id, owner, reports)
+    for row, score in zip(rows, scores, strict=True):
+        row["score"] = score
+    conn.execute(_INSERT_SCORED_REPORTS, rows)
     # The same for every report: one statement, not a timestamp conversion per row.
     conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
 
 
-_REPORT_IDS = select(_REPORTS.c.id).where(_REPORTS.c.job_id == bindparam("b_job_id")).order_by(_REPORTS.c.position)
+# SQLite: the hottest writes go straight to the driver (one writer thread runs them for every submit; SQLAlchemy's
+# per-statement machinery was most of its time). Values are plain str/int/float from the validated request and
+# timestamps in the text form SQLAlchemy's DateTime stores and reads back (naive UTC, microseconds).
+_SQLITE_INSERT_JOB = (
+    "INSERT INTO jobs (id, status, owner, n_reports, created_at, attempts, idempotency_key, request_sha256, "
+    "idempotency_expires_at, enqueued_at, callback_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_SCORED_JOB = (
+    "INSERT INTO jobs (id, status, owner, n_reports, created_at, started_at, finished_at, attempts, model_name, "
+    "model_version, predict_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SQLITE_INSERT = (
-    "INSERT INTO reports (job_id, owner, position, client_report_id, {columns}{score}) "
-    "VALUES (?, ?, ?, ?, {marks}{score_mark})"
+    "INSERT INTO reports (job_id, owner, position, client_report_id, {columns}{scored}) "
+    "VALUES (?, ?, ?, ?, {marks}{scored_marks})"
 )
 _SQLITE_INSERT_REPORTS = _SQLITE_INSERT.format(
-    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score="", score_mark=""
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), scored="", scored_marks=""
 )
 _SQLITE_INSERT_SCORED_REPORTS = _SQLITE_INSERT.format(
-    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score=", score", score_mark=", ?"
+    columns=", ".join(REPORT_COLUMNS),
+    marks=", ".join("?" * len(REPORT_COLUMNS)),
+    scored=", score, model_version, scored_at",
+    scored_marks=", ?, ?, ?",
 )
+
+
+def sqlite_timestamp(value: datetime | None) -> str | None:
+    """An aware datetime as SQLAlchemy's SQLite ``DateTime`` stores it (``UTCDateTime`` reads it back as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _driver_cursor(conn: Connection) -> Any:
+    """A cursor of the DB-API connection under ``conn``, inside its transaction."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
 def _sqlite_insert_reports(
-    conn: Connection,
+    cursor: Any,
     job_id: str,
     owner: str,
     reports: Sequence[Mapping[str, Any]],
     *,
     scores: Sequence[float] | None,
-) -> None:
-    """SQLite: the report rows straight to the driver's executemany. The values are plain str/int/float from the
-    validated request, which need no type processing, and SQLAlchemy's per-row parameter handling was most of a
-    100-report insert."""
+    model_version: str | None = None,
+    scored_at: datetime | None = None,
+) -> list[int]:
+    """The report rows in one executemany; returns their ids in order. ``id`` is SQLite's rowid, and the one writer
+    of the file inserts them consecutively, so the ids are the last one and the ``n - 1`` before it."""
     a, t, r, p, m = REPORT_COLUMNS
     rows = [
         (job_id, owner, i, rep.get("report_id"), rep[a], rep[t], rep[r], rep[p], rep[m])
         for i, rep in enumerate(reports)
     ]
     if scores is None:
-        conn.exec_driver_sql(_SQLITE_INSERT_REPORTS, rows)
+        cursor.executemany(_SQLITE_INSERT_REPORTS, rows)
     else:
-        conn.exec_driver_sql(
-            _SQLITE_INSERT_SCORED_REPORTS, [(*row, score) for row, score in zip(rows, scores, strict=True)]
+        at = sqlite_timestamp(scored_at)
+        cursor.executemany(
+            _SQLITE_INSERT_SCORED_REPORTS,
+            [(*row, score, model_version, at) for row, score in zip(rows, scores, strict=True)],
         )
+    last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def _report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
