@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -46,8 +45,6 @@ _TASK_PREFIX: Final = "/task/"
 _SUBMIT_ROUTES: Final = {"/predict": "/predict", "/submit": "/submit"}
 _TASK_ROUTE: Final = "/task/{task_id}"
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 class _Fallback(Exception):
     """Not the common case: the FastAPI app answers (with the body read so far replayed)."""
@@ -63,6 +60,8 @@ class FastPath:
             Annotated[list[ReportIn], Field(min_length=1, max_length=settings.max_reports_per_request)]
         )
         self._dump = TypeAdapter(list[ReportIn])
+        self.answered = 0
+        """Requests answered here (the rest went to the FastAPI app)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, app_state: Any) -> Receive | None:
         method = scope["method"]
@@ -131,6 +130,7 @@ class FastPath:
             await _send(send, 500, {"detail": "internal error"}, None)
             _observe(scope, route, 500, t0, request_state)
             return None
+        self.answered += 1
         if answer.task_id is not None:
             request_state["task_id"] = answer.task_id
         await _send(send, answer.status, answer.body, answer.headers)
