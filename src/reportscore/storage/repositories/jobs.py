@@ -578,11 +578,14 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
     batch) marks the jobs, one executemany writes the scores.
     """
     conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
     by_call: dict[tuple[str, str, float], list[JobResult]] = {}
     for res in results:
         by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
     written: list[str] = []
     scores: list[tuple[float, int]] = []
+    scored_rows: list[tuple[float, str, str | None, int]] = []  # SQLite: score, version and time in one UPDATE
+    scored_at = sqlite_timestamp(finished_at) if sqlite else None
     for (model_name, model_version, predict_ms), group in by_call.items():
         done = set(
             conn.execute(
@@ -597,19 +600,26 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
             ).scalars()
         )
         group_written = [res.job_id for res in group if res.job_id in done]
-        if group_written:
+        if group_written and not sqlite:
             conn.execute(
                 _MARK_SCORED, {"b_job_ids": group_written, "b_model_version": model_version, "b_at": finished_at}
             )
         for res in group:
             if res.job_id in done:
                 written.append(res.job_id)
-                scores.extend(zip(res.scores, res.report_ids, strict=True))
+                if sqlite:
+                    scored_rows.extend(
+                        (score, model_version, scored_at, rid)
+                        for score, rid in zip(res.scores, res.report_ids, strict=True)
+                    )
+                else:
+                    scores.extend(zip(res.scores, res.report_ids, strict=True))
+    if scored_rows:  # each report row written once, straight to the driver (see _sqlite_insert_reports)
+        _driver_cursor(conn).executemany(
+            "UPDATE reports SET score = ?, model_version = ?, scored_at = ? WHERE id = ?", scored_rows
+        )
     if scores:
-        if conn.dialect.name == "sqlite":  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
-            conn.exec_driver_sql("UPDATE reports SET score = ? WHERE id = ?", scores)
-        else:
-            conn.execute(_SAVE_SCORES, [{"b_id": rid, "b_score": score} for score, rid in scores])
+        conn.execute(_SAVE_SCORES, [{"b_id": rid, "b_score": score} for score, rid in scores])
     return written
 
 
