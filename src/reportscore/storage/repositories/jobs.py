@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -296,8 +296,9 @@ def get_job_row(conn: Connection | Session, *, job_id: str, owner: str) -> JobRo
     return None if row is None else JobRow(*row)
 
 
-@dataclass(frozen=True)
-class ScoredReport:
+class ScoredReport(NamedTuple):
+    """One report of a finished job as ``GET /task`` shows it (a tuple: a 1,000-report job builds 1,000 of them)."""
+
     id: int
     client_report_id: str | None
     score: float | None
