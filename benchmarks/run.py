@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="afterwards, profile a separate embedded instance under the target workloads "
-        "(py-spy if installed, else pyinstrument, else cProfile)",
+        "(yappi CPU profile per workload if installed (dev group), else py-spy, else pyinstrument, else a sampler)",
     )
     p.add_argument(
         "--src",
@@ -410,8 +410,14 @@ class Suite:
         sampler_out = out / "profile-embedded.folded"
         for stale in (sampler_out, Path(f"{sampler_out}.start"), Path(f"{sampler_out}.stop")):
             stale.unlink(missing_ok=True)
+        control = out / "cpu-profile"
+        for stale in (Path(f"{control}.start"), Path(f"{control}.stop")):
+            stale.unlink(missing_ok=True)
         tool: str
-        if py_spy:
+        if importlib.util.find_spec("yappi") is not None:
+            tool = "yappi"
+            profiler_cmd = [sys.executable, "-m", "benchmarks.cpu_profile", "--control", str(control)]
+        elif py_spy:
             tool = "py-spy"
         elif importlib.util.find_spec("pyinstrument") is not None:
             tool = "pyinstrument"
@@ -427,7 +433,7 @@ class Suite:
         try:
             server.wait_ready()
             self.sync_available["embedded-profiled"] = services.probe_sync(server.url)
-            if py_spy:
+            if tool == "py-spy" and py_spy:
                 spy = subprocess.Popen(
                     [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--threads", "--rate", "200",
                      "--output", str(sampler_out), "--nonblocking"],
@@ -437,7 +443,16 @@ class Suite:
                 Path(f"{sampler_out}.start").touch()
             profiled_matrix: tuple[tuple[Flow, int, int], ...] = (("async", 1, 64), ("sync", 1, 8), ("async", 100, 64))
             for flow, batch, conc in profiled_matrix:
+                target = out / f"cpu-profile-{flow}-b{batch}-c{conc}.pstat"
+                if tool == "yappi":
+                    target.unlink(missing_ok=True)
+                    Path(f"{control}.start").write_text(str(target))
                 self.workload("embedded-profiled", server.url, flow, batch, conc, [server.pid])
+                if tool == "yappi":
+                    Path(f"{control}.stop").touch()
+                    deadline = time.monotonic() + 60
+                    while not target.exists() and time.monotonic() < deadline:
+                        time.sleep(0.1)
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
@@ -469,6 +484,20 @@ def summarize_profile(tool: str, out: Path, profiled: list[dict[str, Any]]) -> d
         f"A separate embedded instance, profiled while it ran {workloads} (about {len(profiled)} x the workload "
         "duration). "
     )
+    if tool == "yappi":
+        parts = []
+        for r in profiled:
+            flow, batch, conc = r.get("flow"), r.get("batch"), r.get("concurrency")
+            text_path = out / f"cpu-profile-{flow}-b{batch}-c{conc}.pstat.txt"
+            text = text_path.read_text() if text_path.exists() else "no profile written"
+            parts.append(f"#### {flow} B={batch} C={conc}\n\n```\n{text}\n```")
+        md = (
+            f"{intro}Profiler: yappi, CPU clock, every thread, one profile per workload (`benchmarks/cpu_profile.py`; "
+            "pstats files `cpu-profile-*.pstat` in the output directory). CPU time per thread, then per function; "
+            "the profiler's hooks inflate Python-heavy functions, so read shares, not absolute times:\n\n"
+            + "\n\n".join(parts)
+        )
+        return {"summary_md": md, "path": str(out)}
     if tool in ("py-spy", "sampler"):
         from benchmarks.sampler import summarize
 

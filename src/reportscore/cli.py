@@ -107,12 +107,7 @@ def serve(
         "server_header": False,
     }
     if settings.api_processes == 1:
-        app = create_app(settings)
-        if not settings.is_sqlite:
-            from reportscore.gc_tuning import tune_gc
-
-            tune_gc()  # distributed mode (measured there; see the module)
-        uvicorn.run(app, **common)
+        uvicorn.run(create_app(settings), **common)
         return
     # Several API processes (distributed mode only): each builds its app from the environment.
     overrides = {

@@ -80,8 +80,15 @@ class Settings(BaseSettings):
     batch_max_reports: int = Field(default=4096, ge=1)
     """Micro-batching: a worker gathers queued jobs into one model call up to this many reports."""
 
-    batch_wait_ms: float = Field(default=1.0, ge=0)
-    """Micro-batching: once a request or job is queued, wait at most this long for more to join its model call."""
+    fast_path: bool = True
+    """Answer the common case of the hot routes (POST /predict, /submit, /score, GET /task/{id}) without the web
+    framework's per-request machinery (same checks, answers and logs; anything unusual goes through FastAPI).
+    false: every request goes through FastAPI."""
+
+    batch_wait_ms: float = Field(default=0.0, ge=0)
+    """Micro-batching: once a request or job is queued, wait at most this long for more to join its model call.
+    0: no waiting; a model call takes everything that queued while the previous one ran (batches still grow with
+    load, and a lone request is not held back)."""
 
     worker_batch_max_jobs: int = Field(default=64, ge=1)
     """Distributed mode: a worker woken by one message also claims up to this many other pending jobs

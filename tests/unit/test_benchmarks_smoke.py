@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_modules_import() -> None:
@@ -112,3 +120,44 @@ def test_sampler_summary_skips_parked_threads() -> None:
     assert "[scoring] 40 busy samples of 100 (40%)" in text
     assert "75.0%  predict (xgboost_native.py)" in text
     assert "every busy sample is under: score_jobs (service.py)" in text
+
+
+BURNER = """
+import pathlib, sys, threading, time
+done = pathlib.Path(sys.argv[1])
+
+def burn_cpu():
+    while not done.exists():
+        sum(i * i for i in range(10_000))
+
+worker = threading.Thread(target=burn_cpu, name="burner")
+worker.start()
+worker.join(timeout=60)
+"""
+
+
+def test_cpu_profile_writes_one_profile_per_window(tmp_path: Path) -> None:
+    pytest.importorskip("yappi", reason="yappi is in the dev group (make test installs it)")
+    (tmp_path / "burner.py").write_text(BURNER)
+    done, control = tmp_path / "done", tmp_path / "ctl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    cmd = [sys.executable, "-m", "benchmarks.cpu_profile", "--control", str(control), "-m", "burner", str(done)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    try:
+        for name in ("first", "second"):  # the same process, profiled twice
+            target = tmp_path / f"{name}.pstat"
+            Path(f"{control}.start").write_text(str(target))
+            time.sleep(0.5)
+            Path(f"{control}.stop").touch()
+            deadline = time.monotonic() + 30
+            while not target.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert target.exists(), f"{name}: no profile written"
+            summary = Path(f"{target}.txt").read_text()
+            assert "%  burner\n" in summary  # the thread, by name
+            assert "burner.py" in summary  # and the code that used the CPU
+            assert pstats.Stats(str(target)).get_stats_profile().func_profiles
+    finally:
+        done.touch()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

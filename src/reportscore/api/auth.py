@@ -15,12 +15,14 @@ route needs one, for good: revoking every key does not reopen the service.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from fastapi import HTTPException, Request, Security
 from fastapi.responses import JSONResponse
@@ -91,6 +93,7 @@ api_key_header = APIKeyHeader(
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 AUTH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
@@ -144,6 +147,23 @@ class Authenticator:
         self._ttl_s = settings.auth_cache_s
         self._keys: dict[str, tuple[float, keys.StoredKey | None]] = {}
         self._any_key: tuple[float, bool] | None = None
+        self._reads: dict[str, asyncio.Future[Any]] = {}
+
+    async def _once(self, name: str, read: Callable[[], Awaitable[T]]) -> T:
+        """One store read at a time per ``name``: callers arriving while it runs share its result (when a cached
+        entry expires under load, dozens of requests would otherwise each start the same read)."""
+        running = self._reads.get(name)
+        if running is None:
+            running = self._reads[name] = asyncio.ensure_future(read())
+
+            def done(future: asyncio.Future[Any]) -> None:
+                self._reads.pop(name, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved: every waiter may have been cancelled meanwhile
+
+            running.add_done_callback(done)
+        result: T = await asyncio.shield(running)
+        return result
 
     async def keys_exist(self) -> bool:
         """Whether any key was ever created (revoked ones count): from then on every protected route needs a key.
@@ -151,7 +171,7 @@ class Authenticator:
         now = time.monotonic()
         if self._any_key is None or (not self._any_key[1] and now - self._any_key[0] >= self._ttl_s):
             try:
-                exists = await run_in_threadpool(keys.any_key_created, db=self.db)
+                exists = await self._once("any", lambda: run_in_threadpool(keys.any_key_created, db=self.db))
             except OperationalError:
                 if self._any_key is None:
                     raise  # nothing known yet: the caller answers 503
@@ -165,7 +185,7 @@ class Authenticator:
         cached = self._keys.get(prefix)
         if cached is None or now - cached[0] >= self._ttl_s:
             try:
-                stored = await run_in_threadpool(keys.lookup, db=self.db, prefix=prefix)
+                stored = await self._once(prefix, lambda: run_in_threadpool(keys.lookup, db=self.db, prefix=prefix))
             except OperationalError:
                 if cached is None:
                     raise  # nothing known yet: the caller answers 503
@@ -250,10 +270,19 @@ class AuthenticateBeforeBody:
         await self.app(scope, receive, send)
 
 
+PRINCIPAL_STATE: Final = "authorized"
+"""Request-state key of a principal the fast path (:mod:`reportscore.api.fastpath`) already authorized for a request
+it then handed to the app, as ``(scope, principal)``: the key is not checked (nor its rate charged) twice."""
+
+
 def requires(scope: Scope) -> Any:
     """A dependency that answers the calling principal, once it is known to hold ``scope``."""
 
     async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)] = None) -> Principal:
+        authorized = getattr(request.state, PRINCIPAL_STATE, None)
+        if authorized is not None and authorized[0] == scope:
+            found: Principal = authorized[1]
+            return found
         authenticator: Authenticator = request.app.state.auth
         found = await authenticator.authorize(api_key, scope)
         request.state.tenant = found.tenant  # for the access log

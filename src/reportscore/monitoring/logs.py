@@ -60,6 +60,8 @@ class _DeferredHandler(logging.handlers.QueueHandler):
     """Queues a copy of the record with its message and traceback already rendered (arguments may not survive)."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if not record.args and not record.exc_info:
+            return record  # nothing to render: the record travels as is (a copy per access-log line was measurable)
         record = copy.copy(record)
         record.msg = record.getMessage()
         record.args = None
@@ -75,12 +77,59 @@ _targets: list[logging.Handler] = []
 _hooks_installed = False
 
 
+class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose lines are written when the writer thread has drained the queue (``flush``): one
+    write for a burst of records instead of one each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write("".join(lines))
+            except Exception:
+                logging.Handler.handleError(self, logging.makeLogRecord({"msg": "log write failed"}))
+        super().flush()
+
+
+class _DrainingListener(logging.handlers.QueueListener):
+    """Flushes its handlers each time the queue runs empty, before waiting for more, and when it stops."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], *handlers: logging.Handler) -> None:
+        super().__init__(records, *handlers, respect_handler_level=True)
+        self._records = records
+
+    def dequeue(self, block: bool) -> logging.LogRecord:
+        try:
+            return self._records.get_nowait()
+        except queue.Empty:
+            self._flush()
+            return self._records.get(block)
+
+    def stop(self) -> None:
+        super().stop()
+        self._flush()
+
+    def _flush(self) -> None:
+        for handler in self.handlers:
+            handler.flush()
+
+
 def _start_listener() -> None:
     global _listener
     assert _deferred is not None
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _deferred.queue = records
-    _listener = logging.handlers.QueueListener(records, *_targets, respect_handler_level=True)
+    _listener = _DrainingListener(records, *_targets)
     _listener.start()
 
 
@@ -103,7 +152,7 @@ def _stop_at_exit() -> None:
 def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
     """Route reportscore's and uvicorn's logs through one formatter; idempotent."""
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers: list[logging.Handler] = [_BufferedStreamHandler()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
@@ -130,6 +179,12 @@ def configure_logging(*, level: str, fmt: str, log_file: Path | None) -> None:
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooks_installed = True
     root.setLevel(level)
+    # No formatter here prints the caller's file/line, thread or process, which logging otherwise collects for every
+    # record (a stack walk per access-log line): the switches the logging HOWTO gives for this ("Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

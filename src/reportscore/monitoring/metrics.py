@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, ParamSpec
+from typing import Any, Literal, ParamSpec
 
 import numpy as np
 import numpy.typing as npt
@@ -211,11 +211,22 @@ def _never_raises(record: Callable[P, None]) -> Callable[P, None]:
     return guarded
 
 
+_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+"""The labelled counter and histogram of each (method, route, status) seen: ``labels()`` costs more than the
+increment. Bounded: routes are templates and statuses few."""
+
+
 @_never_raises
 def observe_http(*, method: str, route: str, status: int, seconds: float) -> None:
-    code = str(status)
-    HTTP_REQUESTS.labels(method, route, code).inc()
-    HTTP_REQUEST_DURATION.labels(method, route, code).observe(seconds)
+    children = _http_children.get((method, route, status))
+    if children is None:
+        code = str(status)
+        children = _http_children[(method, route, status)] = (
+            HTTP_REQUESTS.labels(method, route, code),
+            HTTP_REQUEST_DURATION.labels(method, route, code),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_many(histogram: Histogram, values: npt.ArrayLike) -> None:

@@ -219,9 +219,13 @@ def _views(
     claimed_at: datetime,
 ) -> dict[str, TaskView]:
     """What the result transaction committed, as ``GET /task`` shows it (attempts and started_at as claimed)."""
-    client_ids: dict[int, str | None] = (
-        dict(zip(rows.report_ids, rows.client_report_ids, strict=True)) if rows.client_report_ids else {}
+    # Most batches carry no client ids at all: then no lookup per report.
+    client_ids: dict[int, str | None] | None = (
+        dict(zip(rows.report_ids, rows.client_report_ids, strict=True))
+        if any(c is not None for c in rows.client_report_ids)
+        else None
     )
+    scored = jobs_repo.ScoredReport
     views: dict[str, TaskView] = {}
 
     def view(job_id: str, **fields: Any) -> TaskView | None:
@@ -246,9 +250,10 @@ def _views(
             model_version=res.model_version,
             predict_ms=res.predict_ms,
             error=None,
-            reports=[
-                jobs_repo.ScoredReport(id=rid, client_report_id=client_ids.get(rid), score=score)
-                for rid, score in zip(res.report_ids, res.scores, strict=True)
+            reports=[scored(rid, None, score) for rid, score in zip(res.report_ids, res.scores, strict=True)]
+            if client_ids is None
+            else [
+                scored(rid, client_ids.get(rid), score) for rid, score in zip(res.report_ids, res.scores, strict=True)
             ],
         )
         if v is not None:

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -301,14 +302,42 @@ async def _submit(
     idempotency_key: str | None,
     callback_url: str | None = None,
 ) -> Any:
+    answer = await submit_answer(state, principal, _dump_reports(reports), idempotency_key, callback_url)
+    if answer.task_id is not None:
+        request.state.task_id = answer.task_id
+    return answer.response()
+
+
+@dataclass(slots=True)
+class Answer:
+    """A hot route's answer, rendered by the route (``response()``) or by the fast path (:mod:`api.fastpath`)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] | None = None
+    task_id: str | None = None
+    """For the access log."""
+
+    def response(self) -> Response:
+        return _json(self.body, status_code=self.status, headers=self.headers)
+
+
+async def submit_answer(
+    state: AppState,
+    principal: Principal,
+    payload: list[dict[str, Any]],
+    idempotency_key: str | None,
+    callback_url: str | None = None,
+) -> Answer:
+    """Store the validated reports as one durable job and queue it: 202 once committed (409 for a reused
+    Idempotency-Key with another body, 503 while too many jobs are pending)."""
     runner = state.runner
     if not runner.has_capacity():
-        return JSONResponse(
+        return Answer(
+            503,
             {"detail": f"too many pending jobs ({runner.pending()}); retry later"},
-            status_code=503,
-            headers={"Retry-After": str(state.settings.retry_after_s)},
+            {"Retry-After": str(state.settings.retry_after_s)},
         )
-    payload = _dump_reports(reports)
     work = reports_service.submission(
         reports=payload,
         owner=principal.tenant,
@@ -326,9 +355,7 @@ async def _submit(
             submitted = await state.committer.run(work)  # lost a race for this key: now it reads the winner's job
     except reports_service.IdempotencyConflict:
         runner.release()
-        return JSONResponse(
-            {"detail": "this Idempotency-Key was already used with a different request body"}, status_code=409
-        )
+        return Answer(409, {"detail": "this Idempotency-Key was already used with a different request body"})
     except BaseException:
         runner.release()
         raise
@@ -341,11 +368,11 @@ async def _submit(
         )
     else:
         runner.release()
-    request.state.task_id = submitted.job_id
-    return _json(
+    return Answer(
+        202,
         {"task_id": submitted.job_id, "status": "PENDING"},
-        status_code=202,
-        headers={"Location": f"/task/{submitted.job_id}"},
+        {"Location": f"/task/{submitted.job_id}"},
+        submitted.job_id,
     )
 
 
@@ -391,8 +418,16 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
 async def _score(
     request: Request, state: AppState, principal: Principal, reports: list[ReportIn], persist: bool
 ) -> Any:
-    received_at = datetime.now(UTC)
-    payload = _dump_reports(reports)
+    answer = await score_answer(state, principal, _dump_reports(reports), persist, datetime.now(UTC))
+    if answer.task_id is not None:
+        request.state.task_id = answer.task_id
+    return answer.response()
+
+
+async def score_answer(
+    state: AppState, principal: Principal, payload: list[dict[str, Any]], persist: bool, received_at: datetime
+) -> Answer:
+    """Score in this request through the process's micro-batcher; with ``persist`` the job is committed first."""
     scored = await state.batcher.score(payload)
     task_id = None
     if persist:
@@ -407,18 +442,38 @@ async def _score(
                 received_at=received_at,
             )
         )
-        request.state.task_id = task_id
-    return _json(
+    return Answer(
+        200,
         {
             "score": scored.scores,
             "model": {"name": scored.model.name, "version": scored.model.version},
             "task_id": task_id,
-        }
+        },
+        task_id=task_id,
     )
 
 
 def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
+
+
+async def task_view(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
+    """The task (None: unknown, or another tenant's), long-polling up to ``wait`` seconds (capped) for it to end."""
+    wait = min(wait, state.settings.long_poll_max_s)
+    if wait > 0:
+        return await _wait_for_task(state, owner, task_id, wait)
+    return await _lookup(state, owner, task_id)
+
+
+def task_answer(task_id: str, view: reports_service.TaskView | None) -> Answer:
+    """``GET /task/{id}`` without reasons: 404, 202 while pending, or the result (built directly: the hottest
+    answer; a task with a callback also shows its delivery state)."""
+    if view is None:
+        return Answer(404, {"detail": f"task {task_id} not found"}, task_id=task_id)
+    if not view.done:
+        status = "STARTED" if view.status == "STARTED" else "PENDING"
+        return Answer(202, {"task_id": task_id, "status": status}, task_id=task_id)
+    return Answer(200, result_body(view) if view.callback is None else task_result_json(view), task_id=task_id)
 
 
 async def _read_task(
@@ -429,19 +484,9 @@ async def _read_task(
     except ValueError:
         return _not_found(task_id)
     request.state.task_id = task_id
-    wait = min(wait, state.settings.long_poll_max_s)
-    if wait > 0:
-        view = await _wait_for_task(state, principal.tenant, task_id, wait)
-    else:
-        view = await _lookup(state, principal.tenant, task_id)
-    if view is None:
-        return _not_found(task_id)
-    if not view.done:
-        status = "STARTED" if view.status == "STARTED" else "PENDING"
-        return _json({"task_id": task_id, "status": status}, status_code=202)
-    if not (explain and view.status == "SUCCESS" and view.reports):
-        # The hot answer is built directly; a task with a callback also shows its delivery state.
-        return _json(result_body(view)) if view.callback is None else _json(task_result_json(view))
+    view = await task_view(state, principal.tenant, task_id, wait)
+    if not (explain and view is not None and view.status == "SUCCESS" and view.reports):
+        return task_answer(task_id, view).response()
     result = task_result(view)
     reasons = await run_in_threadpool(
         moderation_service.task_reasons, db=state.db, explainer=state.explainer, task_id=task_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
@@ -30,13 +30,6 @@ _REPORTS = cast(Table, Report.__table__)
 _INSERT_JOB = insert(_JOBS)
 
 
-_MARK_SCORED = (
-    update(_REPORTS)
-    .where(_REPORTS.c.job_id.in_(bindparam("b_job_ids", expanding=True)))
-    .values(model_version=bindparam("b_model_version"), scored_at=bindparam("b_at"))
-)
-
-
 def insert_job(
     session: Session,
     *,
@@ -50,6 +43,25 @@ def insert_job(
     callback_url: str | None = None,
 ) -> list[int]:
     """Insert a PENDING job and all its report rows (one bulk insert); returns the reports' ids in order."""
+    cursor = sqlite_cursor(session)
+    if cursor is not None:
+        cursor.execute(
+            _SQLITE_INSERT_JOB,
+            (
+                job_id,
+                JobStatus.PENDING.value,
+                owner,
+                len(reports),
+                sqlite_timestamp(created_at),
+                0,
+                idempotency_key,
+                request_sha256,
+                sqlite_timestamp(idempotency_expires_at),
+                sqlite_timestamp(created_at),
+                callback_url,
+            ),
+        )
+        return _sqlite_insert_reports(cursor, job_id, owner, reports, scores=None)
     conn = session.connection()
     conn.execute(
         _INSERT_JOB,
@@ -67,9 +79,6 @@ def insert_job(
             "callback_url": callback_url,
         },
     )
-    if conn.dialect.name == "sqlite":
-        _sqlite_insert_reports(conn, job_id, owner, reports, scores=None)
-        return list(conn.execute(_REPORT_IDS, {"b_job_id": job_id}).scalars())
     # RETURNING has no guaranteed order: each id comes with its position, which puts them in report order.
     inserted = sorted(conn.execute(_PG_INSERT_REPORTS, _pg_report_arrays(job_id, owner, reports)), key=lambda r: r[1])
     return [row[0] for row in inserted]
@@ -154,6 +163,28 @@ def insert_scored_job(
     finished_at: datetime,
 ) -> None:
     """Insert a job that was scored in the request (``POST /score``): SUCCESS, with its reports' scores."""
+    cursor = sqlite_cursor(session)
+    if cursor is not None:
+        cursor.execute(
+            _SQLITE_INSERT_SCORED_JOB,
+            (
+                job_id,
+                JobStatus.SUCCESS.value,
+                owner,
+                len(reports),
+                sqlite_timestamp(created_at),
+                sqlite_timestamp(created_at),
+                sqlite_timestamp(finished_at),
+                1,
+                model_name,
+                model_version,
+                predict_ms,
+            ),
+        )
+        _sqlite_insert_reports(
+            cursor, job_id, owner, reports, scores=scores, model_version=model_version, scored_at=finished_at
+        )
+        return
     conn = session.connection()
     conn.execute(
         _INSERT_JOB,
@@ -171,57 +202,101 @@ def insert_scored_job(
             "predict_ms": predict_ms,
         },
     )
-    if conn.dialect.name == "sqlite":
-        _sqlite_insert_reports(conn, job_id, owner, reports, scores=scores)
-        # The same for every report: one statement, not a timestamp conversion per row.
-        conn.execute(_MARK_SCORED, {"b_job_ids": [job_id], "b_model_version": model_version, "b_at": finished_at})
-    else:
-        conn.execute(
-            _PG_INSERT_SCORED_REPORTS,
-            {
-                **_pg_report_arrays(job_id, owner, reports),
-                "b_scores": [float(x) for x in scores],
-                "b_model_version": model_version,
-                "b_at": finished_at,
-            },
-        )
+    conn.execute(
+        _PG_INSERT_SCORED_REPORTS,
+        {
+            **_pg_report_arrays(job_id, owner, reports),
+            "b_scores": [float(x) for x in scores],
+            "b_model_version": model_version,
+            "b_at": finished_at,
+        },
+    )
 
 
-_REPORT_IDS = select(_REPORTS.c.id).where(_REPORTS.c.job_id == bindparam("b_job_id")).order_by(_REPORTS.c.position)
+# SQLite: the hottest writes go straight to the driver (one writer thread runs them for every submit; SQLAlchemy's
+# per-statement machinery was most of its time). Values are plain str/int/float from the validated request and
+# timestamps in the text form SQLAlchemy's DateTime stores and reads back (naive UTC, microseconds).
+_SQLITE_INSERT_JOB = (
+    "INSERT INTO jobs (id, status, owner, n_reports, created_at, attempts, idempotency_key, request_sha256, "
+    "idempotency_expires_at, enqueued_at, callback_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_SCORED_JOB = (
+    "INSERT INTO jobs (id, status, owner, n_reports, created_at, started_at, finished_at, attempts, model_name, "
+    "model_version, predict_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SQLITE_INSERT = (
-    "INSERT INTO reports (job_id, owner, position, client_report_id, {columns}{score}) "
-    "VALUES (?, ?, ?, ?, {marks}{score_mark})"
+    "INSERT INTO reports (job_id, owner, position, client_report_id, {columns}{scored}) "
+    "VALUES (?, ?, ?, ?, {marks}{scored_marks})"
 )
 _SQLITE_INSERT_REPORTS = _SQLITE_INSERT.format(
-    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score="", score_mark=""
+    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), scored="", scored_marks=""
 )
 _SQLITE_INSERT_SCORED_REPORTS = _SQLITE_INSERT.format(
-    columns=", ".join(REPORT_COLUMNS), marks=", ".join("?" * len(REPORT_COLUMNS)), score=", score", score_mark=", ?"
+    columns=", ".join(REPORT_COLUMNS),
+    marks=", ".join("?" * len(REPORT_COLUMNS)),
+    scored=", score, model_version, scored_at",
+    scored_marks=", ?, ?, ?",
 )
+
+
+def sqlite_timestamp(value: datetime | None) -> str | None:
+    """An aware datetime as SQLAlchemy's SQLite ``DateTime`` stores it (``UTCDateTime`` reads it back as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _driver_cursor(conn: Connection) -> Any:
+    """A cursor of the DB-API connection under ``conn``, inside its transaction."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+_CURSOR_KEY = "reportscore.sqlite_cursor"
+
+
+def sqlite_cursor(session: Session) -> Any | None:
+    """On SQLite, a DB-API cursor inside the session's transaction, made once per session (the group committer runs
+    hundreds of units of work in one, and ``session.connection()`` per statement was a visible cost); None on
+    PostgreSQL."""
+    cursor = session.info.get(_CURSOR_KEY)
+    if cursor is None:
+        if session.get_bind().dialect.name != "sqlite":
+            return None
+        cursor = session.info[_CURSOR_KEY] = _driver_cursor(session.connection())
+    elif session.in_nested_transaction():
+        session.connection()  # SQLAlchemy emits a SAVEPOINT lazily, when the connection is first asked for
+    return cursor
 
 
 def _sqlite_insert_reports(
-    conn: Connection,
+    cursor: Any,
     job_id: str,
     owner: str,
     reports: Sequence[Mapping[str, Any]],
     *,
     scores: Sequence[float] | None,
-) -> None:
-    """SQLite: the report rows straight to the driver's executemany. The values are plain str/int/float from the
-    validated request, which need no type processing, and SQLAlchemy's per-row parameter handling was most of a
-    100-report insert."""
+    model_version: str | None = None,
+    scored_at: datetime | None = None,
+) -> list[int]:
+    """The report rows in one executemany; returns their ids in order. ``id`` is SQLite's rowid, and the one writer
+    of the file inserts them consecutively, so the ids are the last one and the ``n - 1`` before it."""
     a, t, r, p, m = REPORT_COLUMNS
     rows = [
         (job_id, owner, i, rep.get("report_id"), rep[a], rep[t], rep[r], rep[p], rep[m])
         for i, rep in enumerate(reports)
     ]
     if scores is None:
-        conn.exec_driver_sql(_SQLITE_INSERT_REPORTS, rows)
+        cursor.executemany(_SQLITE_INSERT_REPORTS, rows)
     else:
-        conn.exec_driver_sql(
-            _SQLITE_INSERT_SCORED_REPORTS, [(*row, score) for row, score in zip(rows, scores, strict=True)]
+        at = sqlite_timestamp(scored_at)
+        cursor.executemany(
+            _SQLITE_INSERT_SCORED_REPORTS,
+            [(*row, score, model_version, at) for row, score in zip(rows, scores, strict=True)],
         )
+    last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 # PostgreSQL: a job's report rows in one statement from one array per column (no per-row parameter handling, one
@@ -321,8 +396,9 @@ def get_job_row(conn: Connection | Session, *, job_id: str, owner: str) -> JobRo
     return None if row is None else JobRow(*row)
 
 
-@dataclass(frozen=True)
-class ScoredReport:
+class ScoredReport(NamedTuple):
+    """One report of a finished job as ``GET /task`` shows it (a tuple: a 1,000-report job builds 1,000 of them)."""
+
     id: int
     client_report_id: str | None
     score: float | None
@@ -676,8 +752,8 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
 
     The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
     or another worker) is skipped and its reports are not touched. One UPDATE per model call (usually one per
-    batch) marks the jobs; the scores go in one executemany (SQLite) or one ``UPDATE ... FROM unnest``
-    (PostgreSQL, with each report's model version and time).
+    batch) marks the jobs; each report's score, model version and time go in one executemany (SQLite) or one
+    ``UPDATE ... FROM unnest`` (PostgreSQL).
     """
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
@@ -686,7 +762,9 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
         by_call.setdefault((res.model_name, res.model_version, res.predict_ms), []).append(res)
     written: list[str] = []
     scores: list[tuple[float, int]] = []
-    versions: list[str] = []
+    versions: list[str] = []  # PostgreSQL: score, version and time in one UPDATE ... FROM unnest
+    scored_rows: list[tuple[float, str, str | None, int]] = []  # SQLite: score, version and time in one UPDATE
+    scored_at = sqlite_timestamp(finished_at) if sqlite else None
     for (model_name, model_version, predict_ms), group in by_call.items():
         done = set(
             conn.execute(
@@ -700,32 +778,33 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
                 },
             ).scalars()
         )
-        group_written = [res.job_id for res in group if res.job_id in done]
-        if group_written and sqlite:
-            conn.execute(
-                _MARK_SCORED, {"b_job_ids": group_written, "b_model_version": model_version, "b_at": finished_at}
-            )
         for res in group:
             if res.job_id in done:
                 written.append(res.job_id)
-                scores.extend(zip(res.scores, res.report_ids, strict=True))
-                if not sqlite:
+                if sqlite:
+                    scored_rows.extend(
+                        (score, model_version, scored_at, rid)
+                        for score, rid in zip(res.scores, res.report_ids, strict=True)
+                    )
+                else:
+                    scores.extend(zip(res.scores, res.report_ids, strict=True))
                     versions.extend([model_version] * len(res.report_ids))
+    if scored_rows:  # each report row written once, straight to the driver (see _sqlite_insert_reports)
+        _driver_cursor(conn).executemany(
+            "UPDATE reports SET score = ?, model_version = ?, scored_at = ? WHERE id = ?", scored_rows
+        )
     if scores:
-        if sqlite:  # plain floats and ints: straight to the driver (see _sqlite_insert_reports)
-            conn.exec_driver_sql("UPDATE reports SET score = ? WHERE id = ?", scores)
-        else:
-            score_values, report_ids = zip(*scores, strict=True)
-            conn.execute(
-                _PG_SAVE_SCORES,
-                {
-                    "b_ids": list(report_ids),
-                    "b_scores": list(score_values),
-                    "b_versions": versions,
-                    "b_job_ids": written,
-                    "b_at": finished_at,
-                },
-            )
+        score_values, report_ids = zip(*scores, strict=True)
+        conn.execute(
+            _PG_SAVE_SCORES,
+            {
+                "b_ids": list(report_ids),
+                "b_scores": list(score_values),
+                "b_versions": versions,
+                "b_job_ids": written,
+                "b_at": finished_at,
+            },
+        )
     return written
 
 
