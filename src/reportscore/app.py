@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
 from reportscore.callbacks.dispatcher import CallbackDispatcher
+from reportscore.gc_tuning import tune_gc
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
@@ -168,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await monitoring.start()
         if dispatcher is not None:
             await dispatcher.start()
-        _settle_heap()
+        tune_gc()  # the heap built at start leaves the collector's reach (gc_tuning)
         state.ready = True
         model = registry.current
         log.info(
@@ -220,22 +220,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.fast_path:
         app.fast_path = FastPath(settings)
     return app
-
-
-GC_YOUNG_THRESHOLD = 20_000
-"""Allocations between young-generation collections (CPython's default is 700)."""
-
-
-def _settle_heap() -> None:
-    """Keep the cyclic garbage collector off the long-lived heap built at start (the model, the web framework,
-    SQLAlchemy, pydantic): a full collection walked all of it, which was ~10% of a loaded process's CPU and
-    tens of milliseconds of pause in the latency tail. Everything alive now moves to the permanent generation
-    (``gc.freeze``); young collections run every ``GC_YOUNG_THRESHOLD`` allocations. Request garbage is acyclic
-    and freed by reference counting either way."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter:

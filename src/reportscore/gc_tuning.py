@@ -1,7 +1,8 @@
-"""Garbage-collector settings for Celery worker processes (the API process does the same in ``app._settle_heap``).
+"""Garbage-collector settings for serving processes: the API (at the end of its start-up) and Celery workers.
 
-Measured in the distributed benchmark with CPython's default thresholds (700, 10, 10): the cyclic collector took
-~20% of a loaded API process's time (gc.callbacks: 3.8 s in a ~35 s run, 0.8 s after this), mostly full
+Measured in the benchmarks with CPython's default thresholds (700, 10, 10): the cyclic collector took ~10% of a loaded
+embedded process's CPU and tens of milliseconds of pause in the latency tail, and ~20% of a distributed API process's
+time (gc.callbacks: 3.8 s in a ~35 s run, 0.8 s after this), mostly full
 collections walking the objects created at import (Celery, kombu, SQLAlchemy, the model). Freezing what exists once
 start-up is done takes it out of every later collection, and a larger first threshold collects the young
 generation less often; cyclic garbage is still collected, only in larger steps.
