@@ -34,7 +34,6 @@ class CpuProfile:
     def run(self) -> None:
         import yappi
 
-        yappi.set_clock_type("cpu")
         while True:
             while not self.start.exists():
                 time.sleep(0.05)
@@ -51,9 +50,9 @@ class CpuProfile:
             names = {t.ident: t.name for t in threading.enumerate()}
             threads = [(names.get(t.tid, t.name), t.ttot) for t in yappi.get_thread_stats()]
             Path(f"{output}.txt").write_text(summarize(partial, threads, seconds))
-            partial.rename(output)  # complete: the controller waits for this name
             self.start.unlink()
             self.stop.unlink()
+            partial.rename(output)  # complete (markers cleared first): the controller waits for this name
 
 
 def summarize(pstat_path: Path, threads: list[tuple[str, float]], seconds: float, top: int = 30) -> str:
@@ -82,6 +81,9 @@ def main() -> None:
     parser.add_argument("--control", type=Path, required=True, help="control-file prefix (<prefix>.start, .stop)")
     parser.add_argument("-m", dest="module", required=True, help="module to run as __main__")
     args, rest = parser.parse_known_args()
+    import yappi  # imported before the program starts its threads: an import later competes with them for the GIL
+
+    yappi.set_clock_type("cpu")
     profile = CpuProfile(args.control)
     threading.Thread(target=profile.run, name="benchmark-cpu-profile", daemon=True).start()
     sys.argv = [args.module, *rest]

@@ -129,9 +129,11 @@ done = pathlib.Path(sys.argv[1])
 def burn_cpu():
     while not done.exists():
         sum(i * i for i in range(10_000))
+        time.sleep(0.001)  # like a server thread, not a pure spinner that starves the profiler's own thread
 
 worker = threading.Thread(target=burn_cpu, name="burner")
 worker.start()
+pathlib.Path(sys.argv[2]).touch()  # running: the test may start profiling
 worker.join(timeout=60)
 """
 
@@ -141,9 +143,23 @@ def test_cpu_profile_writes_one_profile_per_window(tmp_path: Path) -> None:
     (tmp_path / "burner.py").write_text(BURNER)
     done, control = tmp_path / "done", tmp_path / "ctl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    cmd = [sys.executable, "-m", "benchmarks.cpu_profile", "--control", str(control), "-m", "burner", str(done)]
+    ready = tmp_path / "ready"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.cpu_profile",
+        "--control",
+        str(control),
+        "-m",
+        "burner",
+        str(done),
+        str(ready),
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         for name in ("first", "second"):  # the same process, profiled twice
             target = tmp_path / f"{name}.pstat"
             Path(f"{control}.start").write_text(str(target))
