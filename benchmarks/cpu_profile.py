@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.sampler import thread_group
+
 
 class CpuProfile:
     def __init__(self, control: Path) -> None:
@@ -62,7 +64,7 @@ def summarize(pstat_path: Path, threads: list[tuple[str, float]], seconds: float
     total = sum(ttot for _, ttot in threads) or 1.0
     groups: dict[str, float] = {}
     for name, ttot in threads:
-        group = name.rstrip("0123456789_-").strip() or name
+        group = thread_group(name)
         groups[group] = groups.get(group, 0.0) + ttot
     for name, ttot in sorted(groups.items(), key=lambda kv: -kv[1]):
         if ttot >= 0.005 * total:

@@ -139,7 +139,6 @@ worker.join(timeout=60)
 
 
 def test_cpu_profile_writes_one_profile_per_window(tmp_path: Path) -> None:
-    pytest.importorskip("yappi", reason="yappi is in the dev group (make test installs it)")
     (tmp_path / "burner.py").write_text(BURNER)
     done, control = tmp_path / "done", tmp_path / "ctl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}

@@ -41,13 +41,18 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """A Content-Type that declares JSON: ``application/json`` or ``application/<anything>+json``, any parameters."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
 async def require_json(request: Request) -> None:
     """Refuse a body that is not declared as JSON (415), rather than reading it as bytes and answering a 422 that
     talks about the wrong thing. Async, so FastAPI runs it on the event loop rather than in a thread."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
+    content_type = request.headers.get("content-type", "")
+    if not is_json_media_type(content_type):
+        media_type = content_type.split(";", 1)[0].strip().lower()
         raise HTTPException(
             status_code=415, detail=f"Content-Type must be application/json, not {media_type or 'missing'!r}"
         )

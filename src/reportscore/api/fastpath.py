@@ -30,19 +30,18 @@ from sqlalchemy.exc import OperationalError
 from starlette.types import Message, Receive, Scope, Send
 
 from reportscore.api.auth import API_KEY_HEADER, PRINCIPAL_STATE, Authenticator, Principal
-from reportscore.api.deps import AppState
+from reportscore.api.deps import AppState, is_json_media_type
 from reportscore.api.errors import store_unavailable_response
-from reportscore.api.middleware import access_log
-from reportscore.api.routes.tasks import score_answer, submit_answer, task_answer, task_view
+from reportscore.api.middleware import record_request
+from reportscore.api.routes.tasks import dump_reports, score_answer, submit_answer, task_answer, task_view
 from reportscore.api.schemas.reports import ReportIn
-from reportscore.monitoring import metrics
 from reportscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _KEY_HEADER: Final = API_KEY_HEADER.lower().encode()
 _TASK_PREFIX: Final = "/task/"
-_SUBMIT_ROUTES: Final = {"/predict": "/predict", "/submit": "/submit"}
+_POST_ROUTES: Final = frozenset({"/predict", "/submit", "/score"})
 _TASK_ROUTE: Final = "/task/{task_id}"
 
 
@@ -59,20 +58,14 @@ class FastPath:
         self._reports = TypeAdapter(
             Annotated[list[ReportIn], Field(min_length=1, max_length=settings.max_reports_per_request)]
         )
-        self._dump = TypeAdapter(list[ReportIn])
         self.answered = 0
         """Requests answered here (the rest went to the FastAPI app)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, app_state: Any) -> Receive | None:
         method = scope["method"]
         path: str = scope["path"]
-        if method == "POST":
-            if path == "/score":
-                route = "/score"
-            else:
-                route = _SUBMIT_ROUTES.get(path)  # type: ignore[assignment]
-                if route is None:
-                    return receive
+        if method == "POST" and path in _POST_ROUTES:
+            route = path
         elif method == "GET" and path.startswith(_TASK_PREFIX):
             route = _TASK_ROUTE
         else:
@@ -99,21 +92,20 @@ class FastPath:
                     persist = _persist_query(scope["query_string"])
                 elif scope["query_string"] or b"idempotency-key" in headers:
                     raise _Fallback
-                if not _is_json(headers.get(b"content-type")):
+                if not is_json_media_type(headers.get(b"content-type", b"").decode("latin-1")):
                     raise _Fallback
                 declared = headers.get(b"content-length")
                 if declared is None or not declared.isdigit() or int(declared) > self._max_body:
                     raise _Fallback
                 principal = await self._authorize(authenticator, headers, "submit", request_state)
-                received_at = datetime.now(UTC)
                 body = await self._read_body(receive, int(declared))
                 try:
                     reports = self._reports.validate_json(body)
                 except ValueError:  # ValidationError included: the app reports it in FastAPI's shape
                     raise _Fallback from None
-                payload: list[dict[str, Any]] = self._dump.dump_python(reports)
+                payload = dump_reports(reports)
                 if route == "/score":
-                    answer = await score_answer(state, principal, payload, persist, received_at)
+                    answer = await score_answer(state, principal, payload, persist, datetime.now(UTC))
                 else:
                     answer = await submit_answer(state, principal, payload, None)
         except _BodyFallback as exc:
@@ -123,18 +115,18 @@ class FastPath:
         except OperationalError as exc:
             log.error("store unavailable", extra={"path": path, "error": type(exc.orig).__name__})
             await store_unavailable_response()(scope, receive, send)
-            _observe(scope, route, 503, t0, request_state)
+            record_request(scope, route, 503, time.perf_counter() - t0)
             return None
         except Exception as exc:
             log.error("unhandled error", extra={"path": path, "error": type(exc).__name__}, exc_info=exc)
             await _send(send, 500, {"detail": "internal error"}, None)
-            _observe(scope, route, 500, t0, request_state)
+            record_request(scope, route, 500, time.perf_counter() - t0)
             return None
         self.answered += 1
         if answer.task_id is not None:
             request_state["task_id"] = answer.task_id
         await _send(send, answer.status, answer.body, answer.headers)
-        _observe(scope, route, answer.status, t0, request_state)
+        record_request(scope, route, answer.status, time.perf_counter() - t0)
         return None
 
     async def _authorize(
@@ -187,13 +179,6 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
             raise _Fallback  # a repeated header: the app decides which one counts
         headers[name] = value
     return headers
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json"
 
 
 def _is_uuid(task_id: str) -> bool:
@@ -250,21 +235,3 @@ async def _send(send: Send, status: int, body: Any, headers: dict[str, str] | No
         raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": content})
-
-
-def _observe(scope: Scope, route: str, status: int, t0: float, request_state: dict[str, Any]) -> None:
-    """The access-log line and HTTP metrics of :class:`~reportscore.api.middleware.AccessLog`."""
-    duration_s = time.perf_counter() - t0
-    method = scope["method"]
-    metrics.observe_http(method=method, route=route, status=status, seconds=duration_s)
-    extra: dict[str, Any] = {
-        "method": method,
-        "path": scope["path"],
-        "route": route,
-        "status": status,
-        "duration_ms": round(duration_s * 1000, 3),
-    }
-    for name in ("task_id", "tenant", "key_id"):
-        if name in request_state:
-            extra[name] = request_state[name]
-    access_log.info("request", extra=extra)

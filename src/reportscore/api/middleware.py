@@ -120,18 +120,22 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            duration_s = time.perf_counter() - t0
-            route = route_template(scope)
-            metrics.observe_http(method=scope["method"], route=route, status=status, seconds=duration_s)
-            state: dict[str, Any] = scope.get("state") or {}
-            extra: dict[str, Any] = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "duration_ms": round(duration_s * 1000, 3),
-            }
-            for name in ("task_id", "tenant", "key_id"):  # set by the routes and the auth dependency
-                if name in state:
-                    extra[name] = state[name]
-            access_log.info("request", extra=extra)
+            record_request(scope, route_template(scope), status, time.perf_counter() - t0)
+
+
+def record_request(scope: Scope, route: str, status: int, duration_s: float) -> None:
+    """The HTTP metrics and the access-log line of one answered request (``AccessLog``, and the fast path)."""
+    method = scope["method"]
+    metrics.observe_http(method=method, route=route, status=status, seconds=duration_s)
+    state: dict[str, Any] = scope.get("state") or {}
+    extra: dict[str, Any] = {
+        "method": method,
+        "path": scope["path"],
+        "route": route,
+        "status": status,
+        "duration_ms": round(duration_s * 1000, 3),
+    }
+    for name in ("task_id", "tenant", "key_id"):  # set by the routes and the auth dependency
+        if name in state:
+            extra[name] = state[name]
+    access_log.info("request", extra=extra)

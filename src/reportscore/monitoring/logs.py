@@ -97,7 +97,7 @@ class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             try:
                 self.stream.write("".join(lines))
             except Exception:
-                logging.Handler.handleError(self, logging.makeLogRecord({"msg": "log write failed"}))
+                self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
         super().flush()
 
 

@@ -282,7 +282,7 @@ async def _check_callback_url(state: AppState, url: str) -> None:
 _REPORT_LIST = TypeAdapter(list[ReportIn])
 
 
-def _dump_reports(reports: list[ReportIn]) -> list[dict[str, Any]]:
+def dump_reports(reports: list[ReportIn]) -> list[dict[str, Any]]:
     """The validated reports as plain dicts, in one call (a ``model_dump`` per report cost more than parsing)."""
     dumped: list[dict[str, Any]] = _REPORT_LIST.dump_python(reports)
     return dumped
@@ -302,7 +302,7 @@ async def _submit(
     idempotency_key: str | None,
     callback_url: str | None = None,
 ) -> Any:
-    answer = await submit_answer(state, principal, _dump_reports(reports), idempotency_key, callback_url)
+    answer = await submit_answer(state, principal, dump_reports(reports), idempotency_key, callback_url)
     if answer.task_id is not None:
         request.state.task_id = answer.task_id
     return answer.response()
@@ -418,7 +418,7 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
 async def _score(
     request: Request, state: AppState, principal: Principal, reports: list[ReportIn], persist: bool
 ) -> Any:
-    answer = await score_answer(state, principal, _dump_reports(reports), persist, datetime.now(UTC))
+    answer = await score_answer(state, principal, dump_reports(reports), persist, datetime.now(UTC))
     if answer.task_id is not None:
         request.state.task_id = answer.task_id
     return answer.response()
