@@ -131,7 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             explainer=ReasonExplainer(
                 registry=registry,
                 db=db,
-                formats=formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle),
+                formats=formats_with(
+                    settings.extra_model_formats,
+                    trust_pickle=settings.trust_pickle,
+                    compile_trees=settings.compile_trees,
+                ),
                 threads=settings.model_threads,
             ),
             tasks=tasks_cache,

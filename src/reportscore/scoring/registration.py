@@ -138,7 +138,11 @@ def register_model(
             "registered_at": datetime.now(UTC).isoformat(),
         }
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        formats = formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle)
+        formats = formats_with(
+            settings.extra_model_formats,
+            trust_pickle=settings.trust_pickle,
+            compile_trees=settings.compile_trees,
+        )
         try:
             candidate = load_model_dir(staging, threads=settings.model_threads, formats=formats)
         except ModelLoadError as exc:

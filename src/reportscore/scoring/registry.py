@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
 
 
-def formats_with(extra: list[str], *, trust_pickle: bool = False) -> dict[str, ModelFormat]:
+def formats_with(extra: list[str], *, trust_pickle: bool = False, compile_trees: bool = True) -> dict[str, ModelFormat]:
     """The built-in formats plus custom runtimes given as ``module:Class`` import paths."""
     import importlib
 
     from reportscore.scoring.formats.catalog import builtin_formats
 
-    formats = builtin_formats(trust_pickle=trust_pickle)
+    formats = builtin_formats(trust_pickle=trust_pickle, compile_trees=compile_trees)
     for path in extra:
         module_name, _, class_name = path.partition(":")
         try:
@@ -207,7 +207,9 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> ModelRegistry:
         """The champion from the database when there is one, else the model directory of ``settings.model_path``."""
-        formats = formats_with(settings.extra_model_formats, trust_pickle=settings.trust_pickle)
+        formats = formats_with(
+            settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=settings.compile_trees
+        )
         registry = cls(
             load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats), formats=formats
         )

@@ -25,10 +25,11 @@ _FORMAT_BY_SUFFIX: dict[str, str] = {
 }
 
 
-def builtin_formats(*, trust_pickle: bool = False) -> dict[str, ModelFormat]:
-    """Every built-in format by name; the pickle format refuses to load unless ``trust_pickle``."""
+def builtin_formats(*, trust_pickle: bool = False, compile_trees: bool = True) -> dict[str, ModelFormat]:
+    """Every built-in format by name; the pickle format refuses to load unless ``trust_pickle``; XGBoost boosters
+    are compiled for ONNX Runtime when ``compile_trees`` and they reproduce the booster."""
     formats: list[ModelFormat] = [
-        XGBoostFormat(),
+        XGBoostFormat(compile_trees=compile_trees),
         SkopsFormat(),
         OnnxFormat(),
         KerasFormat(),
