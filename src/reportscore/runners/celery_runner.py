@@ -31,6 +31,9 @@ PUBLISH_BATCH_MAX = 500
 
 
 class CeleryRunner:
+    uses_features = False
+    """Workers read a job's reports from the store: no in-memory hand-over."""
+
     def __init__(self, *, db: Database, celery_app: Celery, settings: Settings) -> None:
         self._db = db
         self._app = celery_app

@@ -364,7 +364,7 @@ async def submit_answer(
             submitted.job_id,
             len(payload),
             owner=principal.tenant,
-            features=reports_service.handover(submitted, payload),
+            features=reports_service.handover(submitted, payload) if runner.uses_features else None,
         )
     else:
         runner.release()
