@@ -104,11 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 cache=tasks_cache,
             )
         else:
-            celery_runner = CeleryRunner(
-                db=db, celery_app=create_celery_app(settings, publisher=True), settings=settings
-            )
-            runner = celery_runner
-            reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
             redis_url = settings.effective_redis_url
             if redis_url is not None:
                 subscriber = RedisSubscriber(
@@ -119,6 +114,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     cache=tasks_cache,
                 )
             notifier.reliable_source = subscriber
+            celery_runner = CeleryRunner(
+                db=db,
+                celery_app=create_celery_app(settings, publisher=True),
+                settings=settings,
+                cache=tasks_cache,
+                subscriber=subscriber,
+            )
+            runner = celery_runner
+            reconciler = Reconciler(db=db, runner=celery_runner, settings=settings)
         batcher = MicroBatcher(registry, max_reports=settings.batch_max_reports, max_wait_ms=settings.batch_wait_ms)
         state = AppState(
             settings=settings,
@@ -139,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 threads=settings.model_threads,
             ),
             tasks=tasks_cache,
+            subscriber=subscriber,
         )
         app.state.rs = state
         limiter = _rate_limiter(settings)

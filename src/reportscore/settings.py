@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     long_poll_max_s: float = Field(default=60.0, ge=0)
     """Upper bound on ``GET /task/{id}?wait=``; longer waits are capped to this."""
 
+    pending_hint_s: float = Field(default=2.0, ge=0)
+    """Distributed mode: for this long after an API process accepts a job, a long-poll on that process waits for the
+    job's finish announcement instead of reading the store first (most jobs finish sooner); a lost announcement
+    delays such a long-poll by at most this. 0 turns it off (the long-poll always reads first)."""
+
     shutdown_drain_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight scoring may take to finish before the process exits anyway."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,10 @@ def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
         redis_prefix=prefix,
         queue_name=f"{prefix}-scoring",
         reconcile_interval_s=600,
+        # No pending hint: the path of a job accepted by another API process (read first, then wait). With a hint
+        # the one read moves to the hint's expiry, inside the window measured here; hinted long-polls are tested
+        # by test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store.
+        pending_hint_s=0,
     )
     db = Database.from_settings(settings)
     migrate.upgrade_to_head(db)
@@ -250,6 +255,9 @@ def test_distributed_woken_long_poll_answers_from_the_notification_without_a_que
         redis_prefix=prefix,
         queue_name=f"{prefix}-scoring",
         reconcile_interval_s=600,
+        # No pending hint: a job accepted by another API process, whose long-poll reads once before it waits (that
+        # read is what shows the listener works). Hinted long-polls: the tests below.
+        pending_hint_s=0,
     )
     db = Database.from_settings(settings)
     migrate.upgrade_to_head(db)
@@ -280,6 +288,94 @@ def test_distributed_woken_long_poll_answers_from_the_notification_without_a_que
     assert result["r"].status_code == 200
     assert stored is not None
     assert result["r"].json() == _result_body(stored)
+
+
+@contextmanager
+def _api_process(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str], **overrides: Any
+) -> Iterator[tuple[TestClient, AppState, Database]]:
+    """A distributed API process in this test (subscribed to finish announcements), and a store handle of its own
+    that plays the worker's part and is not seen by the process's query counters."""
+    redis_url, prefix = redis_url_and_prefix
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        redis_prefix=prefix,
+        queue_name=f"{prefix}-scoring",
+        reconcile_interval_s=600,
+        **overrides,
+    )
+    db = Database.from_settings(settings)
+    migrate.upgrade_to_head(db)
+    try:
+        with TestClient(create_app(settings)) as client:
+            state: AppState = client.app.state.rs  # type: ignore[attr-defined]
+            deadline = time.monotonic() + 10
+            while not state.notifier.reliable:
+                assert time.monotonic() < deadline, "Redis subscription never connected"
+                time.sleep(0.05)
+            yield client, state, db
+    finally:
+        db.dispose()
+
+
+def _score_and_announce(db: Database, state: AppState, redis_url: str, prefix: str, task_id: str) -> None:
+    """What a worker does (with the same code): score the job, commit, announce it with its result."""
+    outcome = score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
+    assert task_id in outcome.owners
+    RedisPublisher(redis_url, prefix=prefix).publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+
+
+def test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    hint_s = 10.0  # far longer than the scoring below takes, even on a loaded machine
+    with _api_process(tmp_path, pg_url, redis_url_and_prefix, pending_hint_s=hint_s) as (client, state, db):
+        task_id = client.post("/predict", json=small_bodies(1, reports_per_job=3)[0]).json()["task_id"]
+        queries = count_queries(state.db, about=task_id)  # every statement about the job after the submit
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
+        t0 = time.monotonic()
+        waiter.start()
+        time.sleep(0.3)  # the long-poll is waiting
+        _score_and_announce(db, state, redis_url, prefix, task_id)
+        waiter.join(timeout=30)
+        elapsed = time.monotonic() - t0
+        reads = list(queries)
+        stored = reports_service.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
+    assert reads == [], f"the long-poll of a job accepted here read the store: {reads}"
+    assert queries, "the listener saw no query at all (not even the check's own read): it measures nothing"
+    assert elapsed < hint_s, f"answered after {elapsed:.1f}s: at the hint's expiry, not woken by the announcement"
+    assert result["r"].status_code == 200
+    assert stored is not None
+    assert result["r"].json() == _result_body(stored)
+
+
+def test_distributed_long_poll_after_the_job_finished_answers_from_the_announcement(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    with _api_process(tmp_path, pg_url, redis_url_and_prefix) as (client, state, db):
+        task_id = client.post("/predict", json=small_bodies(1, reports_per_job=2)[0]).json()["task_id"]
+        queries = count_queries(state.db, about=task_id)
+        _score_and_announce(db, state, redis_url, prefix, task_id)
+        # nobody waits for the job yet, but it was accepted here: the announced result is kept for the client
+        deadline = time.monotonic() + 10
+        while state.tasks.get(task_id, owner=ANONYMOUS_TENANT) is None:
+            assert time.monotonic() < deadline, "the announced result of a job accepted here was not cached"
+            time.sleep(0.02)
+        assert state.tasks.hint_count() == 0, "the announcement did not drop the job's pending hint"
+        long_poll = client.get(f"/task/{task_id}?wait=20")
+        plain = client.get(f"/task/{task_id}")
+        reads = list(queries)
+        stored = reports_service.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
+    assert reads == [], f"reading a finished job accepted here went to the store: {reads}"
+    assert queries, "the listener saw no query at all (not even the check's own read): it measures nothing"
+    assert stored is not None
+    assert long_poll.status_code == plain.status_code == 200
+    assert long_poll.json() == plain.json() == _result_body(stored)
 
 
 def test_promote_and_rollback_under_load_with_two_workers(cluster: Cluster, tmp_path: Path) -> None:

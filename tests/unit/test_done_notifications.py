@@ -86,3 +86,33 @@ def test_an_unreadable_result_leaves_the_store_to_answer() -> None:
 
     asyncio.run(wait_and_wake())
     assert cache.get("j1", owner="alice") is None
+
+
+def test_an_announcement_drops_hints_and_caches_jobs_accepted_here_for_their_owner() -> None:
+    subscriber, _, cache = _subscriber()
+    for job_id in ("j1", "j2", "j3"):
+        cache.hint_pending(job_id, owner="alice", epoch=1, valid_s=60.0)
+    views = {"j1": _view("j1"), "j2": _view("j2")}
+    subscriber.on_message(encode_done(["j1", "j2", "j4"], views, {"j1": "alice", "j2": "bob"}))
+    assert cache.pending_hint("j1", owner="alice", epoch=1) is None  # announced: no longer pending
+    assert cache.pending_hint("j2", owner="alice", epoch=1) is None
+    assert cache.pending_hint("j3", owner="alice", epoch=1) is not None  # not announced yet
+    assert cache.get("j1", owner="alice") == views["j1"]  # no waiter yet, but the client's long-poll will come
+    assert cache.get("j2", owner="bob") == views["j2"]  # kept for the owner the worker committed it for
+    assert cache.get("j2", owner="alice") is None  # and only for that owner
+    assert cache.get("j4", owner="alice") is None  # neither accepted here nor waited for: no result sent
+
+
+def test_an_ids_only_announcement_drops_hints_and_caches_nothing() -> None:
+    subscriber, _, cache = _subscriber()
+    cache.hint_pending("j1", owner="alice", epoch=1, valid_s=60.0)
+    subscriber.on_message(encode_done(["j1"]))
+    assert cache.hint_count() == 0
+    assert cache.get("j1", owner="alice") is None
+
+
+def test_no_epoch_is_offered_while_disconnected() -> None:
+    subscriber, _, _ = _subscriber()
+    assert subscriber.live_epoch() is None
+    subscriber.connected, subscriber.epoch = True, 2
+    assert subscriber.live_epoch() == 2

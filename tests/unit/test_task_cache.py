@@ -69,3 +69,38 @@ def test_cache_keeps_a_bounded_number_of_reports() -> None:
     assert cache.get("t9", owner="a") is not None
     cache.remember(_view("p", status=JobStatus.PENDING), owner="a")
     assert cache.get("p", owner="a") is None  # only finished tasks are remembered
+
+
+def test_a_pending_hint_is_valid_for_its_owner_and_epoch_until_it_expires() -> None:
+    cache = TaskCache()
+    cache.hint_pending("t1", owner="a", epoch=3, valid_s=2.0, now=100.0)
+    assert cache.pending_hint("t1", owner="a", epoch=3, now=100.5) == 1.5
+    assert cache.pending_hint("t1", owner="b", epoch=3, now=100.5) is None  # another owner's job
+    assert cache.pending_hint("t1", owner="a", epoch=4, now=100.5) is None  # subscribed again since: may be missed
+    assert cache.pending_hint("t1", owner="a", epoch=3, now=102.0) is None  # expired
+    assert cache.pending_hint("t2", owner="a", epoch=3, now=100.5) is None
+    assert cache.get("t1", owner="a") is None  # a hint is never shown as a task: a plain read asks the store
+
+
+def test_hints_are_dropped_when_announced_and_when_expired() -> None:
+    cache = TaskCache()
+    for i in range(3):
+        cache.hint_pending(f"t{i}", owner="a", epoch=1, valid_s=2.0, now=100.0 + i)
+    assert cache.drop_hints(["t1", "x"]) == {"t1"}
+    assert cache.pending_hint("t1", owner="a", epoch=1, now=102.5) is None
+    cache.hint_pending("t9", owner="a", epoch=1, valid_s=2.0, now=102.5)  # t0 has expired: dropped on this add
+    assert cache.hint_count() == 2
+    assert cache.drop_hints(["t0"]) == set()
+
+
+def test_hints_stay_bounded_when_announcements_are_lost() -> None:
+    cache = TaskCache(max_hints=50)
+    for i in range(10_000):  # 1000 submits a second, none of them announced
+        cache.hint_pending(f"t{i}", owner="a", epoch=1, valid_s=0.02, now=i / 1000)
+    assert cache.hint_count() <= 21  # the unexpired ones (submit rate times validity) and the newest
+    assert cache.pending_hint("t9999", owner="a", epoch=1, now=9.9995) is not None
+    for i in range(1000):  # all at once: the hard cap holds
+        cache.hint_pending(f"u{i}", owner="a", epoch=1, valid_s=2.0, now=20.0)
+    assert cache.hint_count() == 50
+    assert cache.pending_hint("u999", owner="a", epoch=1, now=20.0) is not None
+    assert cache.pending_hint("u0", owner="a", epoch=1, now=20.0) is None  # the oldest went first

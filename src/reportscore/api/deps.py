@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
-from reportscore.runners.notify import LocalNotifier
+from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
@@ -29,6 +29,8 @@ class AppState:
     batcher: MicroBatcher
     explainer: ReasonExplainer
     tasks: TaskCache
+    subscriber: RedisSubscriber | None = None
+    """Distributed mode: this process's subscription to finish announcements (its epoch validates pending hints)."""
     ready: bool = False
 
 

@@ -5,11 +5,17 @@ Only the event loop touches it: the API registers accepted jobs, the in-process 
 just before it wakes the long-polls, so a woken long-poll reads its result here instead of from the store.
 A finished task never changes again (the first committed result wins), so finished views never go stale. A miss
 means "ask the store", never "unknown".
+
+In distributed mode it also holds pending hints: "this process accepted job X of owner O, and its finish will be
+announced on the subscription of epoch E". Only a long-poll uses them (to wait for the announcement instead of
+reading the store first); a hint is never shown as a task, so a wrong one costs at most one delayed long-poll.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,10 +32,20 @@ class _Pending:
     status: JobStatus
 
 
+@dataclass(slots=True)
+class _Hint:
+    owner: str
+    epoch: int
+    expires_at: float
+    """``time.monotonic()`` after which the hint is ignored."""
+
+
 class TaskCache:
-    def __init__(self, *, max_reports: int = 200_000) -> None:
+    def __init__(self, *, max_reports: int = 200_000, max_hints: int = 100_000) -> None:
         self._max_reports = max_reports
+        self._max_hints = max_hints
         self._pending: dict[str, _Pending] = {}
+        self._hints: OrderedDict[str, _Hint] = OrderedDict()
         self._done: OrderedDict[str, tuple[str, TaskView]] = OrderedDict()
         self._done_reports = 0
 
@@ -92,6 +108,41 @@ class TaskCache:
 
     def pending_count(self) -> int:
         return len(self._pending)
+
+    # --- pending hints (distributed mode) -----------------------------------------------------------------------
+    def hint_pending(self, job_id: str, *, owner: str, epoch: int, valid_s: float, now: float | None = None) -> None:
+        """Job ``job_id`` of ``owner`` was accepted here; its finish will be announced on subscription ``epoch``.
+
+        Hints are kept in insertion order, which is expiry order (one validity for all), so the expired ones are
+        dropped from the front on every add: memory stays bounded by the submit rate times the validity even when
+        announcements are lost (``max_hints`` caps it outright).
+        """
+        now = time.monotonic() if now is None else now
+        hints = self._hints
+        while hints:
+            first = next(iter(hints.values()))
+            if first.expires_at > now and len(hints) < self._max_hints:
+                break
+            hints.popitem(last=False)
+        hints[job_id] = _Hint(owner, epoch, now + valid_s)
+        hints.move_to_end(job_id)
+
+    def pending_hint(self, job_id: str, *, owner: str, epoch: int, now: float | None = None) -> float | None:
+        """Seconds the hint for this job stays valid; None without a valid one (none, another owner's, recorded on
+        an earlier subscription whose announcements may have been missed, or expired)."""
+        hint = self._hints.get(job_id)
+        if hint is None or hint.owner != owner or hint.epoch != epoch:
+            return None
+        remaining = hint.expires_at - (time.monotonic() if now is None else now)
+        return remaining if remaining > 0 else None
+
+    def drop_hints(self, job_ids: Iterable[str]) -> set[str]:
+        """The jobs' finish was announced: forget their hints; returns the ids that had one (accepted here)."""
+        hints = self._hints
+        return {job_id for job_id in job_ids if hints.pop(job_id, None) is not None}
+
+    def hint_count(self) -> int:
+        return len(self._hints)
 
 
 def _size(view: TaskView) -> int:

@@ -10,6 +10,9 @@ from reportscore.storage.repositories.jobs import FeatureRows
 class Runner(Protocol):
     """Takes committed job ids and gets them scored, eventually, exactly once."""
 
+    uses_features: bool
+    """Whether ``submit`` makes use of ``features``: the API builds that hand-over only for a runner that does."""
+
     async def start(self) -> None:
         """Start workers and re-submit every job left unfinished by an earlier process."""
 

@@ -2,6 +2,9 @@
 
 Publishing happens on one background thread so a POST never waits on the broker: when the broker is down the
 job is already committed, the publish fails fast, and the reconciler publishes it again later.
+
+A job handed over here gets a pending hint in this process's task cache (when the finish announcements are being
+received), so the client's long-poll that usually follows waits for the announcement instead of reading the store.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -24,6 +27,10 @@ from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories.jobs import FeatureRows
 
+if TYPE_CHECKING:
+    from reportscore.reports.cache import TaskCache
+    from reportscore.runners.notify import RedisSubscriber
+
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH_MAX = 500
@@ -31,8 +38,21 @@ PUBLISH_BATCH_MAX = 500
 
 
 class CeleryRunner:
-    def __init__(self, *, db: Database, celery_app: Celery, settings: Settings) -> None:
+    uses_features = False
+    """Workers read a job's reports from the store: no in-memory hand-over."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        celery_app: Celery,
+        settings: Settings,
+        cache: TaskCache | None = None,
+        subscriber: RedisSubscriber | None = None,
+    ) -> None:
         self._db = db
+        self._cache = cache
+        self._subscriber = subscriber
         self._app = celery_app
         self._settings = settings
         self._outbox: queue.Queue[tuple[str, int] | None] = queue.Queue()
@@ -70,7 +90,21 @@ class CeleryRunner:
     ) -> None:
         self._reserved -= 1
         self._pending_cache = (self._pending_cache[0], self._pending_cache[1] + 1)
+        if owner is not None:
+            self._hint(job_id, owner)
+        # The hint goes first, so the announcement after this publish cannot precede it. A worker may still claim
+        # the committed job with other pending ones before this point: that hint is stale, and delays one
+        # long-poll by at most its validity.
         self._outbox.put((job_id, n_reports))
+
+    def _hint(self, job_id: str, owner: str) -> None:
+        """Record that ``job_id`` is pending here and its finish will be announced (only while subscribed)."""
+        valid_s = self._settings.pending_hint_s
+        if self._cache is None or self._subscriber is None or valid_s <= 0:
+            return
+        epoch = self._subscriber.live_epoch()
+        if epoch is not None:
+            self._cache.hint_pending(job_id, owner=owner, epoch=epoch, valid_s=valid_s)
 
     # --- publishing -------------------------------------------------------------------------------------------
     def publish_now(self, job_ids: list[str]) -> int:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 
 class InProcessRunner:
+    uses_features = True
+    """Scoring threads take a job's reports as committed from ``submit`` instead of reading them back."""
+
     def __init__(
         self,
         *,

@@ -6,6 +6,9 @@ job id: their owner and the task as ``GET /task`` shows it. An API process with 
 jobs puts it in its task cache (owner-checked, like the embedded runner does) before waking it, so the woken
 long-poll answers without reading the store. Ids not in the JSON (or a message without it) are read from the
 store as before; an older reader that splits the whole message on commas still finds every id.
+
+The results of jobs this process accepted (a pending hint in its task cache) are cached too, even with nobody
+waiting yet: the client's long-poll usually comes next, and then answers without a read.
 """
 
 from __future__ import annotations
@@ -189,6 +192,8 @@ class RedisSubscriber:
     """API side: one subscription per process that wakes local long-poll waiters.
 
     ``connected`` is False while Redis is unreachable; waiters then re-read the database once a second instead.
+    ``epoch`` counts successful (re)subscriptions: announcements published while it was down are lost, so a pending
+    hint recorded under an earlier epoch is not trusted.
     """
 
     def __init__(
@@ -207,6 +212,7 @@ class RedisSubscriber:
         self._local = local
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self.epoch = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -220,6 +226,7 @@ class RedisSubscriber:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
+                    self.epoch += 1
                     self.connected = True
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
@@ -233,17 +240,24 @@ class RedisSubscriber:
                 await client.aclose()
 
     def on_message(self, message: bytes) -> None:
-        """Cache the announced results that a local long-poll waits for, then wake the waiters."""
+        """Drop the announced jobs' pending hints, cache the announced results of the jobs a local long-poll waits
+        for or that were accepted here (hinted), then wake the waiters."""
         job_ids, results = decode_done(message)
-        if results and self._cache is not None:
-            wanted = [job_id for job_id in job_ids if self._local.has_waiters(job_id)]
-            if wanted:
-                try:
-                    for owner, view in decode_results(results, wanted):
-                        self._cache.remember(view, owner=owner)
-                except (ValueError, KeyError, TypeError):  # then the woken waiters read the store
-                    log.warning("unreadable results in a job notification", exc_info=True)
+        if self._cache is not None:
+            hinted = self._cache.drop_hints(job_ids)
+            if results:
+                wanted = [job_id for job_id in job_ids if job_id in hinted or self._local.has_waiters(job_id)]
+                if wanted:
+                    try:
+                        for owner, view in decode_results(results, wanted):
+                            self._cache.remember(view, owner=owner)
+                    except (ValueError, KeyError, TypeError):  # then the woken waiters read the store
+                        log.warning("unreadable results in a job notification", exc_info=True)
         self._local.notify(job_ids)
+
+    def live_epoch(self) -> int | None:
+        """The current subscription's epoch; None while disconnected (announcements may be missed)."""
+        return self.epoch if self.connected else None
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,6 +1,7 @@
 """Submit a batch of reports (``/predict``, alias ``/submit``) and read its task (``/task/{task_id}``)."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -364,7 +365,7 @@ async def submit_answer(
             submitted.job_id,
             len(payload),
             owner=principal.tenant,
-            features=reports_service.handover(submitted, payload),
+            features=reports_service.handover(submitted, payload) if runner.uses_features else None,
         )
     else:
         runner.release()
@@ -394,10 +395,20 @@ async def _lookup(state: AppState, owner: str, task_id: str) -> reports_service.
 
 async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
     """Long-poll: read once, then sleep until the job's finish is announced (no polling while notifications are
-    reliable; a re-read once a second while they are not)."""
+    reliable; a re-read once a second while they are not).
+
+    A job this process accepted moments ago (a valid pending hint) is almost always still pending, and its finish
+    will be announced here: the first read is skipped and the first wait is capped at the hint's validity. After
+    that wake-up or timeout the task is read for real, so the caller never sees the hint itself."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
+        hint_s = _pending_hint_s(state, owner, task_id)
+        if hint_s is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(hint_s, deadline - loop.time())):
+                    await finished.wait()
+            finished.clear()
         view = await _lookup(state, owner, task_id)
         while view is not None and not view.done:
             remaining = deadline - loop.time()
@@ -413,6 +424,19 @@ async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float)
             finished.clear()
             view = await _lookup(state, owner, task_id)
     return view
+
+
+def _pending_hint_s(state: AppState, owner: str, task_id: str) -> float | None:
+    """How long the job's pending hint stays valid; None when the first read must not be skipped (no hint, another
+    owner's, recorded before the subscription was last re-established, expired, or the task is already cached)."""
+    subscriber = state.subscriber
+    epoch = None if subscriber is None else subscriber.live_epoch()
+    if epoch is None:
+        return None
+    hint_s = state.tasks.pending_hint(task_id, owner=owner, epoch=epoch)
+    if hint_s is None or state.tasks.get(task_id, owner=owner) is not None:
+        return None
+    return hint_s
 
 
 async def _score(
