@@ -104,3 +104,18 @@ def test_hints_stay_bounded_when_announcements_are_lost() -> None:
     assert cache.hint_count() == 50
     assert cache.pending_hint("u999", owner="a", epoch=1, now=20.0) is not None
     assert cache.pending_hint("u0", owner="a", epoch=1, now=20.0) is None  # the oldest went first
+
+
+def test_a_job_announced_before_it_was_handed_over_gets_no_hint() -> None:
+    """A woken worker may claim a just-committed job with others and announce it before the API's runner is handed
+    the job: a hint recorded after that announcement would only delay the long-poll."""
+    cache = TaskCache()
+    cache.hint_pending("t0", owner="a", epoch=1, valid_s=2.0, now=100.0)  # hints in use
+    assert cache.drop_hints(["t1"], now=100.1) == set()  # t1 finished, not yet handed over here
+    cache.hint_pending("t1", owner="a", epoch=1, valid_s=2.0, now=100.2)
+    assert cache.pending_hint("t1", owner="a", epoch=1, now=100.3) is None
+    cache.hint_pending("t2", owner="a", epoch=1, valid_s=2.0, now=100.2)  # not announced: hinted as usual
+    assert cache.pending_hint("t2", owner="a", epoch=1, now=100.3) is not None
+    # the announcement is remembered for a hint's validity only (bounded memory; ids are never reused anyway)
+    cache.hint_pending("t1", owner="a", epoch=1, valid_s=2.0, now=102.5)
+    assert cache.pending_hint("t1", owner="a", epoch=1, now=102.6) is not None

@@ -46,6 +46,9 @@ class TaskCache:
         self._max_hints = max_hints
         self._pending: dict[str, _Pending] = {}
         self._hints: OrderedDict[str, _Hint] = OrderedDict()
+        self._announced: OrderedDict[str, float] = OrderedDict()
+        """Jobs announced finished without a hint here, with when that stops mattering (see ``hint_pending``)."""
+        self._hint_valid_s = 0.0
         self._done: OrderedDict[str, tuple[str, TaskView]] = OrderedDict()
         self._done_reports = 0
 
@@ -118,12 +121,18 @@ class TaskCache:
         announcements are lost (``max_hints`` caps it outright).
         """
         now = time.monotonic() if now is None else now
+        self._hint_valid_s = valid_s
         hints = self._hints
         while hints:
             first = next(iter(hints.values()))
             if first.expires_at > now and len(hints) < self._max_hints:
                 break
             hints.popitem(last=False)
+        _expire(self._announced, now, self._max_hints)
+        if job_id in self._announced:
+            # A worker claimed the committed job with others and announced it before it was handed over here: a
+            # hint now would only delay the long-poll.
+            return
         hints[job_id] = _Hint(owner, epoch, now + valid_s)
         hints.move_to_end(job_id)
 
@@ -136,13 +145,32 @@ class TaskCache:
         remaining = hint.expires_at - (time.monotonic() if now is None else now)
         return remaining if remaining > 0 else None
 
-    def drop_hints(self, job_ids: Iterable[str]) -> set[str]:
-        """The jobs' finish was announced: forget their hints; returns the ids that had one (accepted here)."""
+    def drop_hints(self, job_ids: Iterable[str], *, now: float | None = None) -> set[str]:
+        """The jobs' finish was announced: forget their hints; returns the ids that had one (accepted here).
+
+        While hints are in use, the others are remembered for a hint's validity, so a job announced before it was
+        handed over to this process's runner gets no hint (``hint_pending``)."""
         hints = self._hints
-        return {job_id for job_id in job_ids if hints.pop(job_id, None) is not None}
+        hinted = set()
+        until = (time.monotonic() if now is None else now) + self._hint_valid_s
+        for job_id in job_ids:
+            if hints.pop(job_id, None) is not None:
+                hinted.add(job_id)
+            elif self._hint_valid_s > 0:
+                self._announced[job_id] = until
+        return hinted
 
     def hint_count(self) -> int:
         return len(self._hints)
+
+
+def _expire(entries: OrderedDict[str, float], now: float, max_entries: int) -> None:
+    """Drop entries whose time is up from the front (insertion order is expiry order), and any beyond the cap."""
+    while entries:
+        first = next(iter(entries.values()))
+        if first > now and len(entries) <= max_entries:
+            break
+        entries.popitem(last=False)
 
 
 def _size(view: TaskView) -> int:
