@@ -226,15 +226,85 @@ def details_table(rows: list[Row]) -> list[str]:
 
 def model_table(model_floors: list[Row]) -> list[str]:
     out = [
-        "| model threads | cores | batch | predict rows/s | µs per call | encode+predict rows/s | µs per call |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| predictor | model threads | cores | batch | predict rows/s | µs per call | encode+predict rows/s "
+        "| µs per call |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for m in model_floors:
         cpus = m["cpus"] if isinstance(m["cpus"], str) else ",".join(str(c) for c in m["cpus"])
         out.append(
-            f"| {m['threads']} | {cpus} | {m['batch']:,} | {fmt_num(m['predict_rows_per_s'])} | "
+            f"| {m.get('predictor', 'xgboost')} | {m['threads']} | {cpus} | {m['batch']:,} | "
+            f"{fmt_num(m['predict_rows_per_s'])} | "
             f"{fmt_num(m['predict_us_per_call'], 1)} | {fmt_num(m['encode_predict_rows_per_s'])} | "
             f"{fmt_num(m['encode_predict_us_per_call'], 1)} |"
+        )
+    return out
+
+
+def storage_table(storage_floors: list[Row]) -> list[str]:
+    out = [
+        "| flow | reports per job | jobs per transaction | store CPU µs per job | µs per report | of which submit / "
+        "result |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for s in storage_floors:
+        split = (
+            f"{fmt_num(s['submit_us_per_job'])} / {fmt_num(s['result_us_per_job'])}" if "submit_us_per_job" in s else ""
+        )
+        out.append(
+            f"| {s['flow']} | {s['batch']:,} | {s['jobs_per_transaction']} | {fmt_num(s['cpu_us_per_job'])} | "
+            f"{fmt_num(s['cpu_us_per_report'], 1)} | {split} |"
+        )
+    return out
+
+
+def budget_rows(results: Row) -> list[Row]:
+    """For each embedded target: the one-core CPU budget per job at the target rate, against a lower bound of what
+    a job must cost the service — the floor app's own work per job (it saturates its core), the store's writes
+    (storage floor) and the model at its cheapest per row (model floor, service setting) — and so the highest ratio
+    any implementation with these writes and this model could reach on one core."""
+    rows: list[Row] = results["workloads"]
+    storage = {(s["flow"], s["batch"]): s for s in results.get("storage_floors") or []}
+    single = [m for m in results.get("model_floors") or [] if m["threads"] == 1]
+    best_row_us = min((1e6 / m["predict_rows_per_s"] for m in single if m["predict_rows_per_s"]), default=None)
+    out: list[Row] = []
+    for t in TARGETS:
+        if t.deployment != "embedded":
+            continue
+        floor = floor_row(rows, t.flow, t.batch, t.concurrency)
+        store = storage.get((t.flow, t.batch))
+        if floor is None or store is None or best_row_us is None or not floor.get("jobs_per_s"):
+            continue
+        floor_us = 1e6 / floor["jobs_per_s"]
+        model_us = best_row_us * t.batch
+        least_us = floor_us + store["cpu_us_per_job"] + model_us
+        out.append(
+            {
+                "target": t.label,
+                "min_ratio": t.min_ratio,
+                "budget_us_per_job": floor_us / t.min_ratio,
+                "floor_us_per_job": floor_us,
+                "store_us_per_job": store["cpu_us_per_job"],
+                "model_us_per_job": model_us,
+                "least_us_per_job": least_us,
+                "ceiling_ratio": floor_us / least_us,
+            }
+        )
+    return out
+
+
+def budget_table(results: Row) -> list[str]:
+    out = [
+        "| target | CPU budget per job at the target | floor app's work | store writes | model (cheapest) | "
+        "least a job costs | highest reachable ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in budget_rows(results):
+        out.append(
+            f"| {b['target']} (≥ {b['min_ratio']:.0%}) | {fmt_num(b['budget_us_per_job'])} µs | "
+            f"{fmt_num(b['floor_us_per_job'])} µs | {fmt_num(b['store_us_per_job'])} µs | "
+            f"{fmt_num(b['model_us_per_job'])} µs | {fmt_num(b['least_us_per_job'])} µs | "
+            f"{fmt_pct(b['ceiling_ratio'])} |"
         )
     return out
 
@@ -317,10 +387,33 @@ def render(results: dict[str, Any]) -> str:
         "",
         *main_table(rows, evaluation),
         "",
-        "## Raw-model floor (reference XGBoost model, in-process)",
+        "## Raw-model floor (reference XGBoost model, in-process: XGBoost's own predictor and the compiled trees)",
         "",
         *model_table(results["model_floors"]),
         "",
+        *(
+            [
+                "## Storage floor (the embedded store's write path, in-process; `benchmarks/storage_floor.py`)",
+                "",
+                "CPU time of the writing thread per job (fsync waits excluded), SQLite in WAL with "
+                "`synchronous=FULL`, the service's repository functions, on the service's core:",
+                "",
+                *storage_table(results["storage_floors"]),
+                "",
+                "## One-core budget per job (embedded targets)",
+                "",
+                "The floor app saturates its core, so 1 / its rate is its CPU per job; a target ratio r allows the "
+                "service 1 / r times that. No implementation can spend less per job than the floor app's work "
+                "(HTTP and validation), the store's writes (storage floor) and the model at its cheapest per row "
+                "(model floor): their sum bounds the ratio reachable on one core while every report is a durable "
+                "row of its own.",
+                "",
+                *budget_table(results),
+                "",
+            ]
+            if results.get("storage_floors")
+            else []
+        ),
         "## Details",
         "",
         *details_table(rows),

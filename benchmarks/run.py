@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import model_floor, report, services
+from benchmarks import model_floor, report, services, storage_floor
 from benchmarks.loadgen import Body, ClientKind, Flow, LoadSpec, make_bodies, run_load, wait_idle
 
 HERE = Path(__file__).resolve().parent
@@ -560,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
         model_floors = model_floor.measure_all(
             _reports_for_model(), one_cpu=min(suite.service_cpus), seconds=0.4 if args.quick else 1.5
         )
+        suite.log("storage floor")
+        storage_floors = storage_floor.measure(
+            _reports_for_model(), cpus={min(suite.service_cpus)}, seconds=0.5 if args.quick else 2.0
+        )
         os.sched_setaffinity(0, {suite.loadgen_cpu})
         suite.log("request bodies and expected scores")
         suite.prepare_bodies()
@@ -610,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         "sync_available": sync,
         "sync_available_text": sync_text or "not probed",
         "model_floors": model_floors,
+        "storage_floors": storage_floors,
         "workloads": suite.rows,
         "targets": evaluation,
         "profile": profile,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats
+from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats, storage_floor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +98,61 @@ def test_target_evaluation_against_floors() -> None:
     assert evaluation["memory, embedded, XGBoost only, under load"]["result"] == "pass"
     table = "\n".join(report.main_table(rows, report.evaluate(rows)))
     assert "| embedded async B=1 C=64 | jobs/s | 1,200 | 2,000 | 60% |" in table
+
+
+def test_storage_floor_measures_the_service_write_path() -> None:
+    from reportscore.scoring.synthetic import sample_reports
+
+    rows = {
+        (r["flow"], r["batch"]): r for r in storage_floor.measure(sample_reports(100, seed=1), cpus=None, seconds=0.1)
+    }
+    assert set(rows) == {(f, b) for f in ("async", "sync") for b in storage_floor.BATCHES}
+    for (flow, batch), row in rows.items():
+        assert row["cpu_us_per_job"] > 0
+        assert row["cpu_us_per_report"] == pytest.approx(row["cpu_us_per_job"] / batch)
+        if flow == "async":
+            assert row["cpu_us_per_job"] == pytest.approx(row["submit_us_per_job"] + row["result_us_per_job"])
+    # a 100-report job costs the store more than a 1-report one, less than 100 of them
+    assert rows[("sync", 1)]["cpu_us_per_job"] < rows[("sync", 100)]["cpu_us_per_job"]
+    assert rows[("sync", 100)]["cpu_us_per_job"] < 100 * rows[("sync", 1)]["cpu_us_per_job"]
+
+
+def test_budget_bounds_the_reachable_ratio() -> None:
+    rows = [_row("floor", "sync", 1, 8, 5000.0, 3.0), _row("floor", "async", 100, 64, 1000.0, 50.0)]
+    results = {
+        "workloads": rows,
+        "storage_floors": [
+            {
+                "flow": "sync",
+                "batch": 1,
+                "jobs_per_transaction": 16,
+                "cpu_us_per_job": 100.0,
+                "cpu_us_per_report": 100.0,
+            },
+            {
+                "flow": "async",
+                "batch": 100,
+                "jobs_per_transaction": 16,
+                "cpu_us_per_job": 900.0,
+                "cpu_us_per_report": 9.0,
+            },
+        ],
+        "model_floors": [
+            {"threads": 1, "batch": 1000, "predict_rows_per_s": 500_000.0},  # 2 µs a row at best
+            {"threads": 1, "batch": 1, "predict_rows_per_s": 4_000.0},
+            {"threads": 2, "batch": 1000, "predict_rows_per_s": 5_000_000.0},  # not the service's setting
+        ],
+    }
+    budget = {b["target"]: b for b in report.budget_rows(results)}
+    assert set(budget) == {"embedded, sync /score B=1, C=8", "embedded, async B=100, C=64"}
+    sync = budget["embedded, sync /score B=1, C=8"]
+    assert sync["floor_us_per_job"] == pytest.approx(200.0)
+    assert sync["budget_us_per_job"] == pytest.approx(200.0 / 0.7)
+    assert sync["least_us_per_job"] == pytest.approx(200.0 + 100.0 + 2.0)
+    assert sync["ceiling_ratio"] == pytest.approx(200.0 / 302.0)
+    bulk = budget["embedded, async B=100, C=64"]
+    assert bulk["least_us_per_job"] == pytest.approx(1000.0 + 900.0 + 200.0)
+    assert "| embedded, async B=100, C=64 (≥ 50%) | 2,000 µs |" in "\n".join(report.budget_table(results))
 
 
 def test_score_check_tolerance() -> None:

@@ -1,0 +1,139 @@
+"""The storage floor: CPU that the embedded store's own write path costs per job, measured in-process.
+
+The service's repository functions on a fresh SQLite store migrated to head (WAL, ``synchronous=FULL``, the
+service's engine settings), this process pinned to the service's core, for jobs of 1 and 100 reports written the way
+the embedded service writes them: ``group`` jobs per transaction (its group commit), then
+
+- **async**: the submit (job + reports inserted as PENDING), then the result (claim, then scores, model version and
+  finish time written to the same rows) — what ``POST /predict`` and its scoring cost the store;
+- **sync**: the ``POST /score`` persist (job + reports inserted already scored, one write).
+
+CPU time of this thread per job (``time.thread_time``: fsync waits are not counted, they are not CPU), so it can be
+set against the one-core budget of a target: it is the part of a job's cost that no change to the HTTP or model path
+removes while every report is a durable row of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reportscore.reports import service as reports_service
+from reportscore.storage.db import Database
+from reportscore.storage.migrate import upgrade_to_head
+from reportscore.storage.repositories import jobs as jobs_repo
+
+BATCHES = (1, 100)
+GROUP = 16
+"""Jobs per transaction (the group commit shares one among concurrent requests; 16 is typical under load)."""
+
+
+def _cpu_per_job(run_group: Callable[[int], None], groups: int) -> float:
+    """Microseconds of this thread's CPU per job over ``groups`` transactions of ``GROUP`` jobs."""
+    run_group(0)  # warm-up
+    t0 = time.thread_time()
+    for i in range(groups):
+        run_group(i + 1)
+    return (time.thread_time() - t0) / (groups * GROUP) * 1e6
+
+
+def measure(reports: Sequence[dict[str, Any]], *, cpus: set[int] | None, seconds: float) -> list[dict[str, Any]]:
+    """Per job and per report CPU of the async (submit, claim, result) and sync (scored insert) writes."""
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    rows: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="rs-storage-floor-") as tmp:
+            db = Database(f"sqlite:///{Path(tmp) / 'floor.db'}")
+            upgrade_to_head(db)
+            try:
+                for batch in BATCHES:
+                    groups = max(5, int(seconds * (40 if batch == 1 else 10)))
+                    rows += _measure_batch(db, [dict(r) for r in reports[:batch]], groups)
+            finally:
+                db.dispose()
+    finally:
+        os.sched_setaffinity(0, before)
+    return rows
+
+
+def _measure_batch(db: Database, payload: list[dict[str, Any]], groups: int) -> list[dict[str, Any]]:
+    batch = len(payload)
+    scores = [0.5] * batch
+    pending: list[list[reports_service.Submitted]] = []
+
+    def submit_group(_i: int) -> None:
+        pending.append(_async_submit(db, payload))
+
+    def result_group(i: int) -> None:
+        _async_result(db, pending[i], scores)
+
+    def scored_group(_i: int) -> None:
+        _sync_scored(db, payload, scores)
+
+    submit = _cpu_per_job(submit_group, groups)
+    result = _cpu_per_job(result_group, groups)
+    scored = _cpu_per_job(scored_group, groups)
+    common = {"batch": batch, "jobs_per_transaction": GROUP}
+    return [
+        {
+            "flow": "async",
+            **common,
+            "cpu_us_per_job": submit + result,
+            "cpu_us_per_report": (submit + result) / batch,
+            "submit_us_per_job": submit,
+            "result_us_per_job": result,
+        },
+        {"flow": "sync", **common, "cpu_us_per_job": scored, "cpu_us_per_report": scored / batch},
+    ]
+
+
+def _async_submit(db: Database, payload: list[dict[str, Any]]) -> list[reports_service.Submitted]:
+    work = reports_service.submission(reports=payload, owner="bench", idempotency_key=None, ttl_s=0.0)
+    with db.write() as session:
+        return [work(session) for _ in range(GROUP)]
+
+
+def _async_result(db: Database, jobs: list[reports_service.Submitted], scores: list[float]) -> None:
+    """The claim, then the results, in two transactions (the embedded runner has the reports in memory)."""
+    now = datetime.now(UTC)
+    with db.write() as session:
+        jobs_repo.claim_jobs(session, job_ids=[j.job_id for j in jobs], now=now, lease_s=300.0, max_attempts=3)
+    results = [
+        jobs_repo.JobResult(
+            job_id=j.job_id,
+            report_ids=j.report_ids or [],
+            scores=scores,
+            model_name="m",
+            model_version="1",
+            predict_ms=0.1,
+        )
+        for j in jobs
+    ]
+    with db.write() as session:
+        jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC))
+
+
+def _sync_scored(db: Database, payload: list[dict[str, Any]], scores: list[float]) -> None:
+    at = datetime.now(UTC)
+    with db.write() as session:
+        for _ in range(GROUP):
+            jobs_repo.insert_scored_job(
+                session,
+                job_id=str(uuid.uuid4()),
+                owner="bench",
+                reports=payload,
+                scores=scores,
+                model_name="m",
+                model_version="1",
+                predict_ms=0.1,
+                created_at=at,
+                finished_at=at,
+            )
