@@ -150,3 +150,107 @@ def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg: Databa
         assert [r[0] for r in rows] == [p / 5 for p in pops]
         assert {r[1] for r in rows} == {"v1"}
         assert all(r[2] is not None for r in rows)
+
+
+def _clone_job(db: Database, template: str, copies: int, *, salt: str, analyze: bool) -> None:
+    """``copies`` copies of a stored job and its reports, made by the server (hundreds of thousands of rows in a
+    second or two): a table the size where the planner's choices start to matter."""
+    with db.write() as session:
+        for table, key in (("jobs", "id"), ("reports", "job_id")):
+            columns = [
+                name
+                for (name,) in session.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
+                        "AND table_schema = current_schema() ORDER BY ordinal_position"
+                    ),
+                    {"t": table},
+                )
+                if not (table == "reports" and name == "id")
+            ]
+            values = ", ".join(f"uuid_in(md5('{salt}' || g::text)::cstring)::text" if c == key else c for c in columns)
+            session.execute(
+                text(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} "  # noqa: S608 - names from the catalog
+                    f"FROM {table}, generate_series(1, :n) AS g WHERE {key} = :t"
+                ),
+                {"n": copies, "t": template},
+            )
+    if analyze:
+        with db.write_engine.connect() as conn:
+            conn.execute(text("ANALYZE jobs"))
+            conn.execute(text("ANALYZE reports"))
+            conn.commit()
+
+
+def _seq_scans_of_reports(session: Any) -> int:
+    """Sequential scans of ``reports`` counted by this connection (its transaction so far, plus what earlier ones
+    have not reported yet: compare before and after)."""
+    return int(
+        session.execute(text("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'reports'")).scalar_one()
+    )
+
+
+def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(pg: Database) -> None:
+    """A worker's reads and score writes for a handful of 1-report jobs must not scan a table of 100-report jobs:
+    estimated from the average job size, ``job_id IN (...)`` was planned as a sequential scan of the whole table
+    (over a second per claim on millions of reports, which stalled the queue). As in production, the statistics
+    are those of a smaller table: analyzed, then grown tenfold before the next ANALYZE."""
+    with pg.write() as session:
+        for table in ("jobs", "reports"):  # this test's own database: no ANALYZE behind its back
+            session.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    template = _submit(pg, [_report(p % 6) for p in range(100)])
+    _clone_job(pg, template, copies=300, salt="a", analyze=True)
+    _clone_job(pg, template, copies=3000, salt="b", analyze=False)
+    small = [_submit(pg, [_report(i % 6, f"s{i}")]) for i in range(64)]
+    with pg.write() as session:
+        before = _seq_scans_of_reports(session)
+        rows = jobs_repo.load_features(session, small)
+        assert _seq_scans_of_reports(session) == before
+    index = {job_id: i for i, job_id in enumerate(small)}
+    assert rows.job_ids == sorted(small)  # grouped by job, jobs in id order
+    assert rows.client_report_ids == [f"s{index[j]}" for j in rows.job_ids]
+    assert rows.columns["popularity"] == [index[j] % 6 for j in rows.job_ids]
+    results = [
+        jobs_repo.JobResult(
+            job_id=job_id, report_ids=[rid], scores=[i / 100], model_name="m", model_version="v", predict_ms=1.0
+        )
+        for i, (job_id, rid) in enumerate(zip(rows.job_ids, rows.report_ids, strict=True))
+    ]
+    with pg.write() as session:
+        before = _seq_scans_of_reports(session)
+        assert jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC)) == sorted(small)
+        assert _seq_scans_of_reports(session) == before
+        assert session.execute(text("SHOW enable_seqscan")).scalar_one() == "on"  # only for that statement
+    with pg.read() as session:
+        stored = session.execute(
+            text("SELECT job_id, score FROM reports WHERE job_id = ANY(:ids)"), {"ids": small}
+        ).all()
+    assert sorted(stored) == sorted((job_id, i / 100) for i, job_id in enumerate(sorted(small)))
+
+    # and 64 jobs of 100 reports: 6,400 scores in one statement
+    with pg.read() as session:
+        large = list(session.execute(text("SELECT id FROM jobs WHERE n_reports = 100 ORDER BY id LIMIT 64")).scalars())
+    with pg.write() as session:
+        before = _seq_scans_of_reports(session)
+        rows = jobs_repo.load_features(session, large)
+        assert _seq_scans_of_reports(session) == before
+    assert len(rows.report_ids) == 6400
+    by_job: dict[str, list[int]] = {}
+    for job_id, rid in zip(rows.job_ids, rows.report_ids, strict=True):
+        by_job.setdefault(job_id, []).append(rid)
+    results = [
+        jobs_repo.JobResult(
+            job_id=job_id, report_ids=rids, scores=[0.25] * len(rids), model_name="m", model_version="v", predict_ms=1
+        )
+        for job_id, rids in by_job.items()
+    ]
+    with pg.write() as session:
+        before = _seq_scans_of_reports(session)
+        assert jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC)) == large
+        assert _seq_scans_of_reports(session) == before
+    with pg.read() as session:
+        scored = session.execute(
+            text("SELECT count(*) FROM reports WHERE job_id = ANY(:ids) AND score = 0.25"), {"ids": large}
+        ).scalar_one()
+    assert scored == 6400

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -640,21 +641,44 @@ def feature_rows(job_id: str, report_ids: Sequence[int], reports: Sequence[Mappi
     )
 
 
+_PG_NO_SEQSCAN = text("SET LOCAL enable_seqscan = off")
+_PG_SEQSCAN_DEFAULT = text("SET LOCAL enable_seqscan = DEFAULT")
+
+
+@contextmanager
+def index_paths_only(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: no sequential scans for the statements in the block (the rest of the transaction unchanged).
+
+    For the statements that find a claimed batch's reports by ``job_id`` (a worker's read and its score UPDATE):
+    the planner estimates their rows from statistics of the average job size, which (100-report jobs dominating,
+    the table grown since the last ANALYZE) came out hundreds of times too large, and past a few hundred thousand
+    reports it chose a scan of the whole table — over a second per claim on millions of reports, which stalled the
+    queue. The (job_id, position) index answers them in milliseconds whatever the table's size.
+    """
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.execute(_PG_NO_SEQSCAN)
+    yield  # an error aborts the transaction, and its rollback undoes the SET LOCAL
+    conn.execute(_PG_SEQSCAN_DEFAULT)
+
+
+_LOAD_FEATURES = select(
+    Report.job_id,
+    Report.id,
+    Report.client_report_id,
+    Report.abuse_type,
+    Report.report_text_len,
+    Report.profile_rating,
+    Report.popularity,
+    Report.lifetime_matches_created,
+).order_by(Report.job_id, Report.position)
+
+
 def load_features(session: Session, job_ids: Sequence[str]) -> FeatureRows:
-    rows = session.execute(
-        select(
-            Report.job_id,
-            Report.id,
-            Report.client_report_id,
-            Report.abuse_type,
-            Report.report_text_len,
-            Report.profile_rating,
-            Report.popularity,
-            Report.lifetime_matches_created,
-        )
-        .where(Report.job_id.in_(job_ids))
-        .order_by(Report.job_id, Report.position)
-    ).all()
+    """The jobs' reports, grouped by job (jobs in id order), each job's in submission order."""
+    with index_paths_only(session.connection()):
+        rows = session.execute(_LOAD_FEATURES.where(Report.job_id.in_(job_ids))).all()
     if not rows:
         return FeatureRows(job_ids=[], report_ids=[], columns={c: [] for c in REPORT_COLUMNS})
     cols = list(zip(*rows, strict=True))
@@ -784,16 +808,17 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
         )
     if scores:
         score_values, report_ids = zip(*scores, strict=True)
-        conn.execute(
-            _PG_SAVE_SCORES,
-            {
-                "b_ids": list(report_ids),
-                "b_scores": list(score_values),
-                "b_versions": versions,
-                "b_job_ids": written,
-                "b_at": finished_at,
-            },
-        )
+        with index_paths_only(conn):
+            conn.execute(
+                _PG_SAVE_SCORES,
+                {
+                    "b_ids": list(report_ids),
+                    "b_scores": list(score_values),
+                    "b_versions": versions,
+                    "b_job_ids": written,
+                    "b_at": finished_at,
+                },
+            )
     return written
 
 
