@@ -198,98 +198,6 @@ def test_a_woken_worker_claims_pending_jobs_into_one_batch(cluster: Cluster) -> 
     cluster.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)))
 
 
-def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
-    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
-) -> None:
-    redis_url, prefix = redis_url_and_prefix
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=pg_url,
-        broker_url=redis_url,
-        redis_prefix=prefix,
-        queue_name=f"{prefix}-scoring",
-        reconcile_interval_s=600,
-        # No pending hint: the path of a job accepted by another API process (read first, then wait). With a hint
-        # the one read moves to the hint's expiry, inside the window measured here; hinted long-polls are tested
-        # by test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store.
-        pending_hint_s=0,
-    )
-    db = Database.from_settings(settings)
-    migrate.upgrade_to_head(db)
-    with TestClient(create_app(settings)) as client:
-        state: AppState = client.app.state.rs  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 10
-        while not state.notifier.reliable:
-            assert time.monotonic() < deadline, "Redis subscription never connected"
-            time.sleep(0.05)
-        task_id = client.post("/predict", json=small_bodies(1)[0]).json()["task_id"]
-        queries = count_queries(state.db, about=task_id)
-        result: dict[str, Any] = {}
-        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
-        t0 = time.monotonic()
-        waiter.start()
-        time.sleep(0.5)
-        start = len(queries)
-        time.sleep(4.5)
-        during = queries[start:]
-        # now a worker (here: this test, with the same code) finishes the job and announces it
-        score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
-        RedisPublisher(redis_url, prefix=prefix).publish([task_id])
-        waiter.join(timeout=10)
-    db.dispose()
-    assert during == [], f"queries during the wait: {during}"
-    assert queries, "the listener saw no query at all: it is not measuring anything"
-    assert result["r"].status_code == 200
-    assert result["r"].json()["status"] == "SUCCESS"
-    assert time.monotonic() - t0 < 8
-
-
-def test_distributed_woken_long_poll_answers_from_the_notification_without_a_query(
-    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
-) -> None:
-    redis_url, prefix = redis_url_and_prefix
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=pg_url,
-        broker_url=redis_url,
-        redis_prefix=prefix,
-        queue_name=f"{prefix}-scoring",
-        reconcile_interval_s=600,
-        # No pending hint: a job accepted by another API process, whose long-poll reads once before it waits (that
-        # read is what shows the listener works). Hinted long-polls: the tests below.
-        pending_hint_s=0,
-    )
-    db = Database.from_settings(settings)
-    migrate.upgrade_to_head(db)
-    with TestClient(create_app(settings)) as client:
-        state: AppState = client.app.state.rs  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 10
-        while not state.notifier.reliable:
-            assert time.monotonic() < deadline, "Redis subscription never connected"
-            time.sleep(0.05)
-        task_id = client.post("/predict", json=small_bodies(1, reports_per_job=3)[0]).json()["task_id"]
-        queries = count_queries(state.db, about=task_id)
-        result: dict[str, Any] = {}
-        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
-        waiter.start()
-        time.sleep(0.5)
-        start = len(queries)
-        # a worker (here: this test, with the same code) finishes the job and announces it with its result
-        outcome = score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
-        assert task_id in outcome.owners
-        RedisPublisher(redis_url, prefix=prefix).publish(outcome.finished, views=outcome.views, owners=outcome.owners)
-        waiter.join(timeout=10)
-        after_wake = queries[start:]
-        # the store's answer, for comparison (this process's cache now holds the task: read the store directly)
-        stored = reports_service.get_task(db=db, task_id=task_id, owner=ANONYMOUS_TENANT)
-    db.dispose()
-    assert queries, "the listener saw no query at all: it is not measuring anything"
-    assert after_wake == [], f"the woken long-poll read the store: {after_wake}"
-    assert result["r"].status_code == 200
-    assert stored is not None
-    assert result["r"].json() == _result_body(stored)
-
-
 @contextmanager
 def _api_process(
     tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str], **overrides: Any
@@ -325,6 +233,61 @@ def _score_and_announce(db: Database, state: AppState, redis_url: str, prefix: s
     outcome = score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
     assert task_id in outcome.owners
     RedisPublisher(redis_url, prefix=prefix).publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+
+
+def test_distributed_long_poll_waits_without_queries_and_wakes_on_notification(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    # No pending hint: the path of a job accepted by another API process (read first, then wait). With a hint the
+    # one read moves to the hint's expiry, inside the window measured here; hinted long-polls are tested by
+    # test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store.
+    with _api_process(tmp_path, pg_url, redis_url_and_prefix, pending_hint_s=0) as (client, state, db):
+        task_id = client.post("/predict", json=small_bodies(1)[0]).json()["task_id"]
+        queries = count_queries(state.db, about=task_id)
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
+        t0 = time.monotonic()
+        waiter.start()
+        time.sleep(0.5)
+        start = len(queries)
+        time.sleep(4.5)
+        during = queries[start:]
+        # now a worker (here: this test, with the same code) finishes the job and announces it
+        score_jobs(db=db, model=state.registry.current, job_ids=[task_id])
+        RedisPublisher(redis_url, prefix=prefix).publish([task_id])
+        waiter.join(timeout=10)
+    assert during == [], f"queries during the wait: {during}"
+    assert queries, "the listener saw no query at all: it is not measuring anything"
+    assert result["r"].status_code == 200
+    assert result["r"].json()["status"] == "SUCCESS"
+    assert time.monotonic() - t0 < 8
+
+
+def test_distributed_woken_long_poll_answers_from_the_notification_without_a_query(
+    tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    # No pending hint: a job accepted by another API process, whose long-poll reads once before it waits (that read
+    # is what shows the listener works). Hinted long-polls: the tests below.
+    with _api_process(tmp_path, pg_url, redis_url_and_prefix, pending_hint_s=0) as (client, state, db):
+        task_id = client.post("/predict", json=small_bodies(1, reports_per_job=3)[0]).json()["task_id"]
+        queries = count_queries(state.db, about=task_id)
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: result.update(r=client.get(f"/task/{task_id}?wait=20")))
+        waiter.start()
+        time.sleep(0.5)
+        start = len(queries)
+        _score_and_announce(db, state, redis_url, prefix, task_id)
+        waiter.join(timeout=10)
+        after_wake = queries[start:]
+        # the store's answer, for comparison (this process's cache now holds the task: read the store directly)
+        stored = reports_service.get_task(db=db, task_id=task_id, owner=ANONYMOUS_TENANT)
+    assert queries, "the listener saw no query at all: it is not measuring anything"
+    assert after_wake == [], f"the woken long-poll read the store: {after_wake}"
+    assert result["r"].status_code == 200
+    assert stored is not None
+    assert result["r"].json() == _result_body(stored)
 
 
 def test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store(
