@@ -135,10 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             explainer=ReasonExplainer(
                 registry=registry,
                 db=db,
+                # Explanations use the booster's own contributions: compiling its trees there would be wasted work.
                 formats=formats_with(
-                    settings.extra_model_formats,
-                    trust_pickle=settings.trust_pickle,
-                    compile_trees=settings.compile_trees,
+                    settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=False
                 ),
                 threads=settings.model_threads,
             ),

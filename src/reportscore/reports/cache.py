@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from reportscore.reports.service import TaskView
 from reportscore.storage.models import JobStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+V = TypeVar("V")
 
 
 @dataclass
@@ -123,12 +125,8 @@ class TaskCache:
         now = time.monotonic() if now is None else now
         self._hint_valid_s = valid_s
         hints = self._hints
-        while hints:
-            first = next(iter(hints.values()))
-            if first.expires_at > now and len(hints) < self._max_hints:
-                break
-            hints.popitem(last=False)
-        _expire(self._announced, now, self._max_hints)
+        _expire(hints, now, self._max_hints - 1, _hint_expiry)  # room for the new one
+        _expire(self._announced, now, self._max_hints, float)
         if job_id in self._announced:
             # A worker claimed the committed job with others and announced it before it was handed over here: a
             # hint now would only delay the long-poll.
@@ -164,13 +162,16 @@ class TaskCache:
         return len(self._hints)
 
 
-def _expire(entries: OrderedDict[str, float], now: float, max_entries: int) -> None:
+def _expire(entries: OrderedDict[str, V], now: float, max_entries: int, expires_at: Callable[[V], float]) -> None:
     """Drop entries whose time is up from the front (insertion order is expiry order), and any beyond the cap."""
     while entries:
-        first = next(iter(entries.values()))
-        if first > now and len(entries) <= max_entries:
+        if expires_at(next(iter(entries.values()))) > now and len(entries) <= max_entries:
             break
         entries.popitem(last=False)
+
+
+def _hint_expiry(hint: _Hint) -> float:
+    return hint.expires_at
 
 
 def _size(view: TaskView) -> int:

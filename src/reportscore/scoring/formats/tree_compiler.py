@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,11 +74,10 @@ def compile_booster(booster: Any, *, threads: int, tolerance: float = TOLERANCE)
     compiled = CompiledTrees(session=session, n_features=n_features, max_difference=0.0)
     probe = probe_rows(model, n_features)
     expected = np.asarray(booster.inplace_predict(probe, validate_features=False), dtype=np.float64).reshape(-1)
-    got = compiled.predict(probe)
-    difference = float(np.max(np.abs(got - expected))) if len(probe) else 0.0
+    difference = float(np.max(np.abs(compiled.predict(probe) - expected))) if len(probe) else 0.0
     if not difference <= tolerance:  # also refuses NaN
         return f"differs from XGBoost by {difference:.3g} on probe rows (tolerance {tolerance:g})"
-    return CompiledTrees(session=session, n_features=n_features, max_difference=difference)
+    return replace(compiled, max_difference=difference)
 
 
 class _Unsupported(Exception):

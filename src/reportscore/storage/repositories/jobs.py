@@ -461,6 +461,16 @@ _PG_LOCK = text(
     ") SELECT id, attempts, n_reports, created_at, extra FROM own UNION ALL"
     " SELECT id, attempts, n_reports, created_at, extra FROM extra"
 ).bindparams(bindparam("b_now", type_=UTCDateTime()))
+_CLAIMED_COLUMNS = (
+    _JOBS.c.id,
+    _JOBS.c.owner,
+    _JOBS.c.n_reports,
+    _JOBS.c.attempts,
+    _JOBS.c.created_at,
+    _JOBS.c.started_at,
+    _JOBS.c.callback_url.is_not(None),
+)
+"""A claimed job's row as ``claimed_jobs`` reads it (and the PostgreSQL claim returns it)."""
 _PG_CLAIM = (
     update(_JOBS)
     .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)), _JOBS.c.attempts < bindparam("b_max_attempts"))
@@ -470,15 +480,7 @@ _PG_CLAIM = (
         leased_until=bindparam("b_leased_until"),
         started_at=case((_JOBS.c.started_at.is_(None), bindparam("b_now")), else_=_JOBS.c.started_at),
     )
-    .returning(
-        _JOBS.c.id,
-        _JOBS.c.owner,
-        _JOBS.c.n_reports,
-        _JOBS.c.attempts,
-        _JOBS.c.created_at,
-        _JOBS.c.started_at,
-        _JOBS.c.callback_url.is_not(None),
-    )
+    .returning(*_CLAIMED_COLUMNS)
 )
 
 
@@ -702,15 +704,7 @@ class ClaimedJob:
     has_callback: bool
 
 
-_CLAIMED_JOBS = select(
-    _JOBS.c.id,
-    _JOBS.c.owner,
-    _JOBS.c.n_reports,
-    _JOBS.c.attempts,
-    _JOBS.c.created_at,
-    _JOBS.c.started_at,
-    _JOBS.c.callback_url.is_not(None),
-).where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+_CLAIMED_JOBS = select(*_CLAIMED_COLUMNS).where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 def claimed_jobs(session: Session, job_ids: Sequence[str]) -> dict[str, ClaimedJob]:
