@@ -96,3 +96,20 @@ def test_the_setting_turns_compilation_off() -> None:
     off = load_model_dir(REFERENCE_MODEL_DIR, threads=1, formats=formats_with([], compile_trees=False))
     assert getattr(on.model, "compiled", None) is not None
     assert getattr(off.model, "compiled", "missing") is None
+
+
+def test_without_the_onnx_package_xgboost_serves_with_one_logged_reason(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # as if the package were not installed
+    booster = _trained("binary:logistic")
+    reason = compile_booster(booster, threads=1)
+    assert isinstance(reason, str)
+    assert reason.startswith("the onnx package is not installed")
+    with caplog.at_level("INFO", logger=xgboost_native.__name__):
+        model = XGBoostFormat().load(REFERENCE_MODEL_DIR / "model.ubj", threads=1)
+    assert model.compiled is None
+    reasons = [r for r in caplog.records if getattr(r, "reason", "").startswith("the onnx package is not installed")]
+    assert len(reasons) == 1
+    matrix = FeatureSchema.default().encode_reports(sample_reports(50, seed=3))
+    np.testing.assert_array_equal(model.predict(matrix), _booster_scores(model.booster, matrix))

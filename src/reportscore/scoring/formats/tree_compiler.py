@@ -86,7 +86,10 @@ class _Unsupported(Exception):
 
 def _graph(model: dict[str, Any], config: dict[str, Any]) -> tuple[bytes, int]:
     """The serialized ONNX graph of a ``gbtree`` booster with a logistic objective, and its input width."""
-    from onnx import TensorProto, helper
+    try:
+        from onnx import TensorProto, helper
+    except ImportError as exc:  # an install without the onnx package: XGBoost's own predictor serves
+        raise _Unsupported(f"the onnx package is not installed ({exc})") from exc
 
     learner = model["learner"]
     objective = str(config["learner"]["objective"]["name"])
