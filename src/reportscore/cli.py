@@ -305,6 +305,7 @@ def migrate() -> None:
     """Apply database migrations up to the latest (safe to run again)."""
     settings = _settings()
     from reportscore.scoring.registration import ensure_champion
+    from reportscore.scoring.store import StoreError
     from reportscore.security import keys
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
@@ -317,7 +318,7 @@ def migrate() -> None:
         after = migrations.current_revision(db)
         bootstrapped = bool(outcome and outcome[0])
         key_added = keys.ensure_bootstrap_key(db=db, settings=settings)
-    except keys.KeyError_ as exc:
+    except (keys.KeyError_, StoreError) as exc:
         _fail(str(exc))
     finally:
         db.dispose()
@@ -421,6 +422,7 @@ def _registry() -> Iterator[tuple[Any, Any]]:
         UnknownVersionError,
         ensure_champion,
     )
+    from reportscore.scoring.store import StoreError
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
@@ -432,7 +434,7 @@ def _registry() -> Iterator[tuple[Any, Any]]:
             _fail("the database is not at the latest migration: run `reportscore migrate`")
         ensure_champion(db=db, settings=settings)
         yield settings, db
-    except (RegistrationError, UnknownVersionError, NothingToRollBackError) as exc:
+    except (RegistrationError, UnknownVersionError, NothingToRollBackError, StoreError) as exc:
         _fail(str(exc))
     finally:
         db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reportscore.reference_model import REFERENCE_MODEL_DIR
@@ -52,8 +52,23 @@ class Settings(BaseSettings):
     """The served model. It has many registered versions; the latest promotion names the champion."""
 
     model_store_url: str | None = None
-    """Where registered artifacts live: ``file:///shared/volume/models`` (every process must see it).
-    Unset: ``file://<data_dir>/models``."""
+    """Where registered artifacts live, reachable by every process: ``file:///shared/volume/models`` (a local
+    directory or a volume every process mounts) or ``s3://bucket/prefix`` (an S3-compatible bucket; credentials
+    from the standard AWS environment: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` or the
+    instance's role). Unset: ``file://<data_dir>/models``. See docs/model-store.md."""
+
+    model_store_endpoint_url: str | None = None
+    """``s3://`` stores: the endpoint of an S3-compatible service other than AWS, with its scheme
+    (``http://minio:9000``, ``https://ceph.internal``). Unset: AWS S3."""
+
+    model_store_region: str | None = None
+    """``s3://`` stores: the bucket's region. Unset: ``AWS_REGION``/``AWS_DEFAULT_REGION`` or the AWS config
+    file, else ``us-east-1``."""
+
+    model_cache_dir: Path | None = None
+    """``s3://`` stores: local directory where each process keeps the versions it downloaded (verified against
+    their sha256 on every load), and where registration stages uploads. Must be writable. Unset:
+    ``<data_dir>/model-cache``."""
 
     model_refresh_s: float = Field(default=2.0, gt=0)
     """How often each process checks for a new champion; it then loads, verifies and warms it before switching."""
@@ -300,12 +315,33 @@ class Settings(BaseSettings):
         return self.model_store_url or (self.data_dir / "models").resolve().as_uri()
 
     @property
+    def effective_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "model-cache"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
     @property
     def mode(self) -> Literal["embedded", "distributed"]:
         return "embedded" if self.broker_url is None else "distributed"
+
+    @field_validator("model_store_url")
+    @classmethod
+    def _check_store_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("file://", "s3://")):
+            raise ValueError(
+                f"{url!r}: REPORTSCORE_MODEL_STORE_URL takes file:///path (a local directory or a shared volume) "
+                "or s3://bucket/prefix"
+            )
+        return url
+
+    @field_validator("model_store_endpoint_url")
+    @classmethod
+    def _check_endpoint_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r}: REPORTSCORE_MODEL_STORE_ENDPOINT_URL needs its scheme (http://host:port)")
+        return url
 
     @model_validator(mode="after")
     def _check_combination(self) -> Settings:

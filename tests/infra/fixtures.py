@@ -2,6 +2,7 @@
 
     from tests.infra.fixtures import pg_url, redis_url_and_prefix, throwaway_postgres, throwaway_redis  # noqa: F401
 
+``s3_server`` is a moto S3 server for the whole session (each test makes its own bucket).
 ``pg_url`` and ``redis_url_and_prefix`` isolate a test on the SHARED servers (own database, own key prefix, removed
 afterwards). ``throwaway_redis`` and ``throwaway_postgres`` start a private server that the test may kill or restart.
 """
@@ -22,6 +23,7 @@ from tests.infra.isolation import (
     shared_redis_available,
     unique_prefix,
 )
+from tests.infra.s3server import S3Server
 from tests.infra.throwaway import PostgresServer, RedisServer
 
 
@@ -55,4 +57,11 @@ def throwaway_redis() -> Iterator[RedisServer]:
 def throwaway_postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL cluster on a free port; the test may kill or restart it."""
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A moto S3 server on a free port for the session; tests isolate themselves with ``new_bucket()``."""
+    with S3Server() as server:
         yield server

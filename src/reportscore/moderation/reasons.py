@@ -22,7 +22,6 @@ import numpy as np
 
 from reportscore.scoring.formats.base import ModelFormat, contributions_of
 from reportscore.scoring.registry import ModelRegistry, ServingModel, load_model_dir
-from reportscore.scoring.store import ArtifactStore
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import models as models_repo
 from reportscore.storage.repositories.moderation import ReviewRow
@@ -106,7 +105,8 @@ class ReasonExplainer:
             if row is None:
                 return None
             uri, sha256 = row.artifact_uri, row.sha256
-        model = load_model_dir(ArtifactStore.local_path(uri).parent, threads=self._threads, formats=self._formats)
+        model_dir = self._registry.store.model_dir(uri, sha256=sha256)
+        model = load_model_dir(model_dir, threads=self._threads, formats=self._formats)
         if model.sha256 != sha256:
             raise ValueError(f"artifact sha256 {model.sha256} differs from the registry's {sha256}")
         return model

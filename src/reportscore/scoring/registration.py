@@ -19,7 +19,7 @@ import numpy as np
 from reportscore.scoring.features import REPORT_FIELDS, FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import ModelLoadError
 from reportscore.scoring.registry import ServingModel, formats_with, load_model_dir, sha256_file
-from reportscore.scoring.store import ArtifactStore, StoreError
+from reportscore.scoring.store import StoreError, VersionExistsError, open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.models import ModelVersion
@@ -76,10 +76,6 @@ def _view(row: ModelVersion, *, champion: str | None) -> ModelVersionView:
     )
 
 
-def store_for(settings: Settings) -> ArtifactStore:
-    return ArtifactStore(settings.effective_model_store_url)
-
-
 def format_of(artifact: Path) -> str:
     from reportscore.scoring.formats.catalog import format_for_suffix
 
@@ -120,7 +116,7 @@ def register_model(
     except (SchemaError, OSError) as exc:
         raise RegistrationError(f"feature schema rejected: {exc}") from exc
 
-    store = store_for(settings)
+    store = open_store(settings)
     staging = store.staging_dir()
     try:
         artifact_name = f"model{''.join(artifact.suffixes[-1:])}"
@@ -154,7 +150,11 @@ def register_model(
         else:
             ref_doc, ref_source = _reference(candidate, reference)
         (staging / "reference.json").write_text(json.dumps(ref_doc) + "\n")
-        final = store.publish(staging, name=name, version=version)
+        size_bytes = (staging / artifact_name).stat().st_size
+        try:
+            version_uri = store.publish(staging, name=name, version=version)
+        except VersionExistsError as exc:
+            raise RegistrationError(f"{name} {version} is already registered in the model store: {exc}") from exc
     except BaseException:
         store.discard(staging)
         raise
@@ -165,9 +165,9 @@ def register_model(
                 name=name,
                 version=version,
                 format=fmt,
-                artifact_uri=store.uri(final / artifact_name),
+                artifact_uri=f"{version_uri}/{artifact_name}",
                 sha256=sha256,
-                size_bytes=(final / artifact_name).stat().st_size,
+                size_bytes=size_bytes,
                 feature_schema=feature_schema.to_dict(),
                 metadata_doc=metadata,
                 reference=ref_doc,
@@ -179,8 +179,18 @@ def register_model(
             assert row is not None
             return _view(row, champion=None)
     except BaseException:
-        store.discard(final)
+        if not _registered_elsewhere(db, name=name, version=version):
+            store.unpublish(name=name, version=version)
         raise
+
+
+def _registered_elsewhere(db: Database, *, name: str, version: str) -> bool:
+    """Whether a concurrent registration of the same version won the insert (then its files stay)."""
+    try:
+        with db.read() as session:
+            return models_repo.get_version(session, name=name, version=version) is not None
+    except Exception:
+        return False
 
 
 def _reference(model: ServingModel, sample: Path | None) -> tuple[dict[str, Any], str]:

@@ -21,6 +21,7 @@ import numpy as np
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
+from reportscore.scoring.store import ArtifactStore, LocalStore, open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 
@@ -147,8 +148,11 @@ class ModelRegistry:
     the current one serving (and is not retried until the champion changes again).
     """
 
-    def __init__(self, current: ServingModel, *, formats: dict[str, ModelFormat] | None = None) -> None:
+    def __init__(
+        self, current: ServingModel, *, store: ArtifactStore, formats: dict[str, ModelFormat] | None = None
+    ) -> None:
         self._current = current
+        self.store = store
         self._formats = formats
         self._failed: tuple[str, str] | None = None
         self._lock = threading.Lock()
@@ -164,7 +168,6 @@ class ModelRegistry:
 
     def refresh(self, db: Database, *, name: str, threads: int) -> bool:
         """Switch to the database's champion if it changed; True when a switch happened."""
-        from reportscore.scoring.store import ArtifactStore
         from reportscore.storage.repositories import models as models_repo
 
         with db.read() as session:
@@ -177,7 +180,7 @@ class ModelRegistry:
             return False
         with self._lock:
             try:
-                model_dir = ArtifactStore.local_path(uri).parent
+                model_dir = self.store.model_dir(uri, sha256=sha256)
                 loaded = load_model_dir(model_dir, threads=threads, formats=self._formats)
                 if loaded.sha256 != sha256:
                     raise ModelLoadError(f"artifact sha256 {loaded.sha256} differs from the registry's {sha256}")
@@ -201,8 +204,10 @@ class ModelRegistry:
 
     @classmethod
     def from_dir(cls, model_dir: Path, *, threads: int, extra_formats: list[str] | None = None) -> ModelRegistry:
+        """Serve ``model_dir`` (champions, if followed, come from ``file://`` URIs)."""
         formats = formats_with(extra_formats or [])
-        return cls(load_model_dir(model_dir, threads=threads, formats=formats), formats=formats)
+        store = LocalStore(model_dir.resolve().as_uri())
+        return cls(load_model_dir(model_dir, threads=threads, formats=formats), store=store, formats=formats)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> ModelRegistry:
@@ -211,7 +216,9 @@ class ModelRegistry:
             settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=settings.compile_trees
         )
         registry = cls(
-            load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats), formats=formats
+            load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats),
+            store=open_store(settings),
+            formats=formats,
         )
         if db is not None:
             registry.refresh(db, name=settings.model_name, threads=settings.model_threads)

@@ -15,6 +15,7 @@ from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
+from reportscore.scoring.store import StoreError
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -41,6 +42,7 @@ async def _save(upload: UploadFile, directory: Path, default_name: str) -> Path:
             "description": "The artifact, schema or reference sample was rejected (a reason), or a form field is "
             "missing or invalid (FastAPI's validation errors).",
         },
+        503: {"model": ErrorBody, "description": "The model store is unreachable; nothing was registered."},
     },
 )
 async def register(
@@ -83,6 +85,8 @@ async def register(
         except registration.RegistrationError as exc:
             status = 409 if "already registered" in str(exc) else 422
             raise HTTPException(status_code=status, detail=str(exc)) from None
+        except StoreError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
     return ModelVersionOut.of(view)
 
 

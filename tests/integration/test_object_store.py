@@ -1,0 +1,212 @@
+"""The model store in an S3-compatible bucket (moto's server mode, started by the test session): publishing,
+the completion manifest, the verified download cache, tampering, an unreachable endpoint, and a distributed
+deployment whose API and worker processes share nothing but the bucket."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import numpy as np
+import pytest
+
+from reportscore.scoring.features import FeatureSchema
+from reportscore.scoring.object_store import MANIFEST, ObjectStore
+from reportscore.scoring.registration import ModelVersionView, ensure_champion, promote, register_model
+from reportscore.scoring.registry import ModelRegistry, load_model_dir
+from reportscore.scoring.store import StoreError, VersionExistsError, open_store
+from reportscore.settings import Settings
+from reportscore.storage import migrate
+from reportscore.storage.db import Database
+from tests.e2e.test_api_contract import POC_EXAMPLE
+from tests.infra.s3server import REGION, S3Server
+from tests.infra.throwaway import free_port
+from tests.integration.cluster import Cluster
+from tests.model_helpers import tiny_xgboost
+from tests.servers import run_cli
+
+PREFIX = "models/reportscore-reference"
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket of this test's own; this process's environment points the store at it (credentials included)."""
+    name = s3_server.new_bucket()
+    for key, value in s3_server.store_env(name).items():
+        monkeypatch.setenv(key, value)
+    return name
+
+
+@pytest.fixture
+def s3_db(bucket: str, tmp_path: Path) -> Iterator[tuple[Settings, Database]]:
+    """Settings with an ``s3://`` store and a migrated SQLite registry whose champion is the bundled model."""
+    settings = Settings(data_dir=tmp_path / "data")
+    db = Database.from_settings(settings)
+    migrate.upgrade_to_head(db)
+    ensure_champion(db=db, settings=settings)
+    yield settings, db
+    db.dispose()
+
+
+def _register(
+    settings: Settings, db: Database, tmp_path: Path, version: str = "2.0.0"
+) -> tuple[ModelVersionView, np.ndarray]:
+    clf = tiny_xgboost(tmp_path / f"{version}.json")
+    view = register_model(db=db, settings=settings, artifact=tmp_path / f"{version}.json", version=version)
+    expected = clf.predict_proba(FeatureSchema.default().encode_reports(POC_EXAMPLE))[:, 1]
+    return view, expected
+
+
+def _store(settings: Settings, *, cache_dir: Path, endpoint_url: str | None = None) -> ObjectStore:
+    return ObjectStore(
+        settings.effective_model_store_url,
+        endpoint_url=endpoint_url or settings.model_store_endpoint_url,
+        region=REGION,
+        cache_dir=cache_dir,
+    )
+
+
+def _dead_endpoint() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_registration_uploads_the_version_with_its_manifest_last_and_never_overwrites(
+    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    settings, db = s3_db
+    view, expected = _register(settings, db, tmp_path)
+    assert view.artifact_uri == f"s3://{bucket}/{PREFIX}/2.0.0/model.json"
+    files = ["manifest.json", "metadata.json", "model.json", "reference.json", "schema.json"]
+    assert s3_server.keys(bucket, f"{PREFIX}/2.0.0/") == [f"{PREFIX}/2.0.0/{f}" for f in files]
+    assert s3_server.keys(bucket, f"{PREFIX}/1.0.0/"), "the bundled first champion was uploaded too"
+    body = s3_server.client().get_object(Bucket=bucket, Key=f"{PREFIX}/2.0.0/{MANIFEST}")["Body"].read()
+    manifest = json.loads(body)
+    assert manifest["files"]["model.json"]["sha256"] == view.sha256
+    assert set(manifest["files"]) == set(files) - {MANIFEST}
+    assert list((settings.effective_model_cache_dir / ".staging").iterdir()) == []  # staging removed after upload
+
+    store = open_store(settings)
+    again = store.staging_dir()
+    (again / "model.json").write_text("{}")
+    with pytest.raises(VersionExistsError, match="already exists"):
+        store.publish(again, name=settings.model_name, version="2.0.0")
+    assert json.loads(s3_server.client().get_object(Bucket=bucket, Key=f"{PREFIX}/2.0.0/{MANIFEST}")["Body"].read())
+    loaded = load_model_dir(store.model_dir(view.artifact_uri, sha256=view.sha256))
+    np.testing.assert_allclose(loaded.model.predict(loaded.schema.encode_reports(POC_EXAMPLE)), expected, atol=1e-6)
+
+
+def test_the_cache_is_reused_after_re_verification_and_refetched_when_altered(
+    s3_db: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    settings, db = s3_db
+    view, _ = _register(settings, db, tmp_path)
+    cache = tmp_path / "fresh-cache"
+    first = _store(settings, cache_dir=cache).model_dir(view.artifact_uri, sha256=view.sha256)
+    assert first == cache.joinpath(*view.artifact_uri.removeprefix("s3://").split("/")[:-1])
+    assert (first / MANIFEST).is_file()
+
+    # The same cache, through an endpoint where nothing listens: served from the cache, without the network.
+    offline = _store(settings, cache_dir=cache, endpoint_url=_dead_endpoint())
+    assert offline.model_dir(view.artifact_uri, sha256=view.sha256) == first
+
+    (first / "model.json").write_bytes((first / "model.json").read_bytes().replace(b"1", b"2", 1))
+    with pytest.raises(StoreError, match="Check that the store is reachable"):  # re-verified, so it tried to fetch
+        offline.model_dir(view.artifact_uri, sha256=view.sha256)
+    again = _store(settings, cache_dir=cache).model_dir(view.artifact_uri, sha256=view.sha256)
+    assert load_model_dir(again).sha256 == view.sha256  # downloaded afresh
+    with pytest.raises(StoreError, match="registry's sha256"):  # the registry's hash is what the copy must match
+        _store(settings, cache_dir=tmp_path / "other-cache").model_dir(view.artifact_uri, sha256="0" * 64)
+
+
+def test_a_version_without_its_manifest_is_not_loadable(
+    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    settings, db = s3_db
+    view, _ = _register(settings, db, tmp_path)
+    s3_server.client().delete_object(Bucket=bucket, Key=f"{PREFIX}/2.0.0/{MANIFEST}")  # an interrupted upload
+    store = _store(settings, cache_dir=tmp_path / "fresh-cache")
+    with pytest.raises(StoreError, match="never completely uploaded"):
+        store.model_dir(view.artifact_uri, sha256=view.sha256)
+    assert not (tmp_path / "fresh-cache" / bucket).exists()
+    assert list((tmp_path / "fresh-cache" / ".partial").glob("*")) == []
+
+
+def test_a_tampered_object_is_refused_and_the_champion_keeps_serving(
+    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    settings, db = s3_db
+    registry = ModelRegistry.from_settings(settings, db)
+    assert registry.current.version == "1.0.0"
+    view, _ = _register(settings, db, tmp_path)
+    key = f"{PREFIX}/2.0.0/model.json"
+    original = s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=original.replace(b"1", b"2", 1))
+    promote(db=db, settings=settings, version="2.0.0")
+    fresh = ModelRegistry.from_settings(settings.model_copy(update={"model_cache_dir": tmp_path / "cache-b"}), db)
+    for reg in (registry, fresh):
+        assert reg.refresh(db, name=settings.model_name, threads=1) is False
+        assert reg.current.version == "1.0.0"
+    with pytest.raises(StoreError, match="altered after it was published"):
+        _store(settings, cache_dir=tmp_path / "cache-c").model_dir(view.artifact_uri, sha256=view.sha256)
+
+
+def test_an_unreachable_store_is_a_clear_error(bucket: str, tmp_path: Path) -> None:
+    tiny_xgboost(tmp_path / "m.json")
+    endpoint = _dead_endpoint()
+    env = {
+        "REPORTSCORE_DATA_DIR": str(tmp_path / "data"),
+        "REPORTSCORE_MODEL_STORE_URL": f"s3://{bucket}/models",
+        "REPORTSCORE_MODEL_STORE_ENDPOINT_URL": endpoint,
+    }
+    result = run_cli(["models", "register", str(tmp_path / "m.json"), "--version", "2.0.0"], env)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"model store s3://{bucket}/models (endpoint {endpoint})" in message
+    assert "Check that the store is reachable" in message
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_distributed_api_and_worker_share_only_the_bucket(
+    s3_server: S3Server, tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_url_and_prefix
+    bucket = s3_server.new_bucket()
+    cluster = Cluster(
+        work_dir=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        prefix=prefix,
+        REPORTSCORE_MODEL_REFRESH_S="0.3",
+        **s3_server.store_env(bucket),
+    )
+    clf = tiny_xgboost(tmp_path / "next.ubj")
+    expected = clf.predict_proba(FeatureSchema.default().encode_reports(POC_EXAMPLE))[:, 1]
+    try:
+        cluster.migrate()  # registers the bundled model: into the bucket
+        # Each process keeps its own data directory and cache, as on separate machines.
+        cluster.env["REPORTSCORE_DATA_DIR"] = str(tmp_path / "api-data")
+        api = cluster.start_api()
+        cluster.env["REPORTSCORE_DATA_DIR"] = str(tmp_path / "worker-data")
+        worker = cluster.start_worker(concurrency=1)
+        with httpx.Client(base_url=api.url, timeout=30) as http, (tmp_path / "next.ubj").open("rb") as fh:
+            created = http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)})
+            assert created.status_code == 201, created.text
+            assert created.json()["artifact_uri"].startswith(f"s3://{bucket}/models/")
+            assert http.post("/models/2.0.0/promote").status_code == 200
+            deadline = time.monotonic() + 60
+            while True:
+                task = http.get(f"/task/{http.post('/predict', json=POC_EXAMPLE).json()['task_id']}?wait=20").json()
+                if task["status"] == "SUCCESS" and task["model"]["version"] == "2.0.0":
+                    break
+                assert time.monotonic() < deadline, f"the worker never scored with 2.0.0: {worker.logs()[-3000:]}"
+        np.testing.assert_allclose(task["score"], expected, atol=1e-6)
+        for name in ("api", "worker"):
+            cached = tmp_path / f"{name}-data" / "model-cache" / bucket / PREFIX / "2.0.0" / MANIFEST
+            assert cached.is_file(), f"the {name} did not load 2.0.0 from the bucket"
+    finally:
+        cluster.stop()
