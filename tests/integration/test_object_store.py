@@ -196,7 +196,7 @@ def test_distributed_api_and_worker_share_only_the_bucket(
         with httpx.Client(base_url=api.url, timeout=30) as http, (tmp_path / "next.ubj").open("rb") as fh:
             created = http.post("/models", data={"version": "2.0.0"}, files={"artifact": ("n.ubj", fh)})
             assert created.status_code == 201, created.text
-            assert created.json()["artifact_uri"].startswith(f"s3://{bucket}/models/")
+            assert f"{PREFIX}/2.0.0/{MANIFEST}" in s3_server.keys(bucket)
             assert http.post("/models/2.0.0/promote").status_code == 200
             deadline = time.monotonic() + 60
             while True:
