@@ -64,7 +64,7 @@ class S3Server(_ServerBase):
 
     def client(self) -> Any:
         """A boto3 S3 client: an independent view of the bucket (what the service wrote, for checks and tampering)."""
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
