@@ -5,14 +5,17 @@ deployment whose API and worker processes share nothing but the bucket."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
 import pytest
 
+from reportscore.scoring import registry as registry_module
 from reportscore.scoring.features import FeatureSchema
 from reportscore.scoring.object_store import MANIFEST, ObjectStore
 from reportscore.scoring.registration import ModelVersionView, ensure_champion, promote, register_model
@@ -121,6 +124,20 @@ def test_the_cache_is_reused_after_re_verification_and_refetched_when_altered(
         _store(settings, cache_dir=tmp_path / "other-cache").model_dir(view.artifact_uri, sha256="0" * 64)
 
 
+def test_processes_sharing_a_cache_load_the_same_version_at_once(
+    s3_db: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    settings, db = s3_db
+    view, _ = _register(settings, db, tmp_path)
+    cache = tmp_path / "shared-cache"
+    stores = [_store(settings, cache_dir=cache) for _ in range(4)]  # as API processes on one machine would
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        dirs = list(pool.map(lambda store: store.model_dir(view.artifact_uri, sha256=view.sha256), stores))
+    assert len(set(dirs)) == 1
+    assert load_model_dir(dirs[0]).sha256 == view.sha256
+    assert list((cache / ".partial").iterdir()) == []  # the copies that lost the race are gone
+
+
 def test_a_version_without_its_manifest_is_not_loadable(
     s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
 ) -> None:
@@ -151,6 +168,29 @@ def test_a_tampered_object_is_refused_and_the_champion_keeps_serving(
         assert reg.current.version == "1.0.0"
     with pytest.raises(StoreError, match="altered after it was published"):
         _store(settings, cache_dir=tmp_path / "cache-c").model_dir(view.artifact_uri, sha256=view.sha256)
+
+
+def test_a_store_outage_delays_a_promotion_without_losing_it(
+    s3_db: tuple[Settings, Database], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, db = s3_db
+    monkeypatch.setattr(registry_module, "STORE_RETRY_S", 0.5)
+    _register(settings, db, tmp_path)
+    promote(db=db, settings=settings, version="2.0.0")
+    registry = ModelRegistry.from_settings(
+        settings.model_copy(update={"model_store_endpoint_url": _dead_endpoint(), "model_cache_dir": tmp_path / "c"})
+    )
+    with caplog.at_level(logging.ERROR, logger="reportscore.scoring.registry"):
+        assert registry.refresh(db, name=settings.model_name, threads=1) is False
+    assert registry.current.version == "1.0.0"
+    [record] = [r for r in caplog.records if "model store is unreachable" in r.getMessage()]
+    assert "Check that the store is reachable" in record.__dict__["error"]
+    registry.store = open_store(settings.model_copy(update={"model_cache_dir": tmp_path / "c"}))  # store is back
+    deadline = time.monotonic() + 10
+    while not registry.refresh(db, name=settings.model_name, threads=1):
+        assert time.monotonic() < deadline, "the promotion was never retried after the outage"
+        time.sleep(0.1)
+    assert registry.current.version == "2.0.0"
 
 
 def test_an_unreachable_store_is_a_clear_error(bucket: str, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 
 from pyarrow import fs
 
-from reportscore.scoring.store import ArtifactStore, StoreError, VersionExistsError
+from reportscore.scoring.store import ArtifactStore, StoreError, StoreUnavailableError, VersionExistsError
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class ObjectStore(ArtifactStore):
     def _safe_url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
-    def _failed(self, action: str, exc: OSError) -> StoreError:
-        return StoreError(
+    def _failed(self, action: str, exc: OSError) -> StoreUnavailableError:
+        return StoreUnavailableError(
             f"{self._where()}: {action} failed: {exc}. Check that the store is reachable from this process "
             "(REPORTSCORE_MODEL_STORE_ENDPOINT_URL, REPORTSCORE_MODEL_STORE_REGION) and that the AWS credentials "
             "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) may read and write the bucket"
@@ -161,16 +161,27 @@ class ObjectStore(ArtifactStore):
             if problem is None:
                 return cached
             log.warning("cached model version failed verification; downloading it again", extra={"error": problem})
+            self._set_aside(cached)
         partial = self._download(key, artifact=artifact, sha256=sha256)
-        shutil.rmtree(cached, ignore_errors=True)
         cached.parent.mkdir(parents=True, exist_ok=True)
         try:
-            partial.rename(cached)
-        except OSError:  # another process on this machine placed the same version a moment ago
+            partial.rename(cached)  # atomic: a cached copy is complete or absent, never replaced while in use
+        except OSError:  # another process sharing this cache placed the same version a moment ago
             shutil.rmtree(partial, ignore_errors=True)
-            if _verify(cached, artifact=artifact, sha256=sha256) is not None:
-                raise
+            problem = _verify(cached, artifact=artifact, sha256=sha256)
+            if problem is not None:
+                raise StoreError(f"cached copy of {self._uri(key)} unusable: {problem}") from None
         return cached
+
+    def _set_aside(self, cached: Path) -> None:
+        """Move a bad cached copy out of the way (atomically) and delete it."""
+        doomed = self.cache_dir / ".partial" / f"stale-{uuid.uuid4().hex}"
+        doomed.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cached.rename(doomed)
+        except FileNotFoundError:  # another process set it aside first
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _download(self, key: str, *, artifact: str, sha256: str) -> Path:
         """A verified copy of version ``key`` in a new directory of the cache."""

@@ -21,13 +21,14 @@ import numpy as np
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
-from reportscore.scoring.store import ArtifactStore, LocalStore, open_store
+from reportscore.scoring.store import ArtifactStore, LocalStore, StoreUnavailableError, open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
+STORE_RETRY_S = 10.0
 
 
 def formats_with(extra: list[str], *, trust_pickle: bool = False, compile_trees: bool = True) -> dict[str, ModelFormat]:
@@ -145,7 +146,8 @@ class ModelRegistry:
 
     ``refresh`` follows the champion recorded in the database: a new champion is loaded from the artifact store,
     its sha256 checked against the registry and warmed up before the switch; a version that fails to load leaves
-    the current one serving (and is not retried until the champion changes again).
+    the current one serving (and is not retried until the champion changes again, unless the store was only
+    unreachable: then it is tried again every ``STORE_RETRY_S``).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class ModelRegistry:
         self.store = store
         self._formats = formats
         self._failed: tuple[str, str] | None = None
+        self._unreachable: tuple[str, str, float] | None = None  # (version, sha256, retry after, monotonic)
         self._lock = threading.Lock()
 
     @property
@@ -178,12 +181,22 @@ class ModelRegistry:
         current = self._current
         if (current.version, current.sha256) == (version, sha256) or self._failed == (version, sha256):
             return False
+        waiting = self._unreachable
+        if waiting is not None and waiting[:2] == (version, sha256) and time.monotonic() < waiting[2]:
+            return False
         with self._lock:
             try:
                 model_dir = self.store.model_dir(uri, sha256=sha256)
                 loaded = load_model_dir(model_dir, threads=threads, formats=self._formats)
                 if loaded.sha256 != sha256:
                     raise ModelLoadError(f"artifact sha256 {loaded.sha256} differs from the registry's {sha256}")
+            except StoreUnavailableError as exc:
+                self._unreachable = (version, sha256, time.monotonic() + STORE_RETRY_S)
+                log.error(
+                    "new champion not loaded: the model store is unreachable; the previous model keeps serving",
+                    extra={"model_version": version, "retry_in_s": STORE_RETRY_S, "error": str(exc)[:500]},
+                )
+                return False
             except Exception as exc:
                 self._failed = (version, sha256)
                 log.error(
@@ -191,7 +204,7 @@ class ModelRegistry:
                     extra={"model_version": version, "error": str(exc)[:500]},
                 )
                 return False
-            self._failed = None
+            self._failed = self._unreachable = None
             old = self.swap(loaded)
         from reportscore.monitoring.metrics import note_serving_model
 

@@ -31,6 +31,10 @@ class StoreError(ValueError):
     """The store cannot be used (bad URL, unreachable, a version missing, incomplete or altered)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store did not answer (network, credentials, permissions): worth trying again later."""
+
+
 class VersionExistsError(StoreError):
     """The store already holds that version (versions are immutable)."""
 
