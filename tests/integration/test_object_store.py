@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import numpy as np
@@ -20,7 +23,7 @@ from reportscore.scoring.features import FeatureSchema
 from reportscore.scoring.object_store import MANIFEST, ObjectStore
 from reportscore.scoring.registration import ModelVersionView, ensure_champion, promote, register_model
 from reportscore.scoring.registry import ModelRegistry, load_model_dir
-from reportscore.scoring.store import StoreError, VersionExistsError, open_store
+from reportscore.scoring.store import StoreError, StoreUnavailableError, VersionExistsError, open_store
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -43,24 +46,27 @@ def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Registered:
+    """An ``s3://`` registry whose champion is the bundled 1.0.0, with 2.0.0 registered (not promoted) beside it."""
+
+    settings: Settings
+    db: Database
+    view: ModelVersionView
+    expected: np.ndarray  # 2.0.0's scores of POC_EXAMPLE
+
+
 @pytest.fixture
-def s3_db(bucket: str, tmp_path: Path) -> Iterator[tuple[Settings, Database]]:
-    """Settings with an ``s3://`` store and a migrated SQLite registry whose champion is the bundled model."""
+def v2(bucket: str, tmp_path: Path) -> Iterator[Registered]:
     settings = Settings(data_dir=tmp_path / "data")
     db = Database.from_settings(settings)
     migrate.upgrade_to_head(db)
     ensure_champion(db=db, settings=settings)
-    yield settings, db
-    db.dispose()
-
-
-def _register(
-    settings: Settings, db: Database, tmp_path: Path, version: str = "2.0.0"
-) -> tuple[ModelVersionView, np.ndarray]:
-    clf = tiny_xgboost(tmp_path / f"{version}.json")
-    view = register_model(db=db, settings=settings, artifact=tmp_path / f"{version}.json", version=version)
+    clf = tiny_xgboost(tmp_path / "2.0.0.json")
+    view = register_model(db=db, settings=settings, artifact=tmp_path / "2.0.0.json", version="2.0.0")
     expected = clf.predict_proba(FeatureSchema.default().encode_reports(POC_EXAMPLE))[:, 1]
-    return view, expected
+    yield Registered(settings=settings, db=db, view=view, expected=expected)
+    db.dispose()
 
 
 def _store(settings: Settings, *, cache_dir: Path, endpoint_url: str | None = None) -> ObjectStore:
@@ -76,11 +82,10 @@ def _dead_endpoint() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def test_registration_uploads_the_version_with_its_manifest_last_and_never_overwrites(
-    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+def test_registration_uploads_the_version_and_its_manifest_and_never_overwrites(
+    s3_server: S3Server, bucket: str, v2: Registered, tmp_path: Path
 ) -> None:
-    settings, db = s3_db
-    view, expected = _register(settings, db, tmp_path)
+    settings, view = v2.settings, v2.view
     assert view.artifact_uri == f"s3://{bucket}/{PREFIX}/2.0.0/model.json"
     files = ["manifest.json", "metadata.json", "model.json", "reference.json", "schema.json"]
     assert s3_server.keys(bucket, f"{PREFIX}/2.0.0/") == [f"{PREFIX}/2.0.0/{f}" for f in files]
@@ -98,14 +103,11 @@ def test_registration_uploads_the_version_with_its_manifest_last_and_never_overw
         store.publish(again, name=settings.model_name, version="2.0.0")
     assert json.loads(s3_server.client().get_object(Bucket=bucket, Key=f"{PREFIX}/2.0.0/{MANIFEST}")["Body"].read())
     loaded = load_model_dir(store.model_dir(view.artifact_uri, sha256=view.sha256))
-    np.testing.assert_allclose(loaded.model.predict(loaded.schema.encode_reports(POC_EXAMPLE)), expected, atol=1e-6)
+    np.testing.assert_allclose(loaded.model.predict(loaded.schema.encode_reports(POC_EXAMPLE)), v2.expected, atol=1e-6)
 
 
-def test_the_cache_is_reused_after_re_verification_and_refetched_when_altered(
-    s3_db: tuple[Settings, Database], tmp_path: Path
-) -> None:
-    settings, db = s3_db
-    view, _ = _register(settings, db, tmp_path)
+def test_the_cache_is_reused_after_re_verification_and_refetched_when_altered(v2: Registered, tmp_path: Path) -> None:
+    settings, view = v2.settings, v2.view
     cache = tmp_path / "fresh-cache"
     first = _store(settings, cache_dir=cache).model_dir(view.artifact_uri, sha256=view.sha256)
     assert first == cache.joinpath(*view.artifact_uri.removeprefix("s3://").split("/")[:-1])
@@ -124,11 +126,8 @@ def test_the_cache_is_reused_after_re_verification_and_refetched_when_altered(
         _store(settings, cache_dir=tmp_path / "other-cache").model_dir(view.artifact_uri, sha256="0" * 64)
 
 
-def test_processes_sharing_a_cache_load_the_same_version_at_once(
-    s3_db: tuple[Settings, Database], tmp_path: Path
-) -> None:
-    settings, db = s3_db
-    view, _ = _register(settings, db, tmp_path)
+def test_processes_sharing_a_cache_load_the_same_version_at_once(v2: Registered, tmp_path: Path) -> None:
+    settings, view = v2.settings, v2.view
     cache = tmp_path / "shared-cache"
     stores = [_store(settings, cache_dir=cache) for _ in range(4)]  # as API processes on one machine would
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -138,26 +137,55 @@ def test_processes_sharing_a_cache_load_the_same_version_at_once(
     assert list((cache / ".partial").iterdir()) == []  # the copies that lost the race are gone
 
 
-def test_a_version_without_its_manifest_is_not_loadable(
-    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+class _ConnectionLostAfter:
+    """pyarrow's S3 filesystem, except that uploads fail after ``n`` files (a network cut mid-publish)."""
+
+    def __init__(self, real: Any, n: int) -> None:
+        self._real = real
+        self._left = n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def open_output_stream(self, path: str) -> Any:
+        if self._left == 0:
+            raise OSError("AWS Error NETWORK_CONNECTION during PutObject operation: connection reset")
+        self._left -= 1
+        return self._real.open_output_stream(path)
+
+
+def test_an_interrupted_upload_is_not_loadable_and_can_be_published_again(
+    s3_server: S3Server, bucket: str, v2: Registered, tmp_path: Path
 ) -> None:
-    settings, db = s3_db
-    view, _ = _register(settings, db, tmp_path)
-    s3_server.client().delete_object(Bucket=bucket, Key=f"{PREFIX}/2.0.0/{MANIFEST}")  # an interrupted upload
-    store = _store(settings, cache_dir=tmp_path / "fresh-cache")
+    settings, view = v2.settings, v2.view
+    source = _store(settings, cache_dir=tmp_path / "source").model_dir(view.artifact_uri, sha256=view.sha256)
+    cut = _store(settings, cache_dir=tmp_path / "cut")
+    cut.__dict__["_fs"] = _ConnectionLostAfter(cut._fs, n=2)
+    staging = cut.staging_dir()
+    for path in source.iterdir():
+        if path.name != MANIFEST:
+            shutil.copyfile(path, staging / path.name)
+    with pytest.raises(StoreUnavailableError, match="connection reset"):
+        cut.publish(staging, name=settings.model_name, version="3.0.0")
+    assert len(s3_server.keys(bucket, f"{PREFIX}/3.0.0/")) == 2, "two files made it before the cut"
+    uri = f"s3://{bucket}/{PREFIX}/3.0.0/model.json"
+    reader = _store(settings, cache_dir=tmp_path / "reader")
     with pytest.raises(StoreError, match="never completely uploaded"):
-        store.model_dir(view.artifact_uri, sha256=view.sha256)
-    assert not (tmp_path / "fresh-cache" / bucket).exists()
-    assert list((tmp_path / "fresh-cache" / ".partial").glob("*")) == []
+        reader.model_dir(uri, sha256=view.sha256)
+    assert not (tmp_path / "reader" / bucket).exists()
+    assert list((tmp_path / "reader" / ".partial").glob("*")) == []
+
+    retry = _store(settings, cache_dir=tmp_path / "cut")  # the leftovers have no manifest: not a published version
+    assert retry.publish(staging, name=settings.model_name, version="3.0.0") == f"s3://{bucket}/{PREFIX}/3.0.0"
+    assert load_model_dir(reader.model_dir(uri, sha256=view.sha256)).sha256 == view.sha256
 
 
 def test_a_tampered_object_is_refused_and_the_champion_keeps_serving(
-    s3_server: S3Server, bucket: str, s3_db: tuple[Settings, Database], tmp_path: Path
+    s3_server: S3Server, bucket: str, v2: Registered, tmp_path: Path
 ) -> None:
-    settings, db = s3_db
+    settings, db, view = v2.settings, v2.db, v2.view
     registry = ModelRegistry.from_settings(settings, db)
     assert registry.current.version == "1.0.0"
-    view, _ = _register(settings, db, tmp_path)
     key = f"{PREFIX}/2.0.0/model.json"
     original = s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
     s3_server.client().put_object(Bucket=bucket, Key=key, Body=original.replace(b"1", b"2", 1))
@@ -171,11 +199,10 @@ def test_a_tampered_object_is_refused_and_the_champion_keeps_serving(
 
 
 def test_a_store_outage_delays_a_promotion_without_losing_it(
-    s3_db: tuple[Settings, Database], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    v2: Registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings, db = s3_db
+    settings, db = v2.settings, v2.db
     monkeypatch.setattr(registry_module, "STORE_RETRY_S", 0.5)
-    _register(settings, db, tmp_path)
     promote(db=db, settings=settings, version="2.0.0")
     registry = ModelRegistry.from_settings(
         settings.model_copy(update={"model_store_endpoint_url": _dead_endpoint(), "model_cache_dir": tmp_path / "c"})
