@@ -14,12 +14,13 @@ import pytest
 
 from reportscore.scoring.features import FeatureSchema
 from reportscore.scoring.object_store import MANIFEST
+from tests.e2e.conftest import app_client
 from tests.e2e.test_api_contract import POC_EXAMPLE
 from tests.infra.s3server import S3Server
 from tests.model_helpers import tiny_xgboost
-from tests.servers import ServiceProcess
+from tests.servers import ServiceProcess, free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e]
 
 VERSION_KEY = "models/reportscore-reference/2.0.0"
 
@@ -34,6 +35,7 @@ def _score_until(http: httpx.Client, version: str, timeout_s: float = 30) -> dic
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_registered_over_http_into_the_bucket_promoted_live_and_loaded_by_a_fresh_process(
     s3_server: S3Server, tmp_path: Path
@@ -70,3 +72,23 @@ def test_registered_over_http_into_the_bucket_promoted_live_and_loaded_by_a_fres
         assert answer["model"]["version"] == "2.0.0"
         np.testing.assert_allclose(answer["score"], expected, atol=1e-6)
     assert (fresh_cache / bucket / VERSION_KEY / "model.ubj").is_file()
+
+
+def test_an_upload_to_an_unreachable_store_answers_503_and_registers_nothing(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_env = s3_server.store_env(s3_server.new_bucket())
+    for key, value in store_env.items():
+        monkeypatch.setenv(key, value)
+    with app_client(tmp_path):  # the first start registers the bundled champion into the bucket
+        pass
+    tiny_xgboost(tmp_path / "next.ubj")
+    dead = f"http://127.0.0.1:{free_port()}"
+    with app_client(tmp_path, model_store_endpoint_url=dead) as client, (tmp_path / "next.ubj").open("rb") as fh:
+        resp = client.post("/models", data={"version": "2.0.0"}, files={"artifact": ("next.ubj", fh)})
+        assert resp.status_code == 503, resp.text
+        assert f"(endpoint {dead})" in resp.json()["detail"]
+        assert "Check that the store is reachable" in resp.json()["detail"]
+        assert [v["version"] for v in client.get("/models").json()["versions"]] == ["1.0.0"]
+        assert client.post("/score", json=POC_EXAMPLE).json()["model"]["version"] == "1.0.0"
+    assert list((tmp_path / "data" / "model-cache" / ".staging").iterdir()) == []  # the staged copy is gone
