@@ -181,13 +181,13 @@ def run() -> None:
             timeout=EXAMPLE_TIMEOUT_S,
             check=False,
         )
-        sys.stdout.write(result.stdout)
+        sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
         if result.returncode != 0:
             _fail(f"the example exited with {result.returncode}: {result.stderr.strip()}")
         _check_example(example, result.stdout)
     finally:
         if service.poll() is None:
-            os.killpg(service.pid, signal.SIGTERM)
+            os.killpg(service.pid, signal.SIGINT)  # Ctrl-C in the user's terminal
             try:
                 service.wait(timeout=60)
             except subprocess.TimeoutExpired:
