@@ -1,4 +1,4 @@
-"""Push callbacks (issue 5), embedded deployment: the object form of the body, the SSRF guard, and real signed
+"""Push callbacks, embedded deployment: the object form of the body, the SSRF guard, and real signed
 deliveries from a running ``reportscore serve`` to a real receiver, through retries, give-ups and a ``kill -9``."""
 
 from __future__ import annotations
