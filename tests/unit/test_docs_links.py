@@ -42,3 +42,16 @@ def test_every_relative_link_resolves() -> None:
 def test_the_anchor_rule_matches_githubs() -> None:
     assert "provisioning-a-key-in-a-deployment" in anchors(REPO_ROOT / "docs" / "security.md")
     assert "a-moderators-day" in anchors(REPO_ROOT / "docs" / "moderation.md")
+
+
+def test_every_setting_the_pages_name_exists() -> None:
+    from reportscore.settings import Settings
+
+    known = {name.upper() for name in Settings.model_fields}
+    unknown = {
+        f"{page.name}: REPORTSCORE_{name}"
+        for page in PAGES
+        for name in re.findall(r"REPORTSCORE_([A-Z0-9_]+)", page.read_text(encoding="utf-8"))
+        if name not in known
+    }
+    assert not unknown, sorted(unknown)
