@@ -8,6 +8,10 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import typer
+from typer.testing import CliRunner
 
 from tests.servers import REPO_ROOT
 
@@ -85,3 +89,26 @@ def test_licence_file_matches_the_declared_licence() -> None:
     assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
     assert "END OF TERMS AND CONDITIONS" in text
     assert "APPENDIX: How to apply the Apache License to your work." in text
+
+
+def _command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group under ``command`` (a click command as typer builds it), as argv prefixes."""
+    paths = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += _command_paths(sub, (*path, name))
+    return paths
+
+
+def test_every_help_text_speaks_of_the_product_only() -> None:
+    from reportscore.cli import app
+
+    runner = CliRunner()
+    paths = _command_paths(typer.main.get_command(app))
+    assert ("models", "register") in paths
+    found = []
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        for what, pattern in FORBIDDEN.items():
+            found += [f"reportscore {' '.join(path)} --help: {what}: {m!r}" for m in pattern.findall(result.output)]
+    assert not found, "\n".join(found)
