@@ -3,15 +3,15 @@
     python3 .ci/quickstart.py run        # the run command, then the curl example; checks the scores; stops the service
     python3 .ci/quickstart.py test-command   # prints the README's test command
 
-The README's "Quick start" section holds fenced ``bash`` blocks: the run command (a line that starts with
-``make run``), the test command (a line that starts with ``make test``) and the example (the first block that calls
-``curl``). ``run`` starts the run command exactly as written, with only the runtime dependencies it installs itself,
-waits for ``/heartbeat``, runs the example block with bash, and checks:
+The README's "Quick start" section marks its blocks with HTML comments: ``<!-- quickstart: run -->`` (the run
+command), ``<!-- quickstart: example -->`` (the curl example), ``<!-- quickstart: answer -->`` (the answer it shows)
+and ``<!-- quickstart: test -->`` (the test command), each followed by one fenced block. ``run`` starts the run
+command exactly as written, with only the runtime dependencies it installs itself, waits for ``/heartbeat``, runs
+the example block with bash, and checks that it printed a ``SUCCESS`` answer
 
-- the example prints a ``SUCCESS`` answer whose scores equal, to 1e-6, the bundled reference model's own XGBoost
-  prediction for the reports in the example's body (encoded from the model's ``schema.json`` here, independently of
-  the service's code);
-- every ``# =>`` line of the example block is what the example printed, in order, where the README shows output.
+- with the fields and scores of the answer the README shows, and
+- whose scores equal, to 1e-6, the bundled reference model's own XGBoost prediction for the reports in the
+  example's body (encoded from the model's ``schema.json`` here, independently of the service's code).
 
 Standard library only: it runs before anything is installed.
 """
@@ -43,28 +43,23 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def _blocks() -> list[str]:
+def _block(name: str) -> str:
+    """The fenced block after ``<!-- quickstart: NAME -->`` in the README's quick start."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     if SECTION not in readme:
         _fail(f"README.md has no {SECTION!r} section")
     section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(?:bash|sh|shell)\n(.*?)```", section, re.DOTALL)
+    match = re.search(rf"<!-- quickstart: {name} -->\s*```[a-z]*\n(.*?)```", section, re.DOTALL)
+    if not match:
+        _fail(f"the quick start has no block marked <!-- quickstart: {name} -->")
+    return match.group(1)
 
 
-def _command(prefix: str) -> str:
-    for block in _blocks():
-        for line in block.splitlines():
-            command = line.split(" #", 1)[0].strip()
-            if command == prefix or command.startswith(prefix + " "):
-                return command
-    _fail(f"the quick start has no line starting with {prefix!r}")
-
-
-def _example() -> str:
-    for block in _blocks():
-        if "curl " in block:
-            return block
-    _fail("the quick start has no block that calls curl")
+def _command(name: str) -> str:
+    lines = [line.strip() for line in _block(name).splitlines() if line.strip()]
+    if len(lines) != 1:
+        _fail(f"the quick start's {name} block is not one command: {lines}")
+    return lines[0]
 
 
 def _base_url(example: str) -> str:
@@ -144,10 +139,6 @@ def _printed_json(stdout: str) -> list[Any]:
 
 
 def _check_example(example: str, stdout: str) -> None:
-    expected = [line.removeprefix("# => ") for line in example.splitlines() if line.startswith("# => ")]
-    printed = stdout.splitlines()
-    if expected and printed != expected:
-        _fail("the example printed\n  " + "\n  ".join(printed) + "\nwhere the README shows\n  " + "\n  ".join(expected))
     answers = [v for v in _printed_json(stdout) if isinstance(v, dict) and v.get("status") == "SUCCESS"]
     if not answers:
         _fail(f"the example printed no SUCCESS answer:\n{stdout}")
@@ -155,16 +146,20 @@ def _check_example(example: str, stdout: str) -> None:
     reference = _reference_scores(_reports(example))
     if not isinstance(scores, list) or len(scores) != len(reference):
         _fail(f"the answer's scores {scores!r} are not one per report ({len(reference)} reports)")
+    shown = json.loads(_block("answer"))
+    if sorted(answers[-1]) != sorted(shown) or scores != shown["score"]:
+        _fail(f"the service answered\n  {answers[-1]}\nwhere the README shows\n  {shown}")
     worst = max(abs(float(a) - b) for a, b in zip(scores, reference, strict=True))
     if worst > TOLERANCE:
         _fail(f"scores {scores} differ from the reference model's {reference} by {worst:.3g}")
-    print(f"quickstart: SUCCESS with scores {scores}; the reference model's XGBoost prediction is {reference}")
+    print(f"quickstart: SUCCESS with scores {scores}, as the README shows")
+    print(f"quickstart: the reference model's own XGBoost prediction is {reference}")
     print(f"quickstart: largest difference {worst:.3g} (tolerance {TOLERANCE:g})")
 
 
 def run() -> None:
-    command = _command("make run")
-    example = _example()
+    command = _command("run")
+    example = _block("example")
     base = _base_url(example)
     print(f"quickstart: {command!r} in {ROOT}", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTSCORE_")}
@@ -200,7 +195,7 @@ def main() -> None:
     if sys.argv[1:] == ["run"]:
         run()
     elif sys.argv[1:] == ["test-command"]:
-        print(_command("make test"))
+        print(_command("test"))
     else:
         print(__doc__, file=sys.stderr)
         raise SystemExit(2)
