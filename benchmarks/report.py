@@ -1,7 +1,8 @@
-"""Targets of issue 7 evaluated against the floors of the same run, and RESULTS.md rendering."""
+"""The performance targets evaluated against the floors of the same run, and RESULTS.md rendering."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,17 @@ from benchmarks.loadgen import Flow
 from benchmarks.stats import fmt_num, fmt_pct, meets, ratio, verdict
 
 Row = dict[str, Any]
+
+_SITE_PACKAGES = re.compile(r"(?<![\w.])/[^\s:()\"']*?/site-packages/")
+_STDLIB = re.compile(r"(?<![\w.])/[^\s:()\"']*?/lib/python3\.\d+/")
+
+
+def portable(text: str, *, checkout: str) -> str:
+    """``text`` with paths that read the same on any machine: files of the checkout relative to it, installed
+    packages under ``site-packages/``, the standard library under ``<stdlib>/``."""
+    text = text.replace(checkout.rstrip("/") + "/", "")
+    text = _SITE_PACKAGES.sub("site-packages/", text)
+    return _STDLIB.sub("<stdlib>/", text)
 
 
 def workload_name(deployment: str, flow: str, batch: int, concurrency: int) -> str:
@@ -21,7 +33,7 @@ def open_name(deployment: str, flow: str, batch: int) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """A line of issue 7's target table: ``deployment flow B C`` measured against the floor app's same workload."""
+    """A line of the target table: ``deployment flow B C`` measured against the floor app's same workload."""
 
     label: str
     deployment: str
@@ -74,7 +86,7 @@ def primary_metric(row: Row) -> str:
 
 
 def evaluate(rows: list[Row]) -> list[Row]:
-    """One line per target of issue 7 (plus memory): measured, floor, ratio, pass/fail."""
+    """One line per target (plus memory): measured, floor, ratio, pass/fail."""
     lines: list[Row] = []
     for t in TARGETS:
         row = find(rows, workload_name(t.deployment, t.flow, t.batch, t.concurrency))
@@ -377,7 +389,7 @@ def render(results: dict[str, Any]) -> str:
         f"- Service code: {cfg.get('service_src', 'working tree (src/)')}; `POST /score`: "
         f"{results['sync_available_text']}.",
         "",
-        "## Targets (issue 7) and every workload, as ratios to the floors of this run",
+        "## Targets and every workload, as ratios to the floors of this run",
         "",
         "Floors: the minimal FastAPI app (`benchmarks/floor_app.py`, same pydantic models, constant scores, same "
         "uvicorn settings) under the same workload (flow, B and C). `measured` is jobs/s (async), req/s (sync) at "

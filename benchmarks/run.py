@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ncpu = os.cpu_count() or 1
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Benchmark reportscore against floors measured in the same run (issue 7).",
+        description="Benchmark reportscore against floors measured in the same run.",
     )
     p.add_argument("--quick", action="store_true", help="~2-3 minute smoke run (short workloads); results go to --out")
     p.add_argument("--out", type=Path, default=HERE / "out", help="logs, data and raw output [benchmarks/out/]")
@@ -622,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         "phase_errors": suite.phase_errors,
         "service_log_problems": suite.log_problems,
     }
+    results = json.loads(report.portable(json.dumps(results, default=str), checkout=str(HERE.parent)))
     for directory in sorted(results_dirs):
         json_path = directory / "results.json"
         md_path = directory / "RESULTS.md"

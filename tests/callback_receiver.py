@@ -1,5 +1,5 @@
 """A real HTTP receiver for callback tests: a threaded server on a free loopback port that records every request
-and answers with programmed status codes; and the README's verification snippet, loaded from the README itself."""
+and answers with programmed status codes; and the verification snippet of docs/callbacks.md, loaded from the page."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CALLBACKS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "callbacks.md"
 SECRET = "test-callback-secret-0123456789"
 
 
-def readme_verify() -> Callable[..., bool]:
-    """``verify_callback`` exactly as the README shows it (the block after the ``callback-verify`` marker)."""
-    text = README.read_text(encoding="utf-8")
+def documented_verify() -> Callable[..., bool]:
+    """``verify_callback`` exactly as docs/callbacks.md shows it (the block after the ``callback-verify`` marker)."""
+    text = CALLBACKS_PAGE.read_text(encoding="utf-8")
     match = re.search(r"<!-- callback-verify[^>]*-->\s*```python\n(.*?)```", text, re.DOTALL)
-    assert match, "README has no callback verification snippet"
+    assert match, "docs/callbacks.md has no callback verification snippet"
     namespace: dict[str, Any] = {}
-    exec(compile(match.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(match.group(1), "docs/callbacks.md", "exec"), namespace)  # noqa: S102 - our own docs
     verify: Callable[..., bool] = namespace["verify_callback"]
     return verify
 

@@ -246,7 +246,7 @@ class Settings(BaseSettings):
 
     callbacks_enabled: bool = False
     """Accept a ``callback_url`` on ``POST /predict`` and ``/submit`` and deliver each finished job's result to it
-    (signed, from a persisted outbox, see the README). Requires REPORTSCORE_CALLBACK_SECRET: the process refuses to
+    (signed, from a persisted outbox: docs/callbacks.md). Requires REPORTSCORE_CALLBACK_SECRET: the process refuses to
     start without it. Off: the body of those routes is only the list of reports (the object form with a
     ``callback_url`` is not in the OpenAPI document, and a POST of it gets 422 ``callbacks_disabled``), and callbacks
     not yet delivered wait until it is on again."""

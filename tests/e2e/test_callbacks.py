@@ -1,4 +1,4 @@
-"""Push callbacks (issue 5), embedded deployment: the object form of the body, the SSRF guard, and real signed
+"""Push callbacks, embedded deployment: the object form of the body, the SSRF guard, and real signed
 deliveries from a running ``reportscore serve`` to a real receiver, through retries, give-ups and a ``kill -9``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from reportscore.storage.models import CallbackDelivery, Job, Report
-from tests.callback_receiver import SECRET, Receiver, callback_env, readme_verify
+from tests.callback_receiver import SECRET, Receiver, callback_env, documented_verify
 from tests.e2e.conftest import app_client, state_of
 from tests.e2e.test_api_contract import POC_EXAMPLE
 from tests.servers import ServiceProcess
@@ -51,8 +51,8 @@ def wait_callback(base_url: str, task_id: str, status: str, *, timeout_s: float 
 
 
 def assert_signed_result(delivery: Any, task: dict[str, Any]) -> None:
-    """The delivery is the task's result (GET /task without ``callback``), signed as the README says."""
-    verify = readme_verify()
+    """The delivery is the task's result (GET /task without ``callback``), signed as docs/callbacks.md says."""
+    verify = documented_verify()
     assert verify(SECRET.encode(), delivery.headers, delivery.body)
     assert not verify(b"another-secret-of-enough-length", delivery.headers, delivery.body)
     assert not verify(SECRET.encode(), delivery.headers, delivery.body + b" ")

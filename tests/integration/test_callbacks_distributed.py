@@ -13,7 +13,7 @@ import orjson
 import psycopg
 import pytest
 
-from tests.callback_receiver import SECRET, Receiver, callback_env, readme_verify
+from tests.callback_receiver import SECRET, Receiver, callback_env, documented_verify
 from tests.e2e.test_callbacks import wait_callback
 from tests.integration.cluster import Cluster, psycopg_url, small_bodies
 
@@ -31,7 +31,7 @@ def cluster(tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]) 
 
 
 def test_callbacks_are_retried_delivered_signed_sent_once_and_survive_kill_9(cluster: Cluster) -> None:
-    verify = readme_verify()
+    verify = documented_verify()
     with Receiver([500, 500]) as receiver:
         cluster.migrate()
         apis = [cluster.start_api(), cluster.start_api()]

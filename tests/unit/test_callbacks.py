@@ -23,7 +23,7 @@ from reportscore.storage.db import Database
 from reportscore.storage.models import CallbackDelivery, CallbackStatus, Job, JobStatus
 from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
-from tests.callback_receiver import SECRET, Receiver, readme_verify
+from tests.callback_receiver import SECRET, Receiver, documented_verify
 from tests.conftest import make_settings
 from tests.fakes import POISON_TEXT_LEN, FakeModel, fake_serving_model
 from tests.servers import run_cli
@@ -126,10 +126,10 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
         assert len(set(delays)) > 1  # jitter
 
 
-def test_the_readme_snippet_checks_signature_and_timestamp() -> None:
+def test_the_documented_snippet_checks_signature_and_timestamp() -> None:
     from reportscore.callbacks.signing import sign
 
-    verify = readme_verify()
+    verify = documented_verify()
     body = b'{"task_id": "t"}'
     headers = sign(secret=SECRET, timestamp=int(time.time()), body=body, task_id="t", attempt=1)
     assert verify(SECRET.encode(), headers, body)

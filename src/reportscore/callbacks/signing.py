@@ -1,6 +1,6 @@
 """Callback signatures: HMAC-SHA256 over ``f"{timestamp}.{body}"`` with the deployment's callback secret.
 
-The README's verification snippet is the receiving side of :func:`sign`; tests verify real deliveries with it.
+The receiver snippet of docs/callbacks.md is the receiving side of :func:`sign`; tests verify real deliveries with it.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""API keys and rate limits (issue 8); the HTTP side lives in ``reportscore.api.auth``."""
+"""API keys and rate limits; the HTTP side lives in ``reportscore.api.auth``."""

@@ -1,4 +1,4 @@
-"""API keys (issue 8): tenant, scopes, rate, and the sha256 of the key (never the key itself).
+"""API keys: tenant, scopes, rate, and the sha256 of the key (never the key itself).
 
 Revision ID: 0004
 Revises: 0003
