@@ -33,6 +33,10 @@ class RegistrationError(ValueError):
     """The artifact, its schema or its reference sample was rejected; nothing was changed."""
 
 
+class VersionExistsError(RegistrationError):
+    """That version is already registered (versions are immutable)."""
+
+
 class UnknownVersionError(LookupError):
     """No such registered version."""
 
@@ -92,6 +96,11 @@ def format_of(artifact: Path) -> str:
     return name
 
 
+def _without(directory: Path, exc: BaseException) -> str:
+    """The error's text without the private working directory in file names (the reason names the file only)."""
+    return str(exc).replace(f"{directory}/", "")
+
+
 def register_model(
     *,
     db: Database,
@@ -113,7 +122,7 @@ def register_model(
         raise RegistrationError(f"{artifact}: no such file")
     with db.read() as session:
         if models_repo.get_version(session, name=name, version=version) is not None:
-            raise RegistrationError(f"{name} {version} is already registered; versions are immutable")
+            raise VersionExistsError(f"{name} {version} is already registered; versions are immutable")
     fmt = format_name or format_of(artifact)
     try:
         feature_schema = FeatureSchema.load(schema) if schema is not None else FeatureSchema.default()
@@ -146,9 +155,9 @@ def register_model(
         try:
             candidate = load_model_dir(staging, threads=settings.model_threads, formats=formats)
         except ModelLoadError as exc:
-            raise RegistrationError(f"artifact rejected: {exc}") from exc
+            raise RegistrationError(f"artifact rejected: {_without(staging, exc)}") from exc
         except Exception as exc:  # a framework error while loading or warming up (wrong input width, ...)
-            raise RegistrationError(f"artifact rejected: {type(exc).__name__}: {exc}") from exc
+            raise RegistrationError(f"artifact rejected: {type(exc).__name__}: {_without(staging, exc)}") from exc
         if reference_doc is not None:  # the distribution written at training time (the bundled model has one)
             ref_doc, ref_source = reference_doc, "training"
         else:
