@@ -47,9 +47,7 @@ def test_serve_old_workers_spelling_still_sets_api_processes_and_warns(tmp_path:
 
 
 def test_serve_old_workers_spelling_serves(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path / "data")
-    service.args += ["--workers", "1"]
-    with service:
+    with ServiceProcess(tmp_path / "data", extra_args=("--workers", "1")) as service:
         assert httpx.get(f"{service.url}/heartbeat", timeout=10).json() == {"message": "Service Ok"}
     assert DEPRECATED_WORKERS in service.logs()
 
