@@ -96,7 +96,7 @@ class ReportscoreApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ReportscoreApp:
     settings = settings or Settings()
 
     @asynccontextmanager

@@ -75,7 +75,7 @@ CURRENT = _Current()
 NEVER_STARTED = create_app(make_settings(Path(gettempdir()) / "never-started"))
 schema = schemathesis.openapi.from_dict(NEVER_STARTED.openapi())
 schema.app = CURRENT
-open_schema = schemathesis.openapi.from_dict(NEVER_STARTED.openapi_document(keys_required=False))  # type: ignore[attr-defined]
+open_schema = schemathesis.openapi.from_dict(NEVER_STARTED.openapi_document(keys_required=False))
 """What an open service serves as /openapi.json (tests/e2e/test_openapi_truth.py checks it is)."""
 open_schema.app = CURRENT
 
