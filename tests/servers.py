@@ -105,11 +105,12 @@ class ServiceProcess(ManagedProcess):
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         work_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         if data_dir is not None:
             args += ["--data-dir", str(data_dir)]
         base = work_dir or (data_dir.parent if data_dir is not None else Path("/tmp"))

@@ -5,13 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from reportscore import __version__
-from reportscore.api.auth import AUTH_RESPONSES, MONITORING, AuthenticateBeforeBody, Authenticator, requires
+from reportscore.api.auth import (
+    AUTH_RESPONSES,
+    MONITORING,
+    AuthenticateBeforeBody,
+    Authenticator,
+    open_document,
+    requires,
+)
 from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.fastpath import FastPath
@@ -51,9 +60,32 @@ Scores user-generated abuse reports so human moderators see the most urgent firs
 
 
 class ReportscoreApp(FastAPI):
-    """The FastAPI app, with the hot routes' common case answered in front of it (:mod:`reportscore.api.fastpath`)."""
+    """The FastAPI app, with the hot routes' common case answered in front of it (:mod:`reportscore.api.fastpath`),
+    and an OpenAPI document that declares the API key only while keys are enforced."""
 
     fast_path: FastPath | None = None
+    _open_document: dict[str, Any] | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        if self.openapi_url:
+            # FastAPI's document route always answers the same document: this one answers the current auth mode's.
+            self.router.routes = [r for r in self.router.routes if getattr(r, "path", None) != self.openapi_url]
+            self.add_route(self.openapi_url, self._openapi_json, include_in_schema=False)
+
+    def openapi_document(self, *, keys_required: bool) -> dict[str, Any]:
+        """The OpenAPI document: protected operations declare the API key, or (while the service runs open) none
+        does. ``openapi()`` is the first."""
+        if keys_required:
+            return self.openapi()
+        if self._open_document is None:
+            self._open_document = open_document(self.openapi())
+        return self._open_document
+
+    async def _openapi_json(self, request: Request) -> JSONResponse:
+        authenticator: Authenticator | None = getattr(self.state, "auth", None)  # set by the lifespan
+        runs_open = authenticator is not None and await authenticator.is_open()
+        return JSONResponse(self.openapi_document(keys_required=not runs_open))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast_path is not None and scope["type"] == "http":
@@ -64,7 +96,7 @@ class ReportscoreApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ReportscoreApp:
     settings = settings or Settings()
 
     @asynccontextmanager

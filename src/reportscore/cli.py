@@ -19,31 +19,47 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from reportscore.settings import Settings
+
+# Help text is printed as written: rich markup would swallow anything in square brackets.
+_HELP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None}
 app = typer.Typer(
     name="reportscore",
     help="Score user-generated abuse reports so moderators see the most urgent first.",
-    no_args_is_help=True,
     add_completion=False,
+    **_HELP,
 )
-config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", **_HELP)
 app.add_typer(config_app, name="config")
 models_app = typer.Typer(
-    help="The model registry: register, list, show, promote and roll back versions of the served model.",
-    no_args_is_help=True,
+    help="The model registry: register, list, show, promote and roll back versions of the served model.", **_HELP
 )
 app.add_typer(models_app, name="models")
 keys_app = typer.Typer(
-    help="API keys: create (shown once), list, revoke; generate one for REPORTSCORE_BOOTSTRAP_API_KEY.",
-    no_args_is_help=True,
+    help="API keys: create (shown once), list, revoke; generate one for REPORTSCORE_BOOTSTRAP_API_KEY.", **_HELP
 )
 app.add_typer(keys_app, name="keys")
 err = Console(stderr=True, soft_wrap=True)
 
 
+SETTING_DEFAULTS: dict[str, Any] = {
+    name: field.get_default(call_default_factory=True) for name, field in Settings.model_fields.items()
+}
+"""Each setting's default: the default of an option that sets it, so ``--help`` shows the effective one."""
+
+
+def setting_option(name: str, help: str, *param_decls: str) -> Any:
+    """An option that sets the setting ``name``: it is also read from ``REPORTSCORE_<NAME>``, and ``--help`` shows
+    that variable and the default (give the parameter ``SETTING_DEFAULTS[name]`` as its default)."""
+    return typer.Option(*param_decls, help=help, envvar=env_var(name), show_envvar=True)
+
+
+def env_var(name: str) -> str:
+    return f"REPORTSCORE_{name.upper()}"
+
+
 def _settings(**overrides: Any) -> Any:
     """Build and validate Settings (env vars + CLI overrides); exit 2 with the reason when impossible."""
-    from reportscore.settings import Settings
-
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -63,23 +79,24 @@ def _fail(message: str) -> NoReturn:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [env REPORTSCORE_HOST; default 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env REPORTSCORE_PORT; default 8081].")] = None,
+    ctx: typer.Context,
+    host: Annotated[str, setting_option("host", "Address to bind.")] = SETTING_DEFAULTS["host"],
+    port: Annotated[int, setting_option("port", "TCP port.")] = SETTING_DEFAULTS["port"],
     data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Data directory for SQLite [env REPORTSCORE_DATA_DIR; default ./data]."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="API processes [env REPORTSCORE_API_PROCESSES]. Embedded mode allows 1."),
-    ] = None,
+        Path, setting_option("data_dir", "Directory of the SQLite database (embedded mode).")
+    ] = SETTING_DEFAULTS["data_dir"],
+    api_processes: Annotated[
+        int, setting_option("api_processes", "API processes serving the port (distributed mode; embedded mode: 1).")
+    ] = SETTING_DEFAULTS["api_processes"],
     insecure: Annotated[
         bool,
-        typer.Option(
-            "--insecure",
-            help="Serve without API keys on a non-loopback address (logged as a warning) [env REPORTSCORE_INSECURE].",
+        setting_option(
+            "insecure", "Serve without API keys on a non-loopback address (logged as a warning).", "--insecure"
         ),
-    ] = False,
+    ] = SETTING_DEFAULTS["insecure"],
+    workers: Annotated[
+        int | None, typer.Option("--workers", hidden=True, help="Deprecated spelling of --api-processes.")
+    ] = None,
 ) -> None:
     """Serve the HTTP API.
 
@@ -87,7 +104,17 @@ def serve(
     (REPORTSCORE_BROKER_URL and a PostgreSQL REPORTSCORE_DATABASE_URL): the API only; Celery workers score.
     On an address other than loopback it refuses to start until an API key exists (docs/security.md).
     """
-    settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=workers, insecure=insecure or None)
+    if workers is not None:
+        source = ctx.get_parameter_source("api_processes")
+        if source is not None and source.name == "COMMANDLINE":
+            _fail("--workers is the old spelling of --api-processes: give only --api-processes")
+        err.print(
+            "warning: `serve --workers` is deprecated and will be removed: use `serve --api-processes` "
+            f"(or {env_var('api_processes')}); `--workers` means Celery worker processes elsewhere",
+            highlight=False,
+        )
+        api_processes = workers
+    settings = _settings(host=host, port=port, data_dir=data_dir, api_processes=api_processes, insecure=insecure)
     _enable_metrics(settings)  # before anything imports prometheus_client
     import uvicorn
 
@@ -110,13 +137,8 @@ def serve(
         uvicorn.run(create_app(settings), **common)
         return
     # Several API processes (distributed mode only): each builds its app from the environment.
-    overrides = {
-        "REPORTSCORE_HOST": host,
-        "REPORTSCORE_PORT": port,
-        "REPORTSCORE_DATA_DIR": data_dir,
-        "REPORTSCORE_INSECURE": "true" if insecure else None,
-    }
-    os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
+    for name in ("host", "port", "data_dir", "insecure"):
+        os.environ[env_var(name)] = str(getattr(settings, name))
     uvicorn.run("reportscore.app:create_app", factory=True, workers=settings.api_processes, **common)
 
 
@@ -201,8 +223,8 @@ def _require_keys_unless_loopback(settings: Any) -> None:
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="Pool processes [env REPORTSCORE_WORKER_CONCURRENCY; default 2].")
-    ] = None,
+        int, setting_option("worker_concurrency", "Pool processes of this Celery worker.")
+    ] = SETTING_DEFAULTS["worker_concurrency"],
 ) -> None:
     """Run a Celery worker (distributed mode): consumes the queue, scores jobs, writes results to the database."""
     settings = _distributed_settings(worker_concurrency=concurrency)
@@ -333,7 +355,7 @@ def migrate() -> None:
 def train_reference(
     output_dir: Annotated[
         Path | None,
-        typer.Option(help="Where to write the model directory [default: the bundled reference_model/ directory]."),
+        typer.Option(help="Where to write the model directory.", show_default="the bundled reference_model/ directory"),
     ] = None,
     n_reports: Annotated[int, typer.Option(help="Synthetic reports to generate (80% train, 20% holdout).")] = 200_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator and of XGBoost.")] = 20261127,
@@ -352,8 +374,10 @@ def train_reference(
 
 @app.command("local-cluster")
 def local_cluster(
-    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
-    api_processes: Annotated[int, typer.Option(help="API processes behind the port.")] = 1,
+    workers: Annotated[int, typer.Option(help="Celery workers (`reportscore worker` processes) to start.")] = 2,
+    api_processes: Annotated[
+        int, setting_option("api_processes", "API processes serving the port.")
+    ] = SETTING_DEFAULTS["api_processes"],
     flower: Annotated[bool, typer.Option(help="Also start Flower (needs REPORTSCORE_FLOWER_BASIC_AUTH).")] = True,
 ) -> None:
     """Run a whole distributed deployment on this machine: migrate, then API + workers + Flower.
@@ -365,12 +389,12 @@ def local_cluster(
     import signal
     import subprocess
 
-    settings = _distributed_settings()
+    settings = _distributed_settings(api_processes=api_processes)
     command = [sys.executable, "-m", "reportscore.cli"]
     migrated = subprocess.run([*command, "migrate"], check=False)
     if migrated.returncode != 0:
         raise typer.Exit(code=migrated.returncode)
-    specs: list[tuple[str, list[str]]] = [("api", ["serve", "--workers", str(api_processes)])]
+    specs: list[tuple[str, list[str]]] = [("api", ["serve", "--api-processes", str(api_processes)])]
     specs += [(f"worker-{i}", ["worker"]) for i in range(workers)]
     if flower:
         if settings.flower_basic_auth is None:

@@ -447,8 +447,16 @@ def settings_markdown() -> str:
         "| variable | default | meaning |",
         "|---|---|---|",
     ]
+    import json
+
     for name, field in Settings.model_fields.items():
-        default = "the bundled reference model" if name == "model_path" else str(field.default)
+        value = field.get_default(call_default_factory=True)  # a default_factory's value, not PydanticUndefined
+        if name == "model_path":
+            default = "the bundled reference model"
+        elif isinstance(value, list):
+            default = json.dumps(value)  # as the environment variable takes it
+        else:
+            default = str(value)
         meaning = " ".join((field.description or "").split()).replace("|", "\\|")
         lines.append(f"| `REPORTSCORE_{name.upper()}` | `{default}` | {meaning} |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,9 @@ Run alone with::
 
     .venv/bin/pytest tests/e2e/test_fuzz_openapi.py
 
-Every operation is fuzzed with positive and negative data (``test_every_operation_conforms``), and a state machine
+Every operation is fuzzed with positive and negative data (``test_every_operation_conforms``), against a service
+that enforces API keys and against one that runs open (no key created yet: ``..._while_the_service_runs_open``,
+with the document such a service serves, which declares no key), and a state machine
 follows the OpenAPI links from ``POST /predict`` / ``POST /submit`` to ``GET /task/{task_id}`` with the real task id
 (``test_submit_then_read_task_statefully``). A failure here is a bug in the spec or in the code: fix one of them,
 never the checks.
@@ -70,8 +72,12 @@ class _Current:
 
 
 CURRENT = _Current()
-schema = schemathesis.openapi.from_dict(create_app(make_settings(Path(gettempdir()) / "never-started")).openapi())
+NEVER_STARTED = create_app(make_settings(Path(gettempdir()) / "never-started"))
+schema = schemathesis.openapi.from_dict(NEVER_STARTED.openapi())
 schema.app = CURRENT
+open_schema = schemathesis.openapi.from_dict(NEVER_STARTED.openapi_document(keys_required=False))
+"""What an open service serves as /openapi.json (tests/e2e/test_openapi_truth.py checks it is)."""
+open_schema.app = CURRENT
 
 
 @schema.auth(refresh_interval=None)
@@ -86,16 +92,17 @@ class CurrentApiKey:
         case.headers[API_KEY_HEADER] = data
 
 
-def _start(directory: Path) -> ASGIApp:
-    """A fresh app under test (temporary SQLite in ``directory`` holding one API key with every scope, bundled model,
-    model routes included); its lifespan starts with the first request. Once a key exists every protected route
-    needs one."""
-    db = Database.from_settings(make_settings(directory))
-    try:
-        migrate.upgrade_to_head(db)
-        CURRENT.key, _ = keys.create_key(db=db, tenant="fuzz", name="fuzz", scopes=list(keys.SCOPES))
-    finally:
-        db.dispose()
+def _start(directory: Path, *, with_key: bool = True) -> ASGIApp:
+    """A fresh app under test (temporary SQLite in ``directory``, bundled model, model routes included); its lifespan
+    starts with the first request. ``with_key``: the store holds one API key with every scope, and as once a key
+    exists, every protected route needs one; otherwise the app runs open (it is bound to loopback)."""
+    if with_key:
+        db = Database.from_settings(make_settings(directory))
+        try:
+            migrate.upgrade_to_head(db)
+            CURRENT.key, _ = keys.create_key(db=db, tenant="fuzz", name="fuzz", scopes=list(keys.SCOPES))
+        finally:
+            db.dispose()
     CURRENT.app = create_app(make_settings(directory))
     return CURRENT.app
 
@@ -115,6 +122,15 @@ def app(tmp_path: Path) -> Iterator[ASGIApp]:
         _stop()
 
 
+@pytest.fixture
+def open_app(tmp_path: Path) -> Iterator[ASGIApp]:
+    """A fresh app that runs open (no key created yet), stopped after the test."""
+    try:
+        yield _start(tmp_path, with_key=False)
+    finally:
+        _stop()
+
+
 POSITIVE_DATA_ACCEPTANCE = CHECKS.get_one("positive_data_acceptance")
 
 
@@ -130,12 +146,25 @@ def _artifact_rejected(case: Case, response: schemathesis.Response) -> bool:
     return isinstance(response.json().get("detail"), str)
 
 
-@schema.parametrize()
-@HYPOTHESIS
-def test_every_operation_conforms(case: Case, app: ASGIApp) -> None:
+def _call_and_check(case: Case) -> None:
     response = case.call()
     checks = [c for c in ALL_CHECKS if c is not POSITIVE_DATA_ACCEPTANCE or not _artifact_rejected(case, response)]
     case.validate_response(response, checks=checks)
+
+
+@schema.parametrize()
+@HYPOTHESIS
+def test_every_operation_conforms(case: Case, app: ASGIApp) -> None:
+    _call_and_check(case)
+
+
+@open_schema.parametrize()
+@HYPOTHESIS
+def test_every_operation_conforms_while_the_service_runs_open(case: Case, open_app: ASGIApp) -> None:
+    """ignored_auth included: the document an open service serves asks for no key, so answering without one is
+    what it promises. (A generated ``POST /keys`` creates the first key: from then on the app rightly answers 401,
+    a documented answer.)"""
+    _call_and_check(case)
 
 
 def test_submit_then_read_task_statefully(tmp_path: Path) -> None:

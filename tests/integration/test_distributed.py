@@ -105,6 +105,21 @@ def test_processes_refuse_an_unmigrated_database(cluster: Cluster) -> None:
         assert "reportscore migrate" in result.stderr
 
 
+def _spawned_children(process: ServiceProcess) -> int:
+    """Child processes started by multiprocessing's spawn (uvicorn's API processes, not its resource tracker)."""
+    return sum("spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace") for pid in process.children())
+
+
+@pytest.mark.parametrize("spelling", ["--api-processes", "--workers"])
+def test_serve_runs_as_many_api_processes_as_asked(cluster: Cluster, spelling: str) -> None:
+    """``--workers`` is the deprecated spelling of ``--api-processes``: it still works and says so."""
+    cluster.migrate()
+    with ServiceProcess(env=cluster.env, work_dir=cluster.work_dir, extra_args=(spelling, "2")) as api:
+        assert httpx.get(f"{api.url}/heartbeat", timeout=10).json() == {"message": "Service Ok"}
+        assert _spawned_children(api) == 2
+    assert ("`serve --workers` is deprecated" in api.logs()) == (spelling == "--workers")
+
+
 def test_migrate_is_safe_to_run_concurrently(cluster: Cluster) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

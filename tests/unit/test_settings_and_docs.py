@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 from pydantic import ValidationError
 
 from reportscore.settings import Settings, settings_markdown
-from tests.servers import VENV_BIN
+from tests.servers import VENV_BIN, ServiceProcess, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,18 +22,51 @@ def test_several_api_processes_on_sqlite_are_refused_with_a_fix() -> None:
         Settings(api_processes=2)
 
 
-def test_serve_refuses_more_workers_on_sqlite_and_says_why(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(VENV_BIN / "reportscore"), "serve", "--workers", "2", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+DEPRECATED_WORKERS = "`serve --workers` is deprecated"
+
+
+def test_serve_refuses_more_api_processes_on_sqlite_and_says_why(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--api-processes", "2", "--data-dir", str(tmp_path)], {})
     assert result.returncode == 2
+    assert "api_processes=2" in result.stderr
     assert "exactly one" in result.stderr
     assert "REPORTSCORE_API_PROCESSES=1" in result.stderr.replace("\n", " ")
+    assert DEPRECATED_WORKERS not in result.stderr
     assert not (tmp_path / "reportscore.db").exists()
+
+
+def test_serve_old_workers_spelling_still_sets_api_processes_and_warns(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--workers", "2", "--data-dir", str(tmp_path)], {})
+    assert result.returncode == 2
+    assert DEPRECATED_WORKERS in result.stderr
+    assert "--api-processes" in result.stderr
+    assert "api_processes=2" in result.stderr  # the value reached the setting (and was refused on SQLite)
+    both = run_cli(["serve", "--workers", "2", "--api-processes", "1", "--data-dir", str(tmp_path)], {})
+    assert both.returncode == 2
+    assert "give only --api-processes" in both.stderr
+
+
+def test_serve_old_workers_spelling_serves(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path / "data", extra_args=("--workers", "1")) as service:
+        assert httpx.get(f"{service.url}/heartbeat", timeout=10).json() == {"message": "Service Ok"}
+    assert DEPRECATED_WORKERS in service.logs()
+
+
+def test_every_documented_default_is_the_real_default() -> None:
+    rows = {
+        match[0]: match[1]
+        for match in re.findall(r"^\| `REPORTSCORE_([A-Z0-9_]+)` \| `([^`]*)` \|", settings_markdown(), re.MULTILINE)
+    }
+    assert set(rows) == {name.upper() for name in Settings.model_fields}
+    assert not [name for name, shown in rows.items() if "PydanticUndefined" in shown]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if name == "model_path":
+            assert rows[name.upper()] == "the bundled reference model"
+        elif isinstance(default, list):  # as the environment variable takes it: a JSON list
+            assert json.loads(rows[name.upper()]) == default
+        else:
+            assert rows[name.upper()] == str(default), name
 
 
 def test_config_show_redacts_passwords(tmp_path: Path) -> None:

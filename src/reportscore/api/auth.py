@@ -112,6 +112,37 @@ AUTH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 """The answers of every protected route's key check, declared once on each router that holds such routes."""
 
 
+OPEN_SERVICE_NOTE: Final = f"""
+**Authentication: none needed right now.** This service runs open: it is bound to loopback (or was started with
+`--insecure`) and no API key was created yet, so every operation answers without the `{API_KEY_HEADER}` header. Once a
+first key is created (`reportscore keys create`), every protected operation needs one, for good, and this document
+declares it.
+"""
+
+
+def open_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document of a service that runs open: ``document`` without the API-key scheme and without a
+    security requirement on any operation (a copy; ``document`` is left as it is)."""
+    info = document.get("info", {})
+    components = {k: v for k, v in document.get("components", {}).items() if k != "securitySchemes"}
+    paths = {
+        path: {
+            method: {k: v for k, v in operation.items() if k != "security"}
+            if isinstance(operation, dict)
+            else operation
+            for method, operation in operations.items()
+        }
+        for path, operations in document.get("paths", {}).items()
+    }
+    opened = {**document, "info": {**info, "description": info.get("description", "") + OPEN_SERVICE_NOTE}}
+    opened["paths"] = paths
+    if components:
+        opened["components"] = components
+    else:
+        opened.pop("components", None)
+    return opened
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     tenant: str
@@ -179,6 +210,10 @@ class Authenticator:
                 return self._any_key[1]
             self._any_key = (now, exists)
         return self._any_key[1]
+
+    async def is_open(self) -> bool:
+        """Whether this process serves everyone without a key right now (allowed to, and no key was ever created)."""
+        return self.allow_open and not await self.keys_exist()
 
     async def _stored(self, prefix: str) -> keys.StoredKey | None:
         now = time.monotonic()

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from reportscore.scoring import store as artifact_store
 from reportscore.scoring.features import REPORT_FIELDS, FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import ModelLoadError
 from reportscore.scoring.registry import ServingModel, formats_with, load_model_dir, sha256_file
-from reportscore.scoring.store import StoreError, VersionExistsError, open_store
+from reportscore.scoring.store import StoreError, open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.models import ModelVersion
@@ -31,6 +32,10 @@ SYNTHETIC_REFERENCE_N = 20_000
 
 class RegistrationError(ValueError):
     """The artifact, its schema or its reference sample was rejected; nothing was changed."""
+
+
+class VersionExistsError(RegistrationError):
+    """That version is already registered (versions are immutable)."""
 
 
 class UnknownVersionError(LookupError):
@@ -88,6 +93,11 @@ def format_of(artifact: Path) -> str:
     return name
 
 
+def _without(directory: Path, exc: BaseException) -> str:
+    """The error's text without the private working directory in file names (the reason names the file only)."""
+    return str(exc).replace(f"{directory}/", "")
+
+
 def register_model(
     *,
     db: Database,
@@ -109,7 +119,7 @@ def register_model(
         raise RegistrationError(f"{artifact}: no such file")
     with db.read() as session:
         if models_repo.get_version(session, name=name, version=version) is not None:
-            raise RegistrationError(f"{name} {version} is already registered; versions are immutable")
+            raise VersionExistsError(f"{name} {version} is already registered; versions are immutable")
     fmt = format_name or format_of(artifact)
     try:
         feature_schema = FeatureSchema.load(schema) if schema is not None else FeatureSchema.default()
@@ -142,9 +152,9 @@ def register_model(
         try:
             candidate = load_model_dir(staging, threads=settings.model_threads, formats=formats)
         except ModelLoadError as exc:
-            raise RegistrationError(f"artifact rejected: {exc}") from exc
+            raise RegistrationError(f"artifact rejected: {_without(staging, exc)}") from exc
         except Exception as exc:  # a framework error while loading or warming up (wrong input width, ...)
-            raise RegistrationError(f"artifact rejected: {type(exc).__name__}: {exc}") from exc
+            raise RegistrationError(f"artifact rejected: {type(exc).__name__}: {_without(staging, exc)}") from exc
         if reference_doc is not None:  # the distribution written at training time (the bundled model has one)
             ref_doc, ref_source = reference_doc, "training"
         else:
@@ -153,8 +163,8 @@ def register_model(
         size_bytes = (staging / artifact_name).stat().st_size
         try:
             version_uri = store.publish(staging, name=name, version=version)
-        except VersionExistsError as exc:
-            raise RegistrationError(f"{name} {version} is already registered in the model store: {exc}") from exc
+        except artifact_store.VersionExistsError as exc:
+            raise VersionExistsError(f"{name} {version} is already registered in the model store: {exc}") from exc
     except BaseException:
         store.discard(staging)
         raise

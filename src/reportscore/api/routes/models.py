@@ -28,22 +28,98 @@ async def _save(upload: UploadFile, directory: Path, default_name: str) -> Path:
     return target
 
 
+def _examples(**examples: tuple[str, Any]) -> dict[str, Any]:
+    """An OpenAPI response's JSON examples, from ``name=(summary, body)``."""
+    found = {name.replace("_", " "): {"summary": summary, "value": body} for name, (summary, body) in examples.items()}
+    return {"content": {"application/json": {"examples": found}}}
+
+
+REGISTER_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "The body is not valid multipart/form-data.",
+        **_examples(no_boundary=("No multipart boundary", {"detail": "Missing boundary in multipart."})),
+    },
+    409: {
+        "model": ErrorBody,
+        "description": "That version is already registered: versions are immutable, register a new one.",
+        **_examples(
+            version_exists=(
+                "The version exists",
+                {"detail": "reportscore-reference 1.0.0 is already registered; versions are immutable"},
+            )
+        ),
+    },
+    413: {
+        "model": ErrorBody,
+        "description": "The upload is larger than REPORTSCORE_MAX_BODY_BYTES (the whole multipart body counts).",
+        **_examples(too_large=("Over the size limit", {"detail": "request body larger than 8388608 bytes"})),
+    },
+    422: {
+        "model": ErrorBody | ValidationErrorBody,
+        "description": "The artifact, schema or reference sample was rejected (``detail`` says why; the serving model "
+        "is unchanged), or a form field is missing or invalid (FastAPI's validation errors).",
+        **_examples(
+            artifact_rejected=(
+                "The artifact does not load as a model of its format",
+                {
+                    "detail": "artifact rejected: model.ubj: not a loadable XGBoost model (XGBoost's reason: "
+                    "Invalid model format in: `model.ubj`.)"
+                },
+            ),
+            unknown_type=(
+                "The file name's suffix names no model format",
+                {
+                    "detail": "model.bin: unknown artifact type; expected .json/.ubj (XGBoost), .skops, .onnx, "
+                    ".keras, .pkl/.joblib (with REPORTSCORE_TRUST_PICKLE=true)"
+                },
+            ),
+            schema_rejected=(
+                "The feature schema is not valid",
+                {"detail": "feature schema rejected: feature schema is malformed: missing or wrong key 'features'"},
+            ),
+            invalid_field=(
+                "A form field is invalid",
+                {
+                    "detail": [
+                        {
+                            "type": "string_pattern_mismatch",
+                            "loc": ["body", "version"],
+                            "msg": f"String should match pattern '{registration.VERSION_PATTERN.pattern}'",
+                            "input": "1.1.0 beta",
+                            "ctx": {"pattern": registration.VERSION_PATTERN.pattern},
+                        }
+                    ]
+                },
+            ),
+        ),
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "The model store (REPORTSCORE_MODEL_STORE_URL) did not answer; nothing was registered.",
+        **_examples(
+            store_unreachable=(
+                "The model store is unreachable",
+                {
+                    "detail": "model store s3://models/reportscore (endpoint http://minio:9000): uploading "
+                    "s3://models/reportscore/reportscore-reference/2.0.0/model.ubj failed: ... "
+                    "Check that the store is reachable from this process "
+                    "(REPORTSCORE_MODEL_STORE_ENDPOINT_URL, REPORTSCORE_MODEL_STORE_REGION) and that the AWS "
+                    "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) may read and write the bucket"
+                },
+            )
+        ),
+    },
+}
+"""How ``POST /models`` refuses an upload; nothing is registered and the serving model stays."""
+
+
 @router.post(
     "",
     status_code=201,
     summary="Register a new model version (validated before anything changes)",
     response_model=ModelVersionOut,
-    responses={
-        400: {"model": ErrorBody, "description": "The body is not valid multipart/form-data."},
-        409: {"model": ErrorBody, "description": "That version is already registered."},
-        413: {"model": ErrorBody, "description": "Upload over REPORTSCORE_MAX_BODY_BYTES."},
-        422: {
-            "model": ErrorBody | ValidationErrorBody,
-            "description": "The artifact, schema or reference sample was rejected (a reason), or a form field is "
-            "missing or invalid (FastAPI's validation errors).",
-        },
-        503: {"model": ErrorBody, "description": "The model store is unreachable; nothing was registered."},
-    },
+    responses=REGISTER_REFUSALS,
 )
 async def register(
     state: State,
@@ -83,8 +159,9 @@ async def register(
                 )
             )
         except registration.RegistrationError as exc:
-            status = 409 if "already registered" in str(exc) else 422
-            raise HTTPException(status_code=status, detail=str(exc)) from None
+            status = 409 if isinstance(exc, registration.VersionExistsError) else 422
+            reason = str(exc).replace(f"{directory}/", "")  # name the uploaded file, not the server's copy
+            raise HTTPException(status_code=status, detail=reason) from None
         except StoreError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from None
     return ModelVersionOut.of(view)

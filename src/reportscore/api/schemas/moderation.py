@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from reportscore.api.schemas.tasks import REASONS_DESCRIPTION, ModelInfo, Reason, UTCTimestamp
 from reportscore.api.schemas.text import Text
@@ -12,6 +13,17 @@ from reportscore.api.schemas.text import Text
 MAX_REPORT_ID = 2**53 - 1
 """The largest report id accepted: every integer up to it is exact as a JSON number in any client (JavaScript's
 Number.MAX_SAFE_INTEGER), also when sent as ``42.0``; 2**63 - 1 is not (as a double it rounds up, past BIGINT)."""
+
+
+def _text_only(value: Any) -> Any:
+    """JSON has no date-time type, only its ISO 8601 text (the schema's ``format: date-time``): a number is refused,
+    not read as a Unix time."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time with an offset, as a string")
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_text_only)]
 
 
 class ReportOut(BaseModel):
@@ -71,7 +83,7 @@ class _FeedbackBase(BaseModel):
 
     outcome: Literal["actioned", "dismissed"]
     reviewer: Text = Field(min_length=1, max_length=128, description="Who decided.")
-    reviewed_at: AwareDatetime | None = Field(default=None, description="With an offset; default: when recorded.")
+    reviewed_at: IsoDatetime | None = Field(default=None, description="With an offset; default: when recorded.")
 
 
 class FeedbackById(_FeedbackBase):
