@@ -4,6 +4,7 @@ cache serves it from the bucket."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ def test_registered_over_http_into_the_bucket_promoted_live_and_loaded_by_a_fres
 def test_an_upload_to_an_unreachable_store_answers_503_and_registers_nothing(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store_env = s3_server.store_env(s3_server.new_bucket())
+    bucket = s3_server.new_bucket()
+    store_env = s3_server.store_env(bucket)
     for key, value in store_env.items():
         monkeypatch.setenv(key, value)
     with app_client(tmp_path):  # the first start registers the bundled champion into the bucket
@@ -87,6 +89,12 @@ def test_an_upload_to_an_unreachable_store_answers_503_and_registers_nothing(
     with app_client(tmp_path, model_store_endpoint_url=dead) as client, (tmp_path / "next.ubj").open("rb") as fh:
         resp = client.post("/models", data={"version": "2.0.0"}, files={"artifact": ("next.ubj", fh)})
         assert resp.status_code == 503, resp.text
+        documented = client.get("/openapi.json").json()["paths"]["/models"]["post"]["responses"]["503"]
+        example = documented["content"]["application/json"]["examples"]["store unreachable"]["value"]
+        # The documented answer, with this deployment's bucket and endpoint, and the library's reason ("...") open.
+        real = resp.json()["detail"].replace(f"s3://{bucket}/models", "s3://models/reportscore")
+        pattern = re.escape(example["detail"]).replace(re.escape("..."), ".*")
+        assert re.fullmatch(pattern, real.replace(dead, "http://minio:9000"), re.DOTALL), (real, example)
         assert f"(endpoint {dead})" in resp.json()["detail"]
         assert "Check that the store is reachable" in resp.json()["detail"]
         assert [v["version"] for v in client.get("/models").json()["versions"]] == ["1.0.0"]

@@ -95,6 +95,11 @@ def _refusals(reference_version: str) -> dict[str, dict[str, Any]]:
     }
 
 
+REPRODUCED_ELSEWHERE = {"store unreachable"}
+"""Documented refusals that need a model store to fail: ``tests/e2e/test_model_store_s3.py`` answers them against
+a store that does not answer, and checks the answer against this document."""
+
+
 def _same_kind(real: Any, example: Any) -> bool:
     """The real answer is the documented one, up to what depends on the deployment or the framework's wording:
     numbers (the configured limit) and a library's own reason in parentheses."""
@@ -117,7 +122,7 @@ def test_model_upload_refusals_are_documented_and_answered_as_documented(tmp_pat
         }
         assert {400, 409, 413, 422} <= {status for status, _, _ in examples.values()}
         refusals = _refusals(before["champion"])
-        assert set(examples) == set(refusals), "every documented refusal has a real request here, and vice versa"
+        assert set(examples) == set(refusals) | REPRODUCED_ELSEWHERE, "every documented refusal is reproduced"
         for name, request in refusals.items():
             status, example, schema = examples[name]
             answer = http.post("/models", **request)

@@ -102,7 +102,7 @@ REGISTER_REFUSALS: dict[int | str, dict[str, Any]] = {
                 "The model store is unreachable",
                 {
                     "detail": "model store s3://models/reportscore (endpoint http://minio:9000): uploading "
-                    "s3://models/reportscore/reportscore-reference/2.0.0/model.ubj failed: ... "
+                    "s3://models/reportscore/reportscore-reference/2.0.0 failed: ... "
                     "Check that the store is reachable from this process "
                     "(REPORTSCORE_MODEL_STORE_ENDPOINT_URL, REPORTSCORE_MODEL_STORE_REGION) and that the AWS "
                     "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) may read and write the bucket"
