@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from pydantic import ValidationError
 
 from reportscore.settings import Settings
 from tests.deploy.manifests import (
@@ -20,6 +21,7 @@ from tests.deploy.manifests import (
     k8s_find,
     k8s_one,
     pod_spec,
+    with_real_secrets,
 )
 
 # Oldest supported (the API's preStop `sleep` action is on by default from 1.30) and the newest schema that
@@ -156,18 +158,28 @@ def test_flower_listens_on_the_pod_interfaces() -> None:
     assert k8s_one("ConfigMap", CONFIG).data["data"].get("REPORTSCORE_HOST", image_host) == "0.0.0.0"
 
 
-def test_config_and_secret_template_make_valid_distributed_settings(clean_env: None, tmp_path: Path) -> None:
-    """The ConfigMap plus the Secret's placeholders pass Settings' start-up validation."""
-    merged = {
-        **k8s_one("ConfigMap", CONFIG).data["data"],
-        **k8s_one("Secret", SECRETS).data["stringData"],
-    }
-    assert {"REPORTSCORE_DATABASE_URL", "REPORTSCORE_BROKER_URL", "REPORTSCORE_FLOWER_BASIC_AUTH"} <= set(merged)
+def _config_and_secret() -> dict[str, str]:
+    return {**k8s_one("ConfigMap", CONFIG).data["data"], **k8s_one("Secret", SECRETS).data["stringData"]}
+
+
+def _settings_of(merged: dict[str, str], data_dir: Path) -> Settings:
     values = {key.removeprefix("REPORTSCORE_").lower(): value for key, value in merged.items()}
-    values["data_dir"] = str(tmp_path)
-    settings = Settings.model_validate(values)
+    values["data_dir"] = str(data_dir)
+    return Settings.model_validate(values)
+
+
+def test_config_and_secret_template_make_valid_distributed_settings(clean_env: None, tmp_path: Path) -> None:
+    """The ConfigMap plus the Secret template, its placeholders replaced, pass Settings' start-up validation."""
+    merged = _config_and_secret()
+    assert {"REPORTSCORE_DATABASE_URL", "REPORTSCORE_BROKER_URL", "REPORTSCORE_FLOWER_BASIC_AUTH"} <= set(merged)
+    settings = _settings_of(with_real_secrets(merged), tmp_path)
     assert settings.mode == "distributed"
     assert not settings.is_sqlite
+
+
+def test_the_secret_templates_placeholders_are_refused_at_start_up(clean_env: None, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="placeholder 'CHANGE_ME'"):
+        _settings_of(_config_and_secret(), tmp_path)
 
 
 # --- KEDA (custom resources: no schema in kubernetes-validate, so checked by shape) ----------------------------------
