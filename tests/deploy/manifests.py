@@ -20,6 +20,7 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 K8S_DIR = DEPLOY / "k8s"
+KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 KEDA_API_GROUP = "keda.sh/"
@@ -155,11 +156,20 @@ class K8sDoc:
 def k8s_docs() -> tuple[K8sDoc, ...]:
     docs: list[K8sDoc] = []
     for path in sorted(K8S_DIR.glob("*.y*ml")):
+        if path == KUSTOMIZATION:  # kustomize's own file, not an object of the cluster
+            continue
         for index, data in enumerate(yaml.safe_load_all(path.read_text(encoding="utf-8"))):
             if data is not None:
                 assert isinstance(data, dict), f"{path.name} document {index} is not a mapping"
                 docs.append(K8sDoc(path, index, data))
     return tuple(docs)
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    data = yaml.safe_load(KUSTOMIZATION.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
 
 
 def k8s_find(kind: str, name: str | None = None) -> list[K8sDoc]:

@@ -238,6 +238,22 @@ def remap_ports(argv: list[str], env: dict[str, str], ports: dict[int, int]) -> 
     return out, new_env
 
 
+def with_local_services(env: dict[str, str], *, pg_url: str, redis_prefix: str) -> dict[str, str]:
+    """A container's environment pointed at this test's own database on the local PostgreSQL (same host name,
+    resolved by the stand-in's /etc/hosts; the local server's user, whose trust authentication ignores the password)
+    and at its own Redis key prefix and queue."""
+    from sqlalchemy.engine import make_url
+
+    local = make_url(pg_url)
+    url = make_url(env["REPORTSCORE_DATABASE_URL"]).set(username=local.username, database=local.database)
+    return {
+        **env,
+        "REPORTSCORE_DATABASE_URL": url.render_as_string(hide_password=False),
+        "REPORTSCORE_REDIS_PREFIX": redis_prefix,
+        "REPORTSCORE_QUEUE_NAME": redis_prefix,
+    }
+
+
 def standins_available() -> tuple[bool, str]:
     """Whether this machine can run stand-ins: root, and the tools they use."""
     missing = [tool for tool in ("unshare", "chroot", "mount") if shutil.which(tool) is None]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from reportscore.settings import Settings
 from tests.conftest import require
@@ -41,6 +40,7 @@ from tests.deploy.standin import (
     image_workdir,
     remap_ports,
     standins_available,
+    with_local_services,
 )
 from tests.servers import free_port
 
@@ -54,7 +54,7 @@ class ComposeStandIn:
         self.venv = venv
         self.work_dir = work_dir
         self.env_file = with_real_secrets(env_example())
-        self.pg = make_url(pg_url)
+        self.pg_url = pg_url
         self.redis_prefix = redis_prefix
         self.volumes: dict[str, Path] = {}
         self.host_ports: dict[tuple[str, int], int] = {}
@@ -74,15 +74,7 @@ class ComposeStandIn:
     def environment(self, service: dict[str, Any]) -> dict[str, str]:
         env = {**image_environment(self.venv)}
         env.update({key: interpolate(value, self.env_file) for key, value in compose_environment(service).items()})
-        # The test's own database on the local server (same host name `postgres`, resolved by /etc/hosts) and its own
-        # Redis key prefix and queue; the user is the local server's, whose trust authentication ignores the password.
-        url = make_url(env["REPORTSCORE_DATABASE_URL"])
-        env["REPORTSCORE_DATABASE_URL"] = url.set(
-            username=self.pg.username, database=self.pg.database
-        ).render_as_string(hide_password=False)
-        env["REPORTSCORE_REDIS_PREFIX"] = self.redis_prefix
-        env["REPORTSCORE_QUEUE_NAME"] = self.redis_prefix
-        return env
+        return with_local_services(env, pg_url=self.pg_url, redis_prefix=self.redis_prefix)
 
     def container(self, name: str, *, replica: int = 0, argv: list[str] | None = None) -> ContainerProcess:
         service = compose_services()[name]
