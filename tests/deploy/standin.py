@@ -27,10 +27,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from tests.conftest import require
 from tests.deploy.manifests import ROOT, dockerfile
 from tests.servers import ManagedProcess
 
@@ -264,3 +266,37 @@ def standins_available() -> tuple[bool, str]:
     if sys.platform != "linux":
         return False, "container stand-ins need Linux mount namespaces"
     return True, ""
+
+
+class Deployment:
+    """The containers of one deployment file, started on this machine from ``venv``; stopped together."""
+
+    def __init__(self, *, venv: Path, work_dir: Path, pg_url: str, redis_prefix: str) -> None:
+        self.venv = venv
+        self.work_dir = work_dir
+        self.pg_url = pg_url
+        self.redis_prefix = redis_prefix
+        self.running: list[ContainerProcess] = []
+
+    def start(self, process: ContainerProcess) -> ContainerProcess:
+        process.spawn()
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.running):
+            process.stop()
+
+
+D = TypeVar("D", bound=Deployment)
+
+
+def running_deployment(cls: type[D], *, venv: Path, work_dir: Path, pg_url: str, redis_prefix: str) -> Iterator[D]:
+    """A fixture's body: the deployment, every container it started stopped afterwards."""
+    available, reason = standins_available()
+    require(available, reason)
+    deployment = cls(venv=venv, work_dir=work_dir, pg_url=pg_url, redis_prefix=redis_prefix)
+    try:
+        yield deployment
+    finally:
+        deployment.stop_all()

@@ -20,6 +20,7 @@ from tests.deploy.manifests import (
     compose_argv,
     compose_environment,
     compose_services,
+    compose_volume_mounts,
     dockerfile,
     env_example,
     interpolate,
@@ -145,3 +146,19 @@ def test_env_example_placeholders_are_refused_at_start_up(name: str, tmp_path: P
     """Copying .env.example without setting the passwords stops the processes that use them."""
     with pytest.raises(ValidationError, match="placeholder"):
         _service_settings(name, env_example(), tmp_path)
+
+
+def test_every_service_that_loads_models_mounts_the_one_model_store_volume() -> None:
+    """A version registered through the API must be readable by the workers: REPORTSCORE_MODEL_STORE_URL is on
+    one named volume that migrate (first champion), api (registration) and worker (loading) all mount."""
+    services = compose_services()
+    volumes = set()
+    for name in ("migrate", "api", "worker"):
+        store = compose_environment(services[name])["REPORTSCORE_MODEL_STORE_URL"]
+        assert store.startswith("file:///"), name
+        path = store.removeprefix("file://")
+        covering = [vol for vol, target in compose_volume_mounts(services[name]) if path.startswith(target + "/")]
+        assert len(covering) == 1, f"{name}: {path} is on no declared volume"
+        volumes.add(covering[0])
+    (volume,) = volumes
+    assert volume in compose()["volumes"]

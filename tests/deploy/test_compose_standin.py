@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from reportscore.settings import Settings
-from tests.conftest import require
 from tests.deploy import rollout
 from tests.deploy.manifests import (
     THIRD_PARTY_SERVICES,
@@ -33,13 +32,14 @@ from tests.deploy.manifests import (
 from tests.deploy.standin import (
     Container,
     ContainerProcess,
+    Deployment,
     Mount,
     compose_volume,
     image_environment,
     image_uid_gid,
     image_workdir,
     remap_ports,
-    standins_available,
+    running_deployment,
     with_local_services,
 )
 from tests.servers import free_port
@@ -47,18 +47,14 @@ from tests.servers import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-class ComposeStandIn:
+class ComposeStandIn(Deployment):
     """The reportscore services of docker-compose.yml as container stand-ins on this machine."""
 
     def __init__(self, *, venv: Path, work_dir: Path, pg_url: str, redis_prefix: str) -> None:
-        self.venv = venv
-        self.work_dir = work_dir
+        super().__init__(venv=venv, work_dir=work_dir, pg_url=pg_url, redis_prefix=redis_prefix)
         self.env_file = with_real_secrets(env_example())
-        self.pg_url = pg_url
-        self.redis_prefix = redis_prefix
         self.volumes: dict[str, Path] = {}
         self.host_ports: dict[tuple[str, int], int] = {}
-        self.running: list[ContainerProcess] = []
         declared = compose().get("volumes") or {}
         self.declared_volumes = set(declared)
 
@@ -106,27 +102,14 @@ class ComposeStandIn:
         (self.work_dir / "containers").mkdir(exist_ok=True)
         return process
 
-    def start(self, process: ContainerProcess) -> ContainerProcess:
-        process.spawn()
-        self.running.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.running):
-            process.stop()
-
 
 @pytest.fixture
 def deployment(
     runtime_venv: Path, tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
 ) -> Iterator[ComposeStandIn]:
-    available, reason = standins_available()
-    require(available, reason)
-    standin = ComposeStandIn(venv=runtime_venv, work_dir=tmp_path, pg_url=pg_url, redis_prefix=redis_url_and_prefix[1])
-    try:
-        yield standin
-    finally:
-        standin.stop_all()
+    yield from running_deployment(
+        ComposeStandIn, venv=runtime_venv, work_dir=tmp_path, pg_url=pg_url, redis_prefix=redis_url_and_prefix[1]
+    )
 
 
 def _reportscore_services() -> list[str]:

@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 
 from reportscore.settings import Settings
-from tests.conftest import require
 from tests.deploy import rollout
 from tests.deploy.manifests import K8sDoc, container_argv, containers, k8s_one, pod_spec, with_real_secrets
 from tests.deploy.standin import (
     Container,
     ContainerProcess,
+    Deployment,
     Mount,
     image_environment,
     image_workdir,
     new_volume,
     remap_ports,
-    standins_available,
+    running_deployment,
     with_local_services,
 )
 from tests.servers import free_port
@@ -36,17 +36,13 @@ from tests.servers import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-class KubernetesStandIn:
+class KubernetesStandIn(Deployment):
     """Pods of deploy/k8s as container stand-ins on this machine."""
 
     def __init__(self, *, venv: Path, work_dir: Path, pg_url: str, redis_prefix: str) -> None:
-        self.venv = venv
-        self.work_dir = work_dir
-        self.pg_url = pg_url
-        self.redis_prefix = redis_prefix
+        super().__init__(venv=venv, work_dir=work_dir, pg_url=pg_url, redis_prefix=redis_prefix)
         self.claims: dict[str, Path] = {}
         self.pods = 0
-        self.running: list[ContainerProcess] = []
         self.settings = with_real_secrets(
             {
                 **k8s_one("ConfigMap", "reportscore-config").data["data"],
@@ -114,29 +110,14 @@ class KubernetesStandIn:
         pod_dir.mkdir(parents=True, exist_ok=True)
         return ContainerProcess(spec, state_dir=pod_dir)
 
-    def start(self, process: ContainerProcess) -> ContainerProcess:
-        process.spawn()
-        self.running.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.running):
-            process.stop()
-
 
 @pytest.fixture
 def cluster(
     runtime_venv: Path, tmp_path: Path, pg_url: str, redis_url_and_prefix: tuple[str, str]
 ) -> Iterator[KubernetesStandIn]:
-    available, reason = standins_available()
-    require(available, reason)
-    standin = KubernetesStandIn(
-        venv=runtime_venv, work_dir=tmp_path, pg_url=pg_url, redis_prefix=redis_url_and_prefix[1]
+    yield from running_deployment(
+        KubernetesStandIn, venv=runtime_venv, work_dir=tmp_path, pg_url=pg_url, redis_prefix=redis_url_and_prefix[1]
     )
-    try:
-        yield standin
-    finally:
-        standin.stop_all()
 
 
 _WRITABLE_PROBE = """
