@@ -161,6 +161,9 @@ def _script(container: Container, root: Path, etc: dict[str, Path]) -> str:
             f'mount --rbind {q(str(path))} "$R"{q(str(path))}',
             f'mount -o remount,bind,ro "$R"{q(str(path))}',
         ]
+    for local in (".venv", ".tools"):  # the checkout's own environments are not in the image (.dockerignore)
+        if (ROOT / local).is_dir():
+            lines.append(f'mount -t tmpfs -o ro,size=4k tmpfs "$R"{q(str(ROOT / local))}')
     for target, source in etc.items():
         lines.append(f'mount --bind {q(str(source))} "$R"{q(target)}')
     for special in ("/proc", "/dev", "/sys"):
