@@ -347,7 +347,9 @@ class Settings(BaseSettings):
                 "to let the server's other authentication methods apply."
             )
         if self.flower_basic_auth is not None:
-            _user, _sep, password = self.flower_basic_auth.get_secret_value().partition(":")
+            _user, sep, password = self.flower_basic_auth.get_secret_value().partition(":")
+            if not sep:
+                raise ConfigurationError("REPORTSCORE_FLOWER_BASIC_AUTH must look like user:password")
             if reason := placeholder_secret_problem(password):
                 raise ConfigurationError(
                     f"REPORTSCORE_FLOWER_BASIC_AUTH: the password {reason}. {_HOW_TO_CHOOSE_ONE} "

@@ -45,10 +45,15 @@ def test_a_database_url_with_a_real_password_or_none_is_accepted(tmp_path: Path)
     assert no_password.mode == "distributed"
 
 
-@pytest.mark.parametrize("auth", ["admin:change-me", "admin:CHANGE_ME", "admin:", "admin"])
+@pytest.mark.parametrize("auth", ["admin:change-me", "admin:CHANGE_ME", "admin:"])
 def test_flower_basic_auth_with_a_placeholder_or_empty_password_is_refused(tmp_path: Path, auth: str) -> None:
     with pytest.raises(ValidationError, match="REPORTSCORE_FLOWER_BASIC_AUTH: the password"):
         make_settings(tmp_path, flower_basic_auth=auth)
+
+
+def test_flower_basic_auth_without_a_password_part_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="must look like user:password"):
+        make_settings(tmp_path, flower_basic_auth="admin")
 
 
 def test_flower_basic_auth_with_a_real_password_is_accepted(tmp_path: Path) -> None:
