@@ -49,7 +49,6 @@ class KubernetesStandIn(Deployment):
                 **k8s_one("Secret", "reportscore-secrets").data["stringData"],
             }
         )
-        self.host_ports: dict[str, int] = {}
 
     def _env_from(self, container: dict[str, Any]) -> dict[str, str]:
         sources = {
