@@ -5,7 +5,8 @@ real values. The pod's ``runAsUser``/``runAsGroup``/``fsGroup``; ``readOnlyRootF
 root is remounted read-only), so the ``volumeMounts`` are the only writable paths: each ``emptyDir`` new per pod,
 each PersistentVolumeClaim one directory shared by every pod that mounts it (group-writable by ``fsGroup``, as
 the kubelet makes it). The migrate Job runs to completion, then the API, a worker and Flower start; a model version
-registered over HTTP and promoted reaches the worker.
+registered over HTTP through one API pod and promoted is served through every API pod, reaches the worker, and is
+loaded by a new worker pod.
 """
 
 from __future__ import annotations
@@ -146,10 +147,12 @@ def test_kubernetes_pods_run_with_only_their_volumes_writable(cluster: Kubernete
     writable = {line.split(" ", 1)[1] for line in probe.logs().splitlines() if line.startswith("writable ")}
     assert writable == {mount.target for mount in probe.container.mounts} == {"/tmp", "/var/lib/reportscore"}
 
-    api_port = free_port()
-    api = cluster.start(cluster.pod(api_doc, ports={8081: api_port}))
-    api_url = f"http://127.0.0.1:{api_port}"
-    rollout.wait_http_ok(api, f"{api_url}/health/ready")
+    api_urls = []
+    for _ in range(api_doc.data["spec"]["replicas"]):
+        api_port = free_port()
+        api = cluster.start(cluster.pod(api_doc, ports={8081: api_port}))
+        api_urls.append(f"http://127.0.0.1:{api_port}")
+        rollout.wait_http_ok(api, f"{api_urls[-1]}/health/ready")
 
     metrics_default = Settings.model_fields["worker_metrics_port"].default
     cluster.settings.setdefault("REPORTSCORE_WORKER_METRICS_PORT", str(metrics_default))
@@ -167,6 +170,17 @@ def test_kubernetes_pods_run_with_only_their_volumes_writable(cluster: Kubernete
     assert exec_run.run() == 0, exec_run.logs()
     admin_key = rollout.key_from_output(exec_run.logs())
 
-    clf = rollout.register_and_promote(api_url, admin_key, tmp_path)
+    client_key = cluster.settings["REPORTSCORE_BOOTSTRAP_API_KEY"]
+    clf = rollout.register_and_promote(api_urls[0], admin_key, tmp_path)
     rollout.wait_every_worker_switched([worker], concurrency=concurrency, since=[0])
-    rollout.check_jobs_scored_with_new_version(api_url, cluster.settings["REPORTSCORE_BOOTSTRAP_API_KEY"], clf)
+    for api_url in api_urls:  # registered through one API pod, served through every one
+        assert rollout.champion_over_http(api_url, admin_key) == rollout.NEW_VERSION
+        rollout.check_jobs_scored_with_new_version(api_url, client_key, clf, jobs=4)
+
+    # A new worker pod (a rollout, a rescheduled pod) finds the registered version on the claim.
+    worker.stop()
+    replacement = cluster.start(
+        cluster.pod(k8s_one("Deployment", "reportscore-worker"), ports={metrics_default: free_port()})
+    )
+    rollout.wait_worker_ready(replacement, concurrency=concurrency, version=rollout.NEW_VERSION)
+    rollout.check_jobs_scored_with_new_version(api_urls[1], client_key, clf, jobs=4)
