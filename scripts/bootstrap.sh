@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# Create .venv from the lock file. Usage: scripts/bootstrap.sh [--dev]
-#   --dev   also install the test/lint tools (the "dev" dependency group)
+# Create .venv from the lock file. Usage: scripts/bootstrap.sh [--dev] [--extra NAME]...
+#   --dev          also install the test/lint tools (the "dev" dependency group) and every optional extra
+#   --extra NAME   also install the optional extra NAME (e.g. tensorflow, for Keras models); runtime only otherwise
 # Needs only python3 (>= 3.11) with venv; uv itself is pinned and installed into .tools/.
+# UV_PROJECT_ENVIRONMENT, when set, names another directory for the environment (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.9"
 PYTHON="${PYTHON:-python3}"
+
+dev=0
+extras=()
+while (($#)); do
+    case "$1" in
+        --dev) dev=1 ;;
+        --extra)
+            [[ $# -ge 2 && -n "$2" ]] || { echo "bootstrap: --extra needs a name (e.g. --extra tensorflow)" >&2; exit 2; }
+            extras+=(--extra "$2")
+            shift
+            ;;
+        *) echo "usage: scripts/bootstrap.sh [--dev] [--extra NAME]..." >&2; exit 2 ;;
+    esac
+    shift
+done
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "reportscore needs Python >= 3.11; $PYTHON is $("$PYTHON" --version 2>&1)." >&2
@@ -21,9 +38,9 @@ if [[ ! -x .tools/bin/uv ]] || [[ "$(.tools/bin/uv --version | awk '{print $2}')
 fi
 
 args=(sync --frozen --python "$PYTHON")
-if [[ "${1:-}" == "--dev" ]]; then
+if ((dev)); then
     args+=(--all-extras --group dev)
 else
-    args+=(--no-dev --inexact)
+    args+=(--no-dev --inexact ${extras[@]+"${extras[@]}"})
 fi
-UV_PROJECT_ENVIRONMENT=.venv .tools/bin/uv "${args[@]}"
+UV_PROJECT_ENVIRONMENT="${UV_PROJECT_ENVIRONMENT:-.venv}" .tools/bin/uv "${args[@]}"

@@ -376,6 +376,21 @@ class Settings(BaseSettings):
                 "REPORTSCORE_CALLBACK_SECRET is shorter than 16 characters: use a random string of at least 16 "
                 "(for example the output of `openssl rand -hex 32`)."
             )
+        if self.database_url and (reason := _url_password_problem(self.database_url)):
+            raise ConfigurationError(
+                f"REPORTSCORE_DATABASE_URL: the database password {reason}. {_HOW_TO_CHOOSE_ONE} and put it in the URL "
+                "(postgresql+psycopg://user:<password>@host:5432/db), or leave the password out of the URL entirely "
+                "to let the server's other authentication methods apply."
+            )
+        if self.flower_basic_auth is not None:
+            _user, sep, password = self.flower_basic_auth.get_secret_value().partition(":")
+            if not sep:
+                raise ConfigurationError("REPORTSCORE_FLOWER_BASIC_AUTH must look like user:password")
+            if reason := placeholder_secret_problem(password):
+                raise ConfigurationError(
+                    f"REPORTSCORE_FLOWER_BASIC_AUTH: the password {reason}. {_HOW_TO_CHOOSE_ONE} "
+                    "(REPORTSCORE_FLOWER_BASIC_AUTH=user:<password>)."
+                )
         for entry in self.callback_allow_private_networks:
             if not _valid_allow_entry(entry):
                 raise ConfigurationError(
@@ -401,6 +416,36 @@ class Settings(BaseSettings):
         out["effective_database_url"] = _redact_url(self.effective_database_url)
         out["mode"] = self.mode
         return out
+
+
+_PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme"})
+_HOW_TO_CHOOSE_ONE = (
+    'Set a random one, for example the output of `python3 -c "import secrets; print(secrets.token_urlsafe(24))"`'
+)
+
+
+def placeholder_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` must not be deployed (empty, or a template's ``change-me``/``CHANGE_ME``); None when it may.
+
+    The one rule for every password and key that a deployment template leaves to the operator.
+    """
+    if not secret.strip():
+        return "is empty"
+    if secret.strip().lower().replace("_", "-") in _PLACEHOLDER_SECRETS:
+        return f"is the template's placeholder {secret.strip()!r}"
+    return None
+
+
+def _url_password_problem(url: str) -> str | None:
+    """``placeholder_secret_problem`` of a URL's password; None when the URL has none (or cannot be parsed)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return None
+    return None if password is None else placeholder_secret_problem(str(password))
 
 
 _SECRET_QUERY_PARAMETERS = frozenset({"password", "passwd", "pass", "secret", "token", "ssl_keyfile_password"})

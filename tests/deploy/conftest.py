@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+from tests.infra.fixtures import pg_url, redis_url_and_prefix  # noqa: F401
+from tests.infra.runtime_env import runtime_venv  # noqa: F401
+
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

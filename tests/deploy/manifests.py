@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,12 +20,16 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 K8S_DIR = DEPLOY / "k8s"
+KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 KEDA_API_GROUP = "keda.sh/"
 # Services of docker-compose.yml that run third-party images; every other service runs the reportscore image.
 THIRD_PARTY_SERVICES = frozenset({"redis", "postgres"})
 
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
+_INTERPOLATION_DEFAULT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?-([^}]*)\}")
+_PLACEHOLDER = re.compile(r"change[-_]?me", re.IGNORECASE)
 _PROBE_URL = re.compile(r"urlopen\(\s*['\"]http://(?:127\.0\.0\.1|localhost):(\d+)(/[^'\"]*)['\"]")
 
 
@@ -56,6 +61,52 @@ def compose_environment(service: dict[str, Any]) -> dict[str, str]:
 def compose_argv(value: str | list[str]) -> list[str]:
     """A compose ``command`` (list, or a string split like a shell would)."""
     return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+
+
+def env_example() -> dict[str, str]:
+    """deploy/.env.example as a mapping (the values compose would read from deploy/.env)."""
+    out: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"deploy/.env.example: not KEY=VALUE: {line!r}"
+            out[key.strip()] = value.strip()
+    return out
+
+
+def interpolated_variables() -> set[str]:
+    """Every ``${VAR}`` that docker-compose.yml substitutes."""
+    return set(_INTERPOLATION.findall(COMPOSE_FILE.read_text(encoding="utf-8")))
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` with the values of ``env``."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in env:
+            return env[name]
+        default = _INTERPOLATION_DEFAULT.fullmatch(match.group(0))
+        assert default, f"{name} has no value in the .env file and no default"
+        return default.group(2)
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def compose_volume_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """A service's named-volume mounts (short ``name:/path[:mode]`` or long form) as ``(volume, container path)``."""
+    mounts: list[tuple[str, str]] = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, str):
+            source, _, rest = entry.partition(":")
+            target = rest.split(":")[0]
+        else:
+            assert entry.get("type", "volume") == "volume", f"only named volumes are expected: {entry!r}"
+            source, target = entry["source"], entry["target"]
+        assert not source.startswith((".", "/")), f"a bind mount of the host is not portable: {entry!r}"
+        mounts.append((source, target))
+    return mounts
 
 
 def healthcheck_argv(healthcheck: dict[str, Any]) -> list[str] | None:
@@ -105,11 +156,20 @@ class K8sDoc:
 def k8s_docs() -> tuple[K8sDoc, ...]:
     docs: list[K8sDoc] = []
     for path in sorted(K8S_DIR.glob("*.y*ml")):
+        if path == KUSTOMIZATION:  # kustomize's own file, not an object of the cluster
+            continue
         for index, data in enumerate(yaml.safe_load_all(path.read_text(encoding="utf-8"))):
             if data is not None:
                 assert isinstance(data, dict), f"{path.name} document {index} is not a mapping"
                 docs.append(K8sDoc(path, index, data))
     return tuple(docs)
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    data = yaml.safe_load(KUSTOMIZATION.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
 
 
 def k8s_find(kind: str, name: str | None = None) -> list[K8sDoc]:
@@ -228,6 +288,21 @@ def dockerfile() -> Dockerfile:
         instructions.append(Instruction(keyword.upper(), args.strip()))
     assert not pending, "the Dockerfile ends inside a line continuation"
     return Dockerfile(tuple(instructions))
+
+
+def with_real_secrets(values: dict[str, str]) -> dict[str, str]:
+    """The values with every template placeholder (``change-me``, ``CHANGE_ME``) replaced as an operator would: a
+    new API key where an API key goes, a random URL-safe password elsewhere."""
+    from reportscore.security.keys import generate
+
+    def real(name: str, value: str) -> str:
+        if not _PLACEHOLDER.search(value):
+            return value
+        if "API_KEY" in name:
+            return generate()
+        return _PLACEHOLDER.sub(lambda _: secrets.token_urlsafe(18), value)
+
+    return {name: real(name, value) for name, value in values.items()}
 
 
 # --- shared ----------------------------------------------------------------------------------------------------------

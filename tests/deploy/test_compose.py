@@ -9,48 +9,26 @@ from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from reportscore.settings import Settings
 from tests.deploy.manifests import (
     COMPOSE_FILE,
-    ENV_EXAMPLE,
     SCHEMAS,
     THIRD_PARTY_SERVICES,
     compose,
     compose_argv,
     compose_environment,
     compose_services,
+    compose_volume_mounts,
     dockerfile,
+    env_example,
+    interpolate,
+    interpolated_variables,
+    with_real_secrets,
 )
 
 EXPECTED_SERVICES = {"api", "worker", "redis", "postgres", "flower", "migrate"}
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
-_INTERPOLATION_DEFAULT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?-([^}]*)\}")
-
-
-def _env_example() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f"deploy/.env.example: not KEY=VALUE: {line!r}"
-            out[key.strip()] = value.strip()
-    return out
-
-
-def _interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` with the values of .env.example."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in env:
-            return env[name]
-        default = _INTERPOLATION_DEFAULT.fullmatch(match.group(0))
-        assert default, f"{name} has no value in .env.example and no default"
-        return default.group(2)
-
-    return _INTERPOLATION.sub(one, value)
 
 
 def test_compose_file_validates_against_the_compose_specification_schema() -> None:
@@ -137,23 +115,50 @@ def test_worker_stop_grace_period_covers_a_running_task() -> None:
 
 
 def test_every_substituted_variable_is_documented_in_env_example() -> None:
-    used = set(_INTERPOLATION.findall(COMPOSE_FILE.read_text(encoding="utf-8")))
-    documented = set(_env_example())
+    used = interpolated_variables()
+    documented = set(env_example())
     assert {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"} <= used
     assert used <= documented, f"add to deploy/.env.example: {sorted(used - documented)}"
     assert documented <= used, f"not used by docker-compose.yml: {sorted(documented - used)}"
 
 
+def _service_settings(name: str, env: dict[str, str], data_dir: Path) -> Settings:
+    values = {
+        key.removeprefix("REPORTSCORE_").lower(): interpolate(value, env)
+        for key, value in compose_environment(compose_services()[name]).items()
+    }
+    values.setdefault("data_dir", str(data_dir))
+    return Settings.model_validate(values)
+
+
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize("name", sorted(EXPECTED_SERVICES - THIRD_PARTY_SERVICES))
 def test_service_environment_makes_valid_distributed_settings(name: str, tmp_path: Path) -> None:
-    """With .env.example's values, each service's REPORTSCORE_* environment passes Settings' start-up validation."""
-    env = _env_example()
-    values = {
-        key.removeprefix("REPORTSCORE_").lower(): _interpolate(value, env)
-        for key, value in compose_environment(compose_services()[name]).items()
-    }
-    values.setdefault("data_dir", str(tmp_path))
-    settings = Settings.model_validate(values)
+    """With real values for .env.example's placeholders, each service's environment passes start-up validation."""
+    settings = _service_settings(name, with_real_secrets(env_example()), tmp_path)
     assert settings.mode == "distributed"
     assert not settings.is_sqlite
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize("name", ["api", "worker", "flower"])
+def test_env_example_placeholders_are_refused_at_start_up(name: str, tmp_path: Path) -> None:
+    """Copying .env.example without setting the passwords stops the processes that use them."""
+    with pytest.raises(ValidationError, match="placeholder"):
+        _service_settings(name, env_example(), tmp_path)
+
+
+def test_every_service_that_loads_models_mounts_the_one_model_store_volume() -> None:
+    """A version registered through the API must be readable by the workers: REPORTSCORE_MODEL_STORE_URL is on
+    one named volume that migrate (first champion), api (registration) and worker (loading) all mount."""
+    services = compose_services()
+    volumes = set()
+    for name in ("migrate", "api", "worker"):
+        store = compose_environment(services[name])["REPORTSCORE_MODEL_STORE_URL"]
+        assert store.startswith("file:///"), name
+        path = store.removeprefix("file://")
+        covering = [vol for vol, target in compose_volume_mounts(services[name]) if path.startswith(target + "/")]
+        assert len(covering) == 1, f"{name}: {path} is on no declared volume"
+        volumes.add(covering[0])
+    (volume,) = volumes
+    assert volume in compose()["volumes"]

@@ -52,3 +52,12 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
     # what the image build needs is not excluded
     for needed in ("src", "scripts", "uv.lock", "pyproject.toml", "README.md"):
         assert needed not in patterns
+
+
+def test_optional_extras_are_a_build_argument_of_the_one_install() -> None:
+    """``--build-arg EXTRAS=tensorflow`` (Keras models) goes to bootstrap.sh as ``--extra tensorflow``."""
+    assert 'EXTRAS=""' in dockerfile().all("ARG"), "runtime dependencies only by default"
+    (install,) = [run for run in dockerfile().all("RUN") if "scripts/bootstrap.sh" in run]
+    assert "for extra in $EXTRAS" in install
+    assert '--extra "$extra"' in install
+    assert 'bootstrap.sh "$@"' in install

@@ -7,10 +7,13 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from pydantic import ValidationError
 
 from reportscore.settings import Settings
 from tests.deploy.manifests import (
     DOCKERFILE,
+    K8S_DIR,
+    KUSTOMIZATION,
     PROBES,
     K8sDoc,
     container_argv,
@@ -19,7 +22,9 @@ from tests.deploy.manifests import (
     k8s_docs,
     k8s_find,
     k8s_one,
+    kustomization,
     pod_spec,
+    with_real_secrets,
 )
 
 # Oldest supported (the API's preStop `sleep` action is on by default from 1.30) and the newest schema that
@@ -31,6 +36,7 @@ API = "reportscore-api"
 CONFIG = "reportscore-config"
 SECRETS = "reportscore-secrets"
 
+IMAGE = "reportscore"
 CORE_DOCS = [doc for doc in k8s_docs() if not doc.is_keda]
 
 
@@ -137,7 +143,7 @@ def test_pods_run_as_the_image_user_and_not_as_root(doc: K8sDoc) -> None:
     assert spec["securityContext"]["runAsUser"] == uid, f"the USER of {DOCKERFILE.name}"
     for container in containers(doc):
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert container["image"].split(":")[0].endswith("reportscore")
+        assert container["image"] == IMAGE, f"{doc.id}: the plain name; kustomization.yaml sets registry and tag"
 
 
 def test_probes_of_every_container_are_set() -> None:
@@ -156,18 +162,63 @@ def test_flower_listens_on_the_pod_interfaces() -> None:
     assert k8s_one("ConfigMap", CONFIG).data["data"].get("REPORTSCORE_HOST", image_host) == "0.0.0.0"
 
 
-def test_config_and_secret_template_make_valid_distributed_settings(clean_env: None, tmp_path: Path) -> None:
-    """The ConfigMap plus the Secret's placeholders pass Settings' start-up validation."""
-    merged = {
-        **k8s_one("ConfigMap", CONFIG).data["data"],
-        **k8s_one("Secret", SECRETS).data["stringData"],
-    }
-    assert {"REPORTSCORE_DATABASE_URL", "REPORTSCORE_BROKER_URL", "REPORTSCORE_FLOWER_BASIC_AUTH"} <= set(merged)
+def _config_and_secret() -> dict[str, str]:
+    return {**k8s_one("ConfigMap", CONFIG).data["data"], **k8s_one("Secret", SECRETS).data["stringData"]}
+
+
+def _settings_of(merged: dict[str, str], data_dir: Path) -> Settings:
     values = {key.removeprefix("REPORTSCORE_").lower(): value for key, value in merged.items()}
-    values["data_dir"] = str(tmp_path)
-    settings = Settings.model_validate(values)
+    values["data_dir"] = str(data_dir)
+    return Settings.model_validate(values)
+
+
+def test_config_and_secret_template_make_valid_distributed_settings(clean_env: None, tmp_path: Path) -> None:
+    """The ConfigMap plus the Secret template, its placeholders replaced, pass Settings' start-up validation."""
+    merged = _config_and_secret()
+    assert {"REPORTSCORE_DATABASE_URL", "REPORTSCORE_BROKER_URL", "REPORTSCORE_FLOWER_BASIC_AUTH"} <= set(merged)
+    settings = _settings_of(with_real_secrets(merged), tmp_path)
     assert settings.mode == "distributed"
     assert not settings.is_sqlite
+
+
+def test_the_secret_templates_placeholders_are_refused_at_start_up(clean_env: None, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="placeholder 'CHANGE_ME'"):
+        _settings_of(_config_and_secret(), tmp_path)
+
+
+def test_kustomization_sets_the_image_once_for_every_manifest() -> None:
+    data = kustomization()
+    assert data["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert data["kind"] == "Kustomization"
+    (image,) = data["images"]
+    assert image["name"] == IMAGE
+    assert image["newTag"]
+    resources = set(data["resources"])
+    files = {path.name for path in K8S_DIR.glob("*.yaml")} - {KUSTOMIZATION.name}
+    # The Secret template would reset the real Secret; the KEDA objects need KEDA's CRDs: both applied on their own.
+    assert files - resources == {"secrets.example.yaml", "keda-scaledobject.yaml"}
+    assert resources <= files
+    workloads = [doc for doc in k8s_docs() if containers(doc) and doc.path.name in resources]
+    assert {doc.kind for doc in workloads} == {"Deployment", "Job"}
+
+
+def test_the_model_store_is_one_claim_shared_by_migrate_api_and_worker() -> None:
+    """REPORTSCORE_MODEL_STORE_URL (from the ConfigMap) is on a ReadWriteMany claim that every pod that registers
+    or loads models mounts there."""
+    store = k8s_one("ConfigMap", CONFIG).data["data"]["REPORTSCORE_MODEL_STORE_URL"]
+    assert store.startswith("file:///")
+    store_path = store.removeprefix("file://")
+    claims = set()
+    for kind, name in (("Job", "reportscore-migrate"), ("Deployment", API), ("Deployment", WORKER)):
+        doc = k8s_one(kind, name)
+        spec = pod_spec(doc)
+        assert spec is not None
+        (container,) = containers(doc)
+        (mount,) = [m for m in container["volumeMounts"] if store_path.startswith(m["mountPath"].rstrip("/") + "/")]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        claims.add(volume["persistentVolumeClaim"]["claimName"])
+    (claim,) = claims
+    assert k8s_one("PersistentVolumeClaim", claim).data["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 # --- KEDA (custom resources: no schema in kubernetes-validate, so checked by shape) ----------------------------------

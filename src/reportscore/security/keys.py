@@ -17,7 +17,7 @@ from typing import Final
 
 from sqlalchemy.exc import IntegrityError
 
-from reportscore.settings import Settings
+from reportscore.settings import Settings, placeholder_secret_problem
 from reportscore.storage.db import Database
 from reportscore.storage.models import ApiKey
 from reportscore.storage.models.base import utcnow
@@ -189,6 +189,8 @@ def ensure_bootstrap_key(*, db: Database, settings: Settings) -> bool:
     if settings.bootstrap_api_key is None:
         return False
     key = settings.bootstrap_api_key.get_secret_value()
+    if reason := placeholder_secret_problem(key):
+        raise KeyError_(f"REPORTSCORE_BOOTSTRAP_API_KEY {reason}: {GENERATE_HINT}")
     prefix = parse_prefix(key)
     if prefix is None:
         raise KeyError_(f"REPORTSCORE_BOOTSTRAP_API_KEY is not a reportscore API key: {GENERATE_HINT}")
