@@ -21,7 +21,7 @@ import numpy as np
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
-from reportscore.scoring.store import ArtifactStore, LocalStore, StoreUnavailableError, open_store
+from reportscore.scoring.store import ArtifactStore, StoreUnavailableError, open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 
@@ -214,13 +214,6 @@ class ModelRegistry:
             extra={"model_version": loaded.version, "previous_version": old.version, "warmup_ms": loaded.warmup_ms},
         )
         return True
-
-    @classmethod
-    def from_dir(cls, model_dir: Path, *, threads: int, extra_formats: list[str] | None = None) -> ModelRegistry:
-        """Serve ``model_dir`` (champions, if followed, come from ``file://`` URIs)."""
-        formats = formats_with(extra_formats or [])
-        store = LocalStore(model_dir.resolve().as_uri())
-        return cls(load_model_dir(model_dir, threads=threads, formats=formats), store=store, formats=formats)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> ModelRegistry:
