@@ -155,6 +155,10 @@ def _script(container: Container, root: Path, etc: dict[str, Path]) -> str:
             lines.append(f'ln -s {q(os.readlink(host))} "$R/{link}"')
         elif host.is_dir():
             read_only.append(host)
+    # The declared volumes first: the image's own files (the interpreter, the environment, the code) stay visible
+    # where they are even when a volume is mounted above them (a checkout under /tmp, an emptyDir on /tmp).
+    for mount in container.mounts:
+        lines += [f'mkdir -p "$R"{q(mount.target)}', f'mount --bind {q(str(mount.source))} "$R"{q(mount.target)}']
     for path in read_only:
         lines += [
             f'mkdir -p "$R"{q(str(path))}',
@@ -168,8 +172,6 @@ def _script(container: Container, root: Path, etc: dict[str, Path]) -> str:
         lines.append(f'mount --bind {q(str(source))} "$R"{q(target)}')
     for special in ("/proc", "/dev", "/sys"):
         lines += [f'mkdir -p "$R"{special}', f'mount --rbind {special} "$R"{special}']
-    for mount in container.mounts:
-        lines += [f'mkdir -p "$R"{q(mount.target)}', f'mount --bind {q(str(mount.source))} "$R"{q(mount.target)}']
     if container.read_only_root:
         lines.append('mount -o remount,bind,ro "$R"')
     groups = ",".join(str(g) for g in container.groups) or str(container.gid)
