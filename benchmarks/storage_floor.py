@@ -114,6 +114,7 @@ def _async_result(db: Database, jobs: list[reports_service.Submitted], scores: l
             model_name="m",
             model_version="1",
             predict_ms=0.1,
+            attempt=1,  # the claim above was each job's first
         )
         for j in jobs
     ]

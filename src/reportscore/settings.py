@@ -185,9 +185,16 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=3600.0, gt=0)
     """Redis broker: an unacknowledged message is redelivered after this long. Must exceed task_time_limit_s."""
 
-    lease_s: float | None = Field(default=None, gt=0)
-    """A STARTED job whose worker went silent this long is re-queued by the reconciler.
-    Unset: task_time_limit_s + 30 s."""
+    lease_s: float = Field(default=15.0, gt=0)
+    """Distributed mode: a claimed (STARTED) job is leased for this long, and the worker scoring it renews the
+    lease every ``lease_renew_interval_s`` while it runs; a job whose worker died (no renewal for this long) is
+    re-queued by the reconciler. It bounds the recovery time after a crash, independently of how long a job may
+    run (``task_time_limit_s``). 15 s tolerates two missed renewals (a store stall, a pause of the worker) before
+    a live worker's job is claimed again."""
+
+    lease_renew_interval_s: float = Field(default=5.0, gt=0)
+    """Distributed mode: how often a worker process renews the leases of the jobs it is scoring (one UPDATE for
+    all of them). At most half of ``lease_s``, so one missed renewal never loses a lease."""
 
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     """Distributed mode: how often the reconciler (one at a time, by advisory lock) looks for stranded jobs."""
@@ -307,10 +314,6 @@ class Settings(BaseSettings):
         return options
 
     @property
-    def effective_lease_s(self) -> float:
-        return self.lease_s if self.lease_s is not None else self.task_time_limit_s + 30.0
-
-    @property
     def effective_model_store_url(self) -> str:
         return self.model_store_url or (self.data_dir / "models").resolve().as_uri()
 
@@ -363,6 +366,13 @@ class Settings(BaseSettings):
                 f"task_time_limit_s={self.task_time_limit_s} must be below visibility_timeout_s="
                 f"{self.visibility_timeout_s}: otherwise the broker redelivers a task that is still running. "
                 "Raise REPORTSCORE_VISIBILITY_TIMEOUT_S or lower REPORTSCORE_TASK_TIME_LIMIT_S."
+            )
+        if self.lease_renew_interval_s * 2 > self.lease_s:
+            raise ConfigurationError(
+                f"lease_renew_interval_s={self.lease_renew_interval_s} must be at most half of lease_s="
+                f"{self.lease_s}: otherwise a single late renewal lets the lease of a job still being scored run "
+                "out, and the job is claimed again. Lower REPORTSCORE_LEASE_RENEW_INTERVAL_S (about a third of "
+                "the lease is usual) or raise REPORTSCORE_LEASE_S."
             )
         if self.callbacks_enabled and self.callback_secret is None:
             raise ConfigurationError(

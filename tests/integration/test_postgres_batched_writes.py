@@ -213,7 +213,13 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
     assert rows.columns["popularity"] == [index[j] % 6 for j in rows.job_ids]
     results = [
         jobs_repo.JobResult(
-            job_id=job_id, report_ids=[rid], scores=[i / 100], model_name="m", model_version="v", predict_ms=1.0
+            job_id=job_id,
+            report_ids=[rid],
+            scores=[i / 100],
+            model_name="m",
+            model_version="v",
+            predict_ms=1.0,
+            attempt=0,  # never claimed: the fence compares with the stored attempts
         )
         for i, (job_id, rid) in enumerate(zip(rows.job_ids, rows.report_ids, strict=True))
     ]
@@ -241,7 +247,13 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         by_job.setdefault(job_id, []).append(rid)
     results = [
         jobs_repo.JobResult(
-            job_id=job_id, report_ids=rids, scores=[0.25] * len(rids), model_name="m", model_version="v", predict_ms=1
+            job_id=job_id,
+            report_ids=rids,
+            scores=[0.25] * len(rids),
+            model_name="m",
+            model_version="v",
+            predict_ms=1,
+            attempt=0,  # never claimed: the fence compares with the stored attempts
         )
         for job_id, rids in by_job.items()
     ]

@@ -99,7 +99,7 @@ def test_a_scored_job_and_its_results_read_back_as_written(db: Database) -> None
             idempotency_expires_at=None,
         )
     finished = at + timedelta(seconds=1)
-    result = jobs_repo.JobResult("p1", ids, [0.5, 0.125], "m", "2.0.0", 2.0)
+    result = jobs_repo.JobResult("p1", ids, [0.5, 0.125], "m", "2.0.0", 2.0, attempt=1)
     with db.write() as session:
         claimed = jobs_repo.claim_jobs(session, job_ids=["p1"], now=at, lease_s=60, max_attempts=3).claimed
         assert claimed == ["p1"]

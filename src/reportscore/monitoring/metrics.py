@@ -162,6 +162,14 @@ WORKER_UP = _gauge(
     ("runner",),
 )
 
+LEASE_RENEWALS = _counter(
+    "reportscore_job_lease_renewals",
+    "Lease renewals of jobs being scored (the heartbeat of a Celery pool process), per job, by outcome: renewed; "
+    "lost (the job was no longer held by this attempt: finished, or claimed again after the lease ran out, so this "
+    "attempt's result is not written); failed (the store did not answer; counted once per renewal round).",
+    ("outcome",),
+)
+
 # --- callbacks (recorded by the API process that made the delivery) ---------------------------------------------
 CALLBACK_DELIVERIES = _counter(
     "reportscore_callback_deliveries",
@@ -321,6 +329,13 @@ def worker_process_stopping() -> None:
     """A Celery pool process exits cleanly (``worker_process_shutdown``): it no longer counts as live."""
     set_workers_up("celery", 0)
     mark_this_process_dead()
+
+
+@_never_raises
+def observe_lease_renewals(*, renewed: int = 0, lost: int = 0, failed: int = 0) -> None:
+    for outcome, count in (("renewed", renewed), ("lost", lost), ("failed", failed)):
+        if count:
+            LEASE_RENEWALS.labels(outcome).inc(count)
 
 
 # --- exposition --------------------------------------------------------------------------------------------------

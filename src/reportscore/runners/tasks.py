@@ -43,7 +43,8 @@ def register(app: Celery, settings: Settings) -> None:
                     model=state.registry.current,
                     job_ids=pending,
                     max_attempts=settings.max_attempts,
-                    lease_s=settings.effective_lease_s,
+                    lease_s=settings.lease_s,
+                    leases=state.leases,
                     # Micro-batching across jobs with prefetch kept at one: this message's jobs plus whatever else
                     # is pending and not locked by another worker. Their own messages arrive later and write nothing.
                     extra_pending=0 if state.db.is_sqlite else settings.worker_batch_max_jobs,

@@ -1,4 +1,5 @@
-"""Per-process state of a Celery worker: engine, model and notifier, built once after fork, in the pool child."""
+"""Per-process state of a Celery worker: engine, model, notifier and lease heartbeat, built once after fork, in the
+pool child."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from dataclasses import dataclass
 
 from reportscore.runners.notify import RedisPublisher
+from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -20,6 +22,7 @@ class WorkerState:
     db: Database
     registry: ModelRegistry
     publisher: RedisPublisher | None
+    leases: LeaseKeeper
 
 
 _state: WorkerState | None = None
@@ -46,7 +49,8 @@ def get_state(settings: Settings) -> WorkerState:
                 if redis_url
                 else None
             )
-            _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher)
+            leases = LeaseKeeper(db=db, lease_s=settings.lease_s, interval_s=settings.lease_renew_interval_s).start()
+            _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher, leases=leases)
             model = registry.current
             log.info("worker process ready", extra={"model_name": model.name, "model_version": model.version})
         return _state

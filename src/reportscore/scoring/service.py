@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from reportscore.monitoring import metrics
 from reportscore.reports.service import TaskView
+from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database
 from reportscore.storage.models import JobStatus
@@ -60,6 +62,7 @@ def score_jobs(
     extra_max_reports: int = 0,
     write: Writer | None = None,
     features: Mapping[str, jobs_repo.FeatureRows] | None = None,
+    leases: LeaseKeeper | None = None,
 ) -> BatchOutcome:
     """Score a micro-batch of jobs with one model call and write all results in one transaction.
 
@@ -67,7 +70,8 @@ def score_jobs(
     so one poison job fails with its reason while the rest of the batch succeeds.
     ``write`` runs the claim and the results (default: a transaction of their own; the embedded runner passes its
     group committer, so one writer does every write). ``features`` are reports already in memory, by job id
-    (they are read from the store for the other jobs).
+    (they are read from the store for the other jobs). ``leases`` renews the claimed jobs' leases until their
+    results are written (a Celery worker's heartbeat); every result write is fenced by the claim's attempt number.
     """
     outcome = BatchOutcome()
     run_write: Writer = write if write is not None else functools.partial(_in_transaction, db)
@@ -107,6 +111,25 @@ def score_jobs(
     outcome.skipped.extend(j for j in job_ids if j not in taken)  # finished, or leased by another worker
     if not claimed:
         return outcome
+    attempts = {job_id: info[job_id].attempts for job_id in claimed}
+    with leases.holding(attempts) if leases is not None else nullcontext():
+        return _score_claimed(db, model, claimed, attempts, info, in_memory, loaded, run_write, outcome, claimed_at)
+
+
+def _score_claimed(
+    db: Database,
+    model: ServingModel,
+    claimed: list[str],
+    attempts: Mapping[str, int],
+    info: Mapping[str, jobs_repo.ClaimedJob],
+    in_memory: Mapping[str, jobs_repo.FeatureRows],
+    loaded: jobs_repo.FeatureRows | None,
+    run_write: Writer,
+    outcome: BatchOutcome,
+    claimed_at: datetime,
+) -> BatchOutcome:
+    """Predict the claimed jobs and write their results (fenced by each claim's attempt number)."""
+    created_at = {job_id: job.created_at for job_id, job in info.items()}
     rows = _features(db, claimed, in_memory, loaded)
     outcome.n_reports = len(rows.report_ids)
 
@@ -117,7 +140,7 @@ def score_jobs(
         scores = _checked_predict(model, rows.columns)
         predict_ms = (time.perf_counter() - t0) * 1000
         _observe_predict(model, rows, scores, predict_ms)
-        results = _split(rows, scores, model, predict_ms)
+        results = _split(rows, scores, model, predict_ms, attempts)
     except Exception:  # isolate the job(s) at fault by scoring each alone
         metrics.observe_predict_error(model_version=model.version, source="queue")
         log.warning("batch predict failed; re-scoring %d jobs one by one", len(claimed), exc_info=True)
@@ -132,7 +155,7 @@ def score_jobs(
                 continue
             job_ms = (time.perf_counter() - t1) * 1000
             _observe_predict(model, sub, job_scores, job_ms)
-            results.extend(_split(sub, job_scores, model, job_ms))
+            results.extend(_split(sub, job_scores, model, job_ms, attempts))
     outcome.predict_ms = (time.perf_counter() - t0) * 1000
     with_result = {r.job_id for r in results}
     for job_id in claimed:
@@ -146,7 +169,9 @@ def score_jobs(
         failed = [
             job_id
             for job_id, error in failures.items()
-            if jobs_repo.save_failure(session, job_id=job_id, error=error, finished_at=finished_at)
+            if jobs_repo.save_failure(
+                session, job_id=job_id, attempt=attempts[job_id], error=error, finished_at=finished_at
+            )
         ]
         # The callback outbox rows commit with the final statuses: a crash cannot lose one without the other.
         with_callback = [j for j in (*succeeded, *failed) if info[j].has_callback]
@@ -305,7 +330,11 @@ def _checked_predict(model: ServingModel, columns: dict[str, list[object]]) -> n
 
 
 def _split(
-    rows: jobs_repo.FeatureRows, scores: np.ndarray, model: ServingModel, predict_ms: float
+    rows: jobs_repo.FeatureRows,
+    scores: np.ndarray,
+    model: ServingModel,
+    predict_ms: float,
+    attempts: Mapping[str, int],
 ) -> list[jobs_repo.JobResult]:
     """Cut the batch's score vector back into one result per job (rows are ordered by job)."""
     out: list[jobs_repo.JobResult] = []
@@ -325,6 +354,7 @@ def _split(
                 model_name=model.name,
                 model_version=model.version,
                 predict_ms=predict_ms,
+                attempt=attempts[job_id],
             )
         )
         start = end

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job, JobStatus, Report
@@ -598,17 +598,47 @@ def release_started(session: Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+_RENEW = (
+    update(_JOBS)
+    .where(
+        tuple_(_JOBS.c.id, _JOBS.c.attempts).in_(bindparam("b_held", expanding=True)),
+        _JOBS.c.status == JobStatus.STARTED,
+    )
+    .values(leased_until=bindparam("b_leased_until"))
+    .returning(_JOBS.c.id)
+)
+
+
+def renew_leases(session: Session, *, held: Mapping[str, int], now: datetime, lease_s: float) -> list[str]:
+    """Extend the lease of each job still STARTED by the attempt that holds it (job id -> attempt number), in one
+    UPDATE; returns the ids renewed. A job missing from the answer was finished, or reclaimed by a later attempt
+    after this one's lease ran out: this attempt no longer holds it, and its result will not be written."""
+    if not held:
+        return []
+    rows = session.connection().execute(
+        _RENEW, {"b_held": list(held.items()), "b_leased_until": now + timedelta(seconds=lease_s)}
+    )
+    return list(rows.scalars())
+
+
 def find_stranded(session: Session, *, now: datetime, pending_age_s: float, limit: int) -> list[str]:
     """Jobs whose message may be lost: PENDING and not handed to the queue for a while, or STARTED with an expired
-    lease. Oldest first."""
+    lease (its worker stopped renewing it). Oldest first.
+
+    An expired lease is reported at once (not after ``pending_age_s``: its message was consumed by the worker that
+    died), then again only every ``pending_age_s`` while no worker has claimed it.
+    """
     not_recently_enqueued = or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=pending_age_s))
     rows = session.scalars(
         select(Job.id)
         .where(
-            not_recently_enqueued,
             or_(
-                Job.status == JobStatus.PENDING,
-                and_(Job.status == JobStatus.STARTED, Job.leased_until < now),
+                and_(Job.status == JobStatus.PENDING, not_recently_enqueued),
+                and_(
+                    Job.status == JobStatus.STARTED,
+                    Job.leased_until < now,
+                    or_(not_recently_enqueued, Job.enqueued_at < Job.leased_until),
+                ),
             ),
         )
         .order_by(Job.created_at)
@@ -728,11 +758,17 @@ class JobResult:
     model_name: str
     model_version: str
     predict_ms: float
+    attempt: int
+    """The claim's attempt number (``jobs.attempts`` as the claim set it): the write's fencing token."""
 
 
+# Fenced by the attempt: a job reclaimed by a later attempt (this one's lease ran out) is not this result's to write.
 _SAVE_SUCCESS = (
     update(_JOBS)
-    .where(_JOBS.c.id.in_(bindparam("b_ids", expanding=True)), _JOBS.c.status.not_in(TERMINAL_STATUSES))
+    .where(
+        tuple_(_JOBS.c.id, _JOBS.c.attempts).in_(bindparam("b_claims", expanding=True)),
+        _JOBS.c.status.not_in(TERMINAL_STATUSES),
+    )
     .values(
         status=JobStatus.SUCCESS,
         finished_at=bindparam("b_finished_at"),
@@ -758,9 +794,11 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
     """Write SUCCESS and scores for each job still unfinished; returns the ids written.
 
     The job row's status guard makes the first committed result win: a job finished meanwhile (by a redelivery
-    or another worker) is skipped and its reports are not touched. One UPDATE per model call (usually one per
-    batch) marks the jobs; each report's score, model version and time go in one executemany (SQLite) or one
-    ``UPDATE ... FROM unnest`` (PostgreSQL).
+    or another worker) is skipped and its reports are not touched. The write is also fenced by the claim's attempt
+    number: a worker whose lease ran out and whose job was claimed again (by a later attempt) writes nothing, even
+    when it finishes first, so only the attempt holding the job can write its result.
+    One UPDATE per model call (usually one per batch) marks the jobs; each report's score, model version and time
+    go in one executemany (SQLite) or one ``UPDATE ... FROM unnest`` (PostgreSQL).
     """
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
@@ -777,7 +815,7 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
             conn.execute(
                 _SAVE_SUCCESS,
                 {
-                    "b_ids": [r.job_id for r in group],
+                    "b_claims": [(r.job_id, r.attempt) for r in group],
                     "b_finished_at": finished_at,
                     "b_model_name": model_name,
                     "b_model_version": model_version,
@@ -816,11 +854,12 @@ def save_results(session: Session, *, results: Iterable[JobResult], finished_at:
     return written
 
 
-def save_failure(session: Session, *, job_id: str, error: str, finished_at: datetime) -> bool:
-    """Mark an unfinished job FAILURE with its reason; False when it had already finished."""
+def save_failure(session: Session, *, job_id: str, attempt: int, error: str, finished_at: datetime) -> bool:
+    """Mark an unfinished job FAILURE with its reason; False when it had already finished or a later attempt
+    holds it (fenced by the attempt number like ``save_results``)."""
     done = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.not_in(TERMINAL_STATUSES))
+        .where(Job.id == job_id, Job.attempts == attempt, Job.status.not_in(TERMINAL_STATUSES))
         .values(status=JobStatus.FAILURE, finished_at=finished_at, error=error[:2000], leased_until=None)
         .execution_options(synchronize_session=False)
     )
