@@ -22,6 +22,16 @@ def test_several_api_processes_on_sqlite_are_refused_with_a_fix() -> None:
         Settings(api_processes=2)
 
 
+def test_a_lease_renewal_interval_above_half_the_lease_is_refused_with_a_fix() -> None:
+    with pytest.raises(ValidationError, match="Lower REPORTSCORE_LEASE_RENEW_INTERVAL_S"):
+        Settings(lease_s=10, lease_renew_interval_s=6)
+    assert Settings(lease_s=10, lease_renew_interval_s=5).lease_s == 10
+
+
+def test_the_lease_does_not_follow_the_task_time_limit() -> None:
+    assert Settings(task_time_limit_s=3000, visibility_timeout_s=7200).lease_s == Settings().lease_s == 15.0
+
+
 DEPRECATED_WORKERS = "`serve --workers` is deprecated"
 
 
