@@ -164,3 +164,23 @@ def test_a_failure_is_fenced_by_the_attempt_too(store: Database) -> None:
         assert jobs_repo.renew_leases(s, held={job_id: 2}, now=later, lease_s=60) == [job_id]
         assert jobs_repo.save_failure(s, job_id=job_id, attempt=2, error="held", finished_at=later)
     assert _job(store, job_id)[:2] == ("FAILURE", 2)
+
+
+def test_a_job_whose_lease_ran_out_is_re_published_at_once_then_only_after_the_pending_age(store: Database) -> None:
+    job_id = _submit(store)
+    enqueued = datetime.now(UTC)
+    with store.write() as s:
+        jobs_repo.mark_enqueued(s, job_ids=[job_id], at=enqueued)
+        jobs_repo.claim_jobs(s, job_ids=[job_id], now=enqueued, lease_s=15, max_attempts=3)
+
+    def stranded(at: datetime) -> bool:
+        with store.read() as s:
+            return job_id in jobs_repo.find_stranded(s, now=at, pending_age_s=30, limit=10)
+
+    expired = enqueued + timedelta(seconds=16)
+    assert not stranded(enqueued + timedelta(seconds=14))  # leased
+    assert stranded(expired)  # the worker died: its message was consumed, so no waiting for the pending age
+    with store.write() as s:
+        jobs_repo.mark_enqueued(s, job_ids=[job_id], at=expired)
+    assert not stranded(expired + timedelta(seconds=5))  # re-published, not yet claimed: not again at every pass
+    assert stranded(expired + timedelta(seconds=31))  # that message was lost too
