@@ -75,11 +75,10 @@ class LeaseKeeper:
             return []
         with self._db.write() as session:
             renewed = set(jobs_repo.renew_leases(session, held=held, now=datetime.now(UTC), lease_s=self.lease_s))
-        lost = [job_id for job_id in held if job_id not in renewed]
-        with self._lock:
+        with self._lock:  # a job released meanwhile had its result written by this process: not lost
+            lost = [j for j in held if j not in renewed and self._held.get(j) == held[j]]
             for job_id in lost:
-                if self._held.get(job_id) == held[job_id]:
-                    del self._held[job_id]
+                del self._held[job_id]
         metrics.observe_lease_renewals(renewed=len(renewed), lost=len(lost))
         for job_id in lost:
             log.warning(

@@ -113,10 +113,22 @@ def score_jobs(
         return outcome
     attempts = {job_id: info[job_id].attempts for job_id in claimed}
     with leases.holding(attempts) if leases is not None else nullcontext():
-        return _score_claimed(db, model, claimed, attempts, info, in_memory, loaded, run_write, outcome, claimed_at)
+        return _score_claimed(
+            db=db,
+            model=model,
+            claimed=claimed,
+            attempts=attempts,
+            info=info,
+            in_memory=in_memory,
+            loaded=loaded,
+            run_write=run_write,
+            outcome=outcome,
+            claimed_at=claimed_at,
+        )
 
 
 def _score_claimed(
+    *,
     db: Database,
     model: ServingModel,
     claimed: list[str],
