@@ -52,10 +52,17 @@ class ManagedProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
+    own_process_group = False
+    """Start the command in a process group of its own, so ``kill_group`` kills it with every child at once."""
+
     def spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [REPORTSCORE, *self.args], env=clean_env(self.env), stdout=log, stderr=subprocess.STDOUT
+                [REPORTSCORE, *self.args],
+                env=clean_env(self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0 if self.own_process_group else None,
             )
 
     @property
@@ -73,6 +80,13 @@ class ManagedProcess:
         """``kill -9``: no chance to clean up."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def kill_group(self) -> None:
+        """``kill -9`` of the whole process group (the command and its children), as when its host dies."""
+        assert self.own_process_group, "not started in a process group of its own"
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def terminate(self, *, timeout_s: float = 60.0) -> int:
@@ -147,6 +161,8 @@ class ServiceProcess(ManagedProcess):
 
 class WorkerProcess(ManagedProcess):
     """``reportscore worker``, ready when its pool processes have loaded the model."""
+
+    own_process_group = True
 
     def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
         super().__init__(["worker", f"--concurrency={concurrency}"], env=env, log_path=log_path)

@@ -258,9 +258,14 @@ class Reconciler:
             )
             if not stranded:
                 return 0
-            sent = self._runner.publish_now(stranded)
-            if sent:
-                jobs_repo.mark_enqueued(session, job_ids=stranded[:sent], at=now)
+            # Marked and committed before the publish: a worker that receives the message at once must not find
+            # the row locked by this transaction (its claim skips locked rows, and the job would wait for the
+            # next re-publish).
+            jobs_repo.mark_enqueued(session, job_ids=stranded, at=now)
+        sent = self._runner.publish_now(stranded)
+        if sent < len(stranded):  # the broker is away: the rest are found again at the next pass
+            with self._db.write() as session:
+                jobs_repo.mark_enqueued(session, job_ids=stranded[sent:], at=None)
         if sent:
             log.info("reconciler re-published stranded jobs", extra={"jobs": sent, "found": len(stranded)})
         return sent

@@ -647,7 +647,8 @@ def find_stranded(session: Session, *, now: datetime, pending_age_s: float, limi
     return list(rows)
 
 
-def mark_enqueued(session: Session, *, job_ids: Sequence[str], at: datetime) -> None:
+def mark_enqueued(session: Session, *, job_ids: Sequence[str], at: datetime | None) -> None:
+    """Record when the jobs were handed to the queue (None: not handed over, due for the next reconciler pass)."""
     session.execute(
         update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=at).execution_options(synchronize_session=False)
     )
