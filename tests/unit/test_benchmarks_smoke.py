@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats, storage_floor
+from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats, storage_floor, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ def test_ratio_and_verdicts() -> None:
 
 def _row(deployment: str, flow: str, batch: int, conc: int, jobs: float, p99: float) -> dict[str, object]:
     return {
-        "name": report.workload_name(deployment, flow, batch, conc),
+        "name": targets.workload_name(deployment, flow, batch, conc),
         "deployment": deployment,
         "flow": flow,
         "batch": batch,
@@ -89,14 +89,14 @@ def test_target_evaluation_against_floors() -> None:
         _row("floor", "sync", 1, 8, 4000.0, 5.0),
         _row("embedded", "sync", 1, 8, 2000.0, 10.0),  # 50% < 70%: fail
     ]
-    evaluation = {e["target"]: e for e in report.evaluate(rows)}
+    evaluation = {e["target"]: e for e in targets.evaluate(rows)}
     first = evaluation["embedded, async B=1, C=64"]
     assert first["ratio"] == pytest.approx(0.6)
     assert first["result"] == "pass"
     assert evaluation["embedded, sync /score B=1, C=8"]["result"] == "fail"
     assert evaluation["distributed, async B=1, C=64"]["result"] == "not run"
     assert evaluation["memory, embedded, XGBoost only, under load"]["result"] == "pass"
-    table = "\n".join(report.main_table(rows, report.evaluate(rows)))
+    table = "\n".join(report.main_table(rows, targets.evaluate(rows)))
     assert "| embedded async B=1 C=64 | jobs/s | 1,200 | 2,000 | 60% |" in table
 
 
