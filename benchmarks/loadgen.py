@@ -39,7 +39,8 @@ from benchmarks.http_clients import JOB_TIMEOUT_S, ClientKind, HttpClient, make_
 from benchmarks.resources import ResourceSampler, self_cpu_s
 from benchmarks.stats import latency_summary
 
-Flow = Literal["async", "sync"]
+Flow = Literal["async", "sync", "sync-nopersist", "v2"]
+"""``sync-nopersist``: ``POST /score?persist=false``; ``v2``: a V2 inference request (the MLServer anchor)."""
 ArrivalModel = Literal["closed", "open"]
 
 LONG_POLL_WAIT_S = 10
@@ -66,6 +67,18 @@ def make_bodies(reports: Sequence[dict[str, Any]], batch: int, expected: Sequenc
         exp = tuple(float(x) for x in expected[start : start + batch]) if expected is not None else None
         bodies.append(Body(orjson.dumps(chunk), batch, exp))
     return bodies
+
+
+def v2_scores(answer: Any) -> list[float] | None:
+    """The positive class's probabilities of a V2 inference answer's ``predict_proba`` output (shape [n, 2])."""
+    outputs = answer.get("outputs") if isinstance(answer, dict) else None
+    output = next((o for o in outputs or [] if isinstance(o, dict) and o.get("name") == "predict_proba"), None)
+    if output is None:
+        return None
+    shape, data = output.get("shape"), output.get("data")
+    if not isinstance(shape, list) or len(shape) != 2 or not isinstance(data, list) or len(data) != shape[0] * 2:
+        return None
+    return [float(x) for x in data[1::2]]
 
 
 def check_scores(body: Body, scores: Any) -> bool:
@@ -103,11 +116,13 @@ async def run_job(
 
     When ``check`` is set, the scores are compared with the model and the service's own ``timings`` (if its
     answer has them) are appended to ``timings``."""
-    if flow == "sync":
+    if flow != "async":
         status, data = await client.request("POST", sync_path, body.payload)
         if status != 200:
             return f"score {status}"
         result = orjson.loads(data)
+        if flow == "v2":
+            result = {"score": v2_scores(result)}
     else:
         status, data = await client.request("POST", "/predict", body.payload)
         if status != 202:

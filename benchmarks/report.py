@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from benchmarks.stats import fmt_num, fmt_pct, ratio
-from benchmarks.targets import TARGETS, Row, find, floor_row, primary_metric
+from benchmarks.targets import FLOOR_TARGETS, Row, find, floor_row, primary_metric
 
 _SITE_PACKAGES = re.compile(r"(?<![\w.])/[^\s:()\"']*?/site-packages/")
 _STDLIB = re.compile(r"(?<![\w.])/[^\s:()\"']*?/lib/python3\.\d+/")
@@ -30,13 +30,13 @@ def _ms(value: float | None) -> str:
 
 def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
     """Every workload beside its floor: measured, floor, ratio, p99, target, pass/fail."""
-    by_target = {e["workload"]: e for e in evaluation}
+    by_target = {e["workload"]: e for e in evaluation if e.get("baseline", "floor") == "floor"}
     out = [
         "| workload | metric | measured | floor | ratio | p99 ms | errors | target | result |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
-        if row["deployment"] == "floor":
+        if row["deployment"] in ("floor", "mlserver"):
             continue
         metric = primary_metric(row)
         unit = "reports/s" if row["batch"] != 1 else ("jobs/s" if row["flow"] == "async" else "req/s")
@@ -56,7 +56,8 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
                 f"info: achieved/offered {fmt_pct(ratio(achieved, offered))} | info |"
             )
             continue
-        floor = floor_row(rows, row["flow"], row["batch"], row["concurrency"])
+        floor_flow = "sync" if row["flow"] == "sync-nopersist" else row["flow"]
+        floor = floor_row(rows, floor_flow, row["batch"], row["concurrency"])
         floor_value = floor[metric] if floor else None
         ev = by_target.get(row["name"])
         out.append(
@@ -70,6 +71,45 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
         f"| {mem['target']} | peak RSS MB | {fmt_num(mem['measured'], 1)} | | | | | {mem['goal']} | "
         f"**{mem['result']}** |"
     )
+    return out
+
+
+def anchor_table(rows: list[Row], evaluation: list[Row], anchor: Row | None) -> list[str]:
+    """The MLServer anchor's own rows, then the targets measured against it."""
+    if anchor is not None and anchor.get("status") != "ok":
+        return [f"MLServer anchor: {anchor.get('status')}."]
+    out = []
+    if anchor is not None:
+        out += [
+            f"MLServer {anchor.get('version', '?')} ({anchor.get('pins', '')}), V2 REST `{anchor.get('infer_path')}`, "
+            f"output `predict_proba`, parallel_workers {anchor.get('parallel_workers')}, on the service's core(s); "
+            f"its scores differ from XGBoost's own by at most {anchor.get('max_abs_diff')} "
+            f"({anchor.get('agreement_reports')} reports). It is sent the encoded features, the service the reports.",
+            "",
+        ]
+    out += [
+        "| workload | metric | measured | MLServer | ratio | p99 ms | errors | target | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        if row["deployment"] == "mlserver":
+            metric = primary_metric(row)
+            unit = "reports/s" if row["batch"] != 1 else "req/s"
+            if row.get("status", "ok") != "ok":
+                out.append(f"| {row['name']} | {unit} | {row['status']} | | | | | | |")
+                continue
+            out.append(
+                f"| {row['name']} | {unit} | {fmt_num(row[metric])} | | | {_ms(row['latency']['p99_ms'])} | "
+                f"{_errors_text(row['errors'])} | - | - |"
+            )
+    for ev in evaluation:
+        if ev.get("baseline") != "mlserver":
+            continue
+        out.append(
+            f"| {ev['workload']} | {ev['metric']} | {fmt_num(ev['measured'])} | {fmt_num(ev['floor'])} | "
+            f"{fmt_num(ev['ratio'], 2)}x | {_ms(ev['p99_ms'])} | {'' if ev['errors'] is None else ev['errors']} | "
+            f"{ev['goal']} | **{ev['result']}** |"
+        )
     return out
 
 
@@ -157,7 +197,7 @@ def budget_rows(results: Row) -> list[Row]:
     single = [m for m in results.get("model_floors") or [] if m["threads"] == 1]
     best_row_us = min((1e6 / m["predict_rows_per_s"] for m in single if m["predict_rows_per_s"]), default=None)
     out: list[Row] = []
-    for t in TARGETS:
+    for t in FLOOR_TARGETS:
         if t.deployment != "embedded":
             continue
         floor = floor_row(rows, t.flow, t.batch, t.concurrency)
@@ -209,7 +249,8 @@ def observations(rows: list[Row], evaluation: list[Row], service_cpus: int) -> l
             continue
         res = row.get("resources") or {}
         cpu = res.get("service_cpu_pct")
-        parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of the floor, p99 {_ms(ev['p99_ms'])} ms)"]
+        of = "MLServer" if ev.get("baseline") == "mlserver" else "the floor"
+        parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of {of}, p99 {_ms(ev['p99_ms'])} ms)"]
         if cpu is not None:
             saturated = cpu >= 85 * service_cpus
             parts.append(
@@ -275,6 +316,10 @@ def render(results: dict[str, Any]) -> str:
         "sustain the target rate, and report what was achieved (latency from the scheduled arrival).",
         "",
         *main_table(rows, evaluation),
+        "",
+        "## Against MLServer (the same model served by MLServer, same load generator, same core)",
+        "",
+        *anchor_table(rows, evaluation, results.get("mlserver")),
         "",
         "## Raw-model floor (reference XGBoost model, in-process: XGBoost's own predictor and the compiled trees)",
         "",

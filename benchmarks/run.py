@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import model_floor, report, services, storage_floor, targets
 from benchmarks.machine import machine_info
 from benchmarks.profiling import profile_embedded
-from benchmarks.suite import Suite
+from benchmarks.suite import CLOSED_MATRIX, NOPERSIST_MATRIX, Suite
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,6 +62,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-distributed", action="store_true", help="skip the distributed deployment")
     p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop (fixed arrival rate) workloads")
     p.add_argument(
+        "--only",
+        default=None,
+        metavar="ROWS",
+        help="run only the workloads whose name contains one of these comma-separated parts (any case), e.g. "
+        "'mlserver,embedded sync B=100 C=8'; skips the raw-model and storage floors; results go to --out",
+    )
+    p.add_argument(
+        "--no-mlserver", action="store_true", help="skip the MLServer anchor (its rows and targets say 'not run')"
+    )
+    p.add_argument(
+        "--mlserver-cache-dir",
+        type=Path,
+        default=None,
+        help="where the MLServer anchor's virtualenv is built once and kept [${XDG_CACHE_HOME:-~/.cache}/"
+        "reportscore-bench]",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="afterwards, profile a separate embedded instance under the target workloads "
@@ -96,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         services.SERVICE_SRC = args.src.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     # Everything goes to --out; a complete run (not --quick, no --no-* skips) also publishes to benchmarks/.
-    complete = not (args.quick or args.no_embedded or args.no_distributed or args.no_open_loop)
+    complete = not (
+        args.quick or args.no_embedded or args.no_distributed or args.no_open_loop or args.no_mlserver or args.only
+    )
     results_dirs = {args.out}
     if args.results_dir is not None:
         results_dirs.add(args.results_dir.resolve())
@@ -115,23 +134,28 @@ def main(argv: list[str] | None = None) -> int:
             suite.log("warning: the load generator shares a core with the service")
         suite.log(f"machine info; load generator pinned to core {suite.loadgen_cpu}")
         machine = machine_info()
-        suite.log("raw-model floors")
-        model_floors = model_floor.measure_all(
-            _reports_for_model(), one_cpu=min(suite.service_cpus), seconds=0.4 if args.quick else 1.5
-        )
-        suite.log("storage floor")
-        storage_floors = storage_floor.measure(
-            _reports_for_model(), cpus={min(suite.service_cpus)}, seconds=0.5 if args.quick else 2.0
-        )
+        model_floors: list[dict[str, Any]] = []
+        storage_floors: list[dict[str, Any]] = []
+        if not args.only:
+            suite.log("raw-model floors")
+            model_floors = model_floor.measure_all(
+                _reports_for_model(), one_cpu=min(suite.service_cpus), seconds=0.4 if args.quick else 1.5
+            )
+            suite.log("storage floor")
+            storage_floors = storage_floor.measure(
+                _reports_for_model(), cpus={min(suite.service_cpus)}, seconds=0.5 if args.quick else 2.0
+            )
         os.sched_setaffinity(0, {suite.loadgen_cpu})
         suite.log("request bodies and expected scores")
         suite.prepare_bodies()
         profile: dict[str, Any] | None = None
         try:
-            suite.guarded("floor", suite.phase_floor)
-            if not args.no_embedded:
+            if suite.wants("floor"):
+                suite.guarded("floor", suite.phase_floor)
+            suite.guarded("mlserver", suite.phase_mlserver)
+            if not args.no_embedded and suite.wants("embedded", CLOSED_MATRIX + NOPERSIST_MATRIX):
                 suite.guarded("embedded", suite.phase_embedded)
-            if not args.no_distributed:
+            if not args.no_distributed and suite.wants("distributed"):
                 suite.guarded("distributed", suite.phase_distributed)
             if args.profile:
                 try:
@@ -166,10 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             "dist_workers": args.dist_workers,
             "dist_concurrency": args.dist_concurrency,
             "check_every": args.check_every,
+            "only": args.only,
             "service_src": str(services.SERVICE_SRC) if services.SERVICE_SRC else "working tree (src/)",
             "results_json_name": "results.json",
         },
         "service_config": suite.service_config,
+        "mlserver": suite.mlserver,
         "sync_available": sync,
         "sync_available_text": sync_text or "not probed",
         "model_floors": model_floors,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from benchmarks import model_floor, services, targets
+from benchmarks import mlserver_anchor, model_floor, services, targets
 from benchmarks.http_clients import ClientKind
 from benchmarks.loadgen import Body, Flow, LoadSpec, make_bodies, run_load
 from benchmarks.resources import wait_idle
@@ -18,6 +18,13 @@ from benchmarks.resources import wait_idle
 CLOSED_MATRIX: tuple[tuple[Flow, int, int], ...] = tuple(
     (flow, batch, conc) for flow in ("async", "sync") for batch in (1, 100) for conc in (8, 64)
 )
+ANCHOR_MATRIX: tuple[tuple[Flow, int, int], ...] = (("v2", 1, 8), ("v2", 100, 8))
+NOPERSIST_MATRIX: tuple[tuple[Flow, int, int], ...] = (("sync-nopersist", 100, 8),)
+SYNC_PATHS: dict[str, str] = {
+    "sync": "/score",
+    "sync-nopersist": "/score?persist=false",
+    "v2": mlserver_anchor.INFER_PATH,
+}
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 OPEN_LOOP_CAP = 0.8  # open loop offers at most this fraction of the service's own closed-loop capacity
 
@@ -43,6 +50,19 @@ class Suite:
         self.cleanup: dict[str, Any] = {}
         self.phase_errors: dict[str, str] = {}
         self.log_problems: dict[str, dict[str, int]] = {}
+        self.v2_bodies: dict[int, list[Body]] = {}
+        self.only: list[str] = [p.strip().lower() for p in (args.only or "").split(",") if p.strip()]
+        self.mlserver: dict[str, Any] | None = None
+
+    def selected(self, name: str) -> bool:
+        """Whether ``--only`` (comma-separated parts of workload names, any case) lets the workload ``name`` run."""
+        return not self.only or any(part in name.lower() for part in self.only)
+
+    def wants(self, deployment: str, matrix: tuple[tuple[Flow, int, int], ...] = CLOSED_MATRIX) -> bool:
+        """Whether any workload of ``deployment`` in ``matrix`` (or its open-loop rows) is selected."""
+        names = [targets.workload_name(deployment, f, b, c) for f, b, c in matrix]
+        names += [targets.open_name(deployment, t.flow, t.batch) for t in targets.FLOOR_TARGETS]
+        return any(self.selected(n) for n in names)
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -54,6 +74,11 @@ class Suite:
         expected = model_floor.expected_scores(reports)
         self.bodies = {1: make_bodies(reports[:4096], 1, expected[:4096]), 100: make_bodies(reports, 100, expected)}
         self.floor_bodies = {b: [Body(x.payload, x.n_reports, None) for x in v] for b, v in self.bodies.items()}
+        if not self.args.no_mlserver and self.wants("mlserver", ANCHOR_MATRIX):
+            self.v2_bodies = {
+                1: mlserver_anchor.v2_bodies(reports[:4096], 1, expected[:4096]),
+                100: mlserver_anchor.v2_bodies(reports, 100, expected),
+            }
 
     def workload(
         self,
@@ -84,7 +109,13 @@ class Suite:
         }
         if floor_concurrency is not None:
             base["floor_concurrency"] = floor_concurrency
-        if flow == "sync" and deployment != "floor" and not self.sync_available.get(deployment, {}).get("available"):
+        if not self.selected(name):
+            return
+        if (
+            flow.startswith("sync")
+            and deployment != "floor"
+            and not self.sync_available.get(deployment, {}).get("available")
+        ):
             self.rows.append({**base, "status": "not available (POST /score answers 404)"})
             self.log(f"{name}: skipped, POST /score not available")
             return
@@ -92,7 +123,8 @@ class Suite:
             name=name,
             base_url=url,
             flow=flow,
-            bodies=(self.floor_bodies if deployment == "floor" else self.bodies)[batch],
+            bodies=self.bodies_for(deployment)[batch],
+            sync_path=SYNC_PATHS.get(flow, "/score"),
             concurrency=concurrency,
             arrival="open" if is_open else "closed",
             rate=rate or 0.0,
@@ -119,8 +151,15 @@ class Suite:
         )
         time.sleep(0.2)
 
-    def closed_matrix(self, deployment: str, url: str, pids: list[int]) -> None:
-        for flow, batch, conc in CLOSED_MATRIX:
+    def bodies_for(self, deployment: str) -> dict[int, list[Body]]:
+        if deployment == "floor":
+            return self.floor_bodies
+        return self.v2_bodies if deployment == "mlserver" else self.bodies
+
+    def closed_matrix(
+        self, deployment: str, url: str, pids: list[int], matrix: tuple[tuple[Flow, int, int], ...] = CLOSED_MATRIX
+    ) -> None:
+        for flow, batch, conc in matrix:
             self.workload(deployment, url, flow, batch, conc, pids)
 
     def open_loops(self, deployment: str, url: str, pids: list[int]) -> None:
@@ -129,7 +168,7 @@ class Suite:
         it can do only measures a growing queue)."""
         if self.args.no_open_loop:
             return
-        for target in targets.TARGETS:
+        for target in targets.FLOOR_TARGETS:
             if target.deployment != deployment:
                 continue
             floor = targets.floor_row(self.rows, target.flow, target.batch, target.concurrency)
@@ -213,6 +252,7 @@ class Suite:
             self.sync_available["embedded"] = services.probe_sync(server.url)
             self.log(f"embedded service ready; POST /score: {self.sync_available['embedded']}")
             self.closed_matrix("embedded", server.url, [server.pid])
+            self.closed_matrix("embedded", server.url, [server.pid], NOPERSIST_MATRIX)
             self.open_loops("embedded", server.url, [server.pid])
         finally:
             server.stop()
@@ -223,18 +263,7 @@ class Suite:
         ok, why = services.shared_services_available()
         if not ok:
             self.log(f"distributed: skipped ({why})")
-            for flow, batch, conc in CLOSED_MATRIX:
-                self.rows.append(
-                    {
-                        "name": targets.workload_name("distributed", flow, batch, conc),
-                        "deployment": "distributed",
-                        "flow": flow,
-                        "batch": batch,
-                        "concurrency": conc,
-                        "arrival": "closed",
-                        "status": f"not run: {why}",
-                    }
-                )
+            self.not_run("distributed", CLOSED_MATRIX, f"not run: {why}")
             return
         cluster = services.Cluster(
             self.args.out, self.service_cpus, workers=self.args.dist_workers, concurrency=self.args.dist_concurrency
@@ -261,3 +290,57 @@ class Suite:
             return
         for path in self.args.out.glob(f"{prefix}-data-*"):
             shutil.rmtree(path, ignore_errors=True)
+
+    def phase_mlserver(self) -> None:
+        """The MLServer anchor (``mlserver_anchor.py``): its venv built if needed, then V2 B=1 and B=100 at C=8."""
+        names = [targets.workload_name("mlserver", f, b, c) for f, b, c in ANCHOR_MATRIX]
+        if self.args.no_mlserver:
+            self.mlserver = {"status": "not run (--no-mlserver)"}
+            self.not_run("mlserver", ANCHOR_MATRIX, "not run (--no-mlserver)")
+            return
+        if not any(self.selected(n) for n in names):
+            return
+        try:
+            venv = mlserver_anchor.ensure_venv(self.args.mlserver_cache_dir, log=self.log)
+        except mlserver_anchor.AnchorUnavailableError as exc:
+            self.mlserver = {"status": f"not run: {str(exc).splitlines()[0][:200]}"}
+            self.not_run("mlserver", ANCHOR_MATRIX, self.mlserver["status"])
+            return
+        server = mlserver_anchor.mlserver_server(self.args.out, self.service_cpus, venv)
+        self.log(f"mlserver anchor on core(s) {sorted(self.service_cpus)}: starting")
+        server.start()
+        try:
+            server.wait_ready(timeout_s=180.0)
+            from reportscore.scoring.synthetic import sample_reports
+
+            reports = sample_reports(1000, seed=7)
+            check = mlserver_anchor.agreement(server.url, reports, model_floor.expected_scores(reports))
+            self.mlserver = {
+                "status": "ok",
+                "version": mlserver_anchor.installed_version(venv),
+                "pins": ", ".join(mlserver_anchor.PINS),
+                "infer_path": mlserver_anchor.INFER_PATH,
+                "parallel_workers": mlserver_anchor.PARALLEL_WORKERS,
+                "max_abs_diff": check["max_abs_diff"],
+                "agreement_reports": check["reports"],
+            }
+            self.log(f"mlserver ready; scores vs XGBoost's own: max abs diff {check['max_abs_diff']:g}")
+            self.closed_matrix("mlserver", server.url, [server.pid], ANCHOR_MATRIX)
+        finally:
+            server.stop()
+
+    def not_run(self, deployment: str, matrix: tuple[tuple[Flow, int, int], ...], status: str) -> None:
+        for flow, batch, conc in matrix:
+            name = targets.workload_name(deployment, flow, batch, conc)
+            if self.selected(name):
+                self.rows.append(
+                    {
+                        "name": name,
+                        "deployment": deployment,
+                        "flow": flow,
+                        "batch": batch,
+                        "concurrency": conc,
+                        "arrival": "closed",
+                        "status": status,
+                    }
+                )

@@ -22,7 +22,8 @@ def open_name(deployment: str, flow: str, batch: int) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """A line of the target table: ``deployment flow B C`` measured against the floor app's same workload."""
+    """A line of the target table: ``deployment flow B C`` measured against a baseline's same B and C — the floor
+    app's same flow, or the MLServer anchor's V2 inference (``baseline="mlserver"``)."""
 
     label: str
     deployment: str
@@ -31,6 +32,19 @@ class Target:
     concurrency: int
     min_ratio: float
     max_p99_ms: float | None = None
+    baseline: str = "floor"
+
+    @property
+    def baseline_flow(self) -> str:
+        return "v2" if self.baseline == "mlserver" else self.flow
+
+    @property
+    def baseline_workload(self) -> str:
+        return workload_name(self.baseline, self.baseline_flow, self.batch, self.concurrency)
+
+    @property
+    def workload(self) -> str:
+        return workload_name(self.deployment, self.flow, self.batch, self.concurrency)
 
     @property
     def metric(self) -> str:
@@ -44,8 +58,11 @@ class Target:
 
     @property
     def text(self) -> str:
-        floor = "submit/poll" if self.flow == "async" else "sync"
-        out = f">= {self.min_ratio:.0%} of the {floor} floor's {self.unit}"
+        if self.baseline == "mlserver":
+            out = f">= {self.min_ratio:g}x MLServer's {self.unit}"
+        else:
+            floor = "submit/poll" if self.flow == "async" else "sync"
+            out = f">= {self.min_ratio:.0%} of the {floor} floor's {self.unit}"
         if self.max_p99_ms is not None:
             out += f", p99 <= {self.max_p99_ms:g} ms"
         return out
@@ -58,7 +75,14 @@ TARGETS: tuple[Target, ...] = (
     Target("embedded, sync /score B=100, C=8", "embedded", "sync", 100, 8, 0.50),
     Target("distributed, async B=1, C=64", "distributed", "async", 1, 64, 0.15),
     Target("distributed, async B=100, C=64", "distributed", "async", 100, 64, 0.30),
+    Target("vs MLServer: durable /score B=100, C=8", "embedded", "sync", 100, 8, 1.0, baseline="mlserver"),
+    Target(
+        "vs MLServer: /score?persist=false B=100, C=8", "embedded", "sync-nopersist", 100, 8, 2.0, baseline="mlserver"
+    ),
+    Target("vs MLServer: durable /score B=1, C=8", "embedded", "sync", 1, 8, 3.0, 20.0, baseline="mlserver"),
 )
+FLOOR_TARGETS: tuple[Target, ...] = tuple(t for t in TARGETS if t.baseline == "floor")
+ANCHOR_TARGETS: tuple[Target, ...] = tuple(t for t in TARGETS if t.baseline == "mlserver")
 MEMORY_TARGET_MB = 400.0
 
 
@@ -75,15 +99,15 @@ def primary_metric(row: Row) -> str:
 
 
 def evaluate(rows: list[Row]) -> list[Row]:
-    """One line per target (plus memory): measured, floor, ratio, pass/fail."""
+    """One line per target (the memory target last): measured, baseline, ratio, pass/fail."""
     lines: list[Row] = []
     for t in TARGETS:
-        row = find(rows, workload_name(t.deployment, t.flow, t.batch, t.concurrency))
-        floor = floor_row(rows, t.flow, t.batch, t.concurrency)
+        row = find(rows, t.workload)
+        base = find(rows, t.baseline_workload)
         available = row is not None and row.get("status", "ok") == "ok"
         measured = row[t.metric] if available and row is not None else None
-        floor_value = floor[t.metric] if floor is not None and floor.get("status", "ok") == "ok" else None
-        r = ratio(measured, floor_value)
+        base_value = base[t.metric] if base is not None and base.get("status", "ok") == "ok" else None
+        r = ratio(measured, base_value)
         p99 = row["latency"]["p99_ms"] if available and row is not None else None
         errors = sum(row["errors"].values()) if available and row is not None else None
         checks = [meets(r, at_least=t.min_ratio), meets(None if errors is None else float(errors), at_most=0)]
@@ -92,10 +116,12 @@ def evaluate(rows: list[Row]) -> list[Row]:
         lines.append(
             {
                 "target": t.label,
-                "workload": workload_name(t.deployment, t.flow, t.batch, t.concurrency),
+                "workload": t.workload,
+                "baseline": t.baseline,
+                "baseline_workload": t.baseline_workload,
                 "metric": t.unit,
                 "measured": measured,
-                "floor": floor_value,
+                "floor": base_value,
                 "ratio": r,
                 "p99_ms": p99,
                 "errors": errors,
@@ -126,7 +152,5 @@ def evaluate(rows: list[Row]) -> list[Row]:
 
 
 def target_for(name: str) -> Target | None:
-    return next(
-        (t for t in TARGETS if workload_name(t.deployment, t.flow, t.batch, t.concurrency) == name),
-        None,
-    )
+    """The floor target of the workload ``name``, if it has one."""
+    return next((t for t in FLOOR_TARGETS if t.workload == name), None)
