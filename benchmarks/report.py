@@ -76,11 +76,14 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
 
 def anchor_table(rows: list[Row], evaluation: list[Row], anchor: Row | None) -> list[str]:
     """The MLServer anchor's own rows, then the targets measured against it."""
-    if anchor is not None and anchor.get("status") != "ok":
-        return [f"MLServer anchor: {anchor.get('status')}."]
-    out = []
-    if anchor is not None:
-        out += [
+    anchored = [ev for ev in evaluation if ev.get("baseline") == "mlserver"]
+    if anchor is None or anchor.get("status") != "ok":
+        status = "not run" if anchor is None else anchor.get("status")
+        if not anchored:
+            return [f"MLServer anchor: {status}."]
+        out = [f"MLServer anchor: {status}.", ""]
+    else:
+        out = [
             f"MLServer {anchor.get('version', '?')} ({anchor.get('pins', '')}), V2 REST `{anchor.get('infer_path')}`, "
             f"output `predict_proba`, parallel_workers {anchor.get('parallel_workers')}, on the service's core(s); "
             f"its scores differ from XGBoost's own by at most {anchor.get('max_abs_diff')} "
@@ -102,12 +105,11 @@ def anchor_table(rows: list[Row], evaluation: list[Row], anchor: Row | None) -> 
                 f"| {row['name']} | {unit} | {fmt_num(row[metric])} | | | {_ms(row['latency']['p99_ms'])} | "
                 f"{_errors_text(row['errors'])} | - | - |"
             )
-    for ev in evaluation:
-        if ev.get("baseline") != "mlserver":
-            continue
+    for ev in anchored:
+        times = "-" if ev["ratio"] is None else fmt_num(ev["ratio"], 2) + "x"
         out.append(
             f"| {ev['workload']} | {ev['metric']} | {fmt_num(ev['measured'])} | {fmt_num(ev['floor'])} | "
-            f"{fmt_num(ev['ratio'], 2)}x | {_ms(ev['p99_ms'])} | {'' if ev['errors'] is None else ev['errors']} | "
+            f"{times} | {_ms(ev['p99_ms'])} | {'' if ev['errors'] is None else ev['errors']} | "
             f"{ev['goal']} | **{ev['result']}** |"
         )
     return out
