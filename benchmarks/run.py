@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import model_floor, report, services, storage_floor, targets
 from benchmarks.machine import machine_info
 from benchmarks.profiling import profile_embedded
-from benchmarks.suite import CLOSED_MATRIX, NOPERSIST_MATRIX, Suite
+from benchmarks.suite import ANCHOR_MATRIX, CLOSED_MATRIX, NOPERSIST_MATRIX, Suite
 
 HERE = Path(__file__).resolve().parent
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if suite.wants("floor"):
                 suite.guarded("floor", suite.phase_floor)
-            suite.guarded("mlserver", suite.phase_mlserver)
+            suite.guarded("mlserver", suite.phase_mlserver, ANCHOR_MATRIX)
             if not args.no_embedded and suite.wants("embedded", CLOSED_MATRIX + NOPERSIST_MATRIX):
                 suite.guarded("embedded", suite.phase_embedded)
             if not args.no_distributed and suite.wants("distributed"):

@@ -208,7 +208,9 @@ class Suite:
 
     # --- phases -----------------------------------------------------------------------------------------------
 
-    def guarded(self, deployment: str, phase: Callable[[], None]) -> None:
+    def guarded(
+        self, deployment: str, phase: Callable[[], None], matrix: tuple[tuple[Flow, int, int], ...] = CLOSED_MATRIX
+    ) -> None:
         """Run a phase; if it fails (a service that does not start, say), record its workloads as not run."""
         try:
             phase()
@@ -216,21 +218,13 @@ class Suite:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             self.log(f"{deployment}: failed: {type(exc).__name__}: {str(exc)[-3000:]}")
             self.phase_errors[deployment] = f"{type(exc).__name__}: {str(exc)[-3000:]}"
+            status = f"not run: {type(exc).__name__} {reason}".strip()
+            if deployment == "mlserver":
+                self.mlserver = {**(self.mlserver or {}), "status": status}
             done = {r["name"] for r in self.rows}
-            for flow, batch, conc in CLOSED_MATRIX:
-                name = targets.workload_name(deployment, flow, batch, conc)
-                if name not in done:
-                    self.rows.append(
-                        {
-                            "name": name,
-                            "deployment": deployment,
-                            "flow": flow,
-                            "batch": batch,
-                            "concurrency": conc,
-                            "arrival": "closed",
-                            "status": f"not run: {type(exc).__name__} {reason}".strip(),
-                        }
-                    )
+            self.not_run(
+                deployment, tuple(m for m in matrix if targets.workload_name(deployment, *m) not in done), status
+            )
 
     def phase_floor(self) -> None:
         server = services.floor_server(self.args.out, self.service_cpus)

@@ -177,6 +177,20 @@ def test_only_selects_workloads_by_name_parts() -> None:
     assert suite.Suite(run.parse_args([]), lambda coro: None).selected("anything")
 
 
+def test_an_anchor_that_fails_to_start_leaves_its_rows_not_run() -> None:
+    failing = suite.Suite(run.parse_args([]), lambda coro: None)
+
+    def phase() -> None:
+        raise RuntimeError("mlserver exited:\nno such model")
+
+    failing.guarded("mlserver", phase, suite.ANCHOR_MATRIX)
+    assert [(r["name"], r["status"]) for r in failing.rows] == [
+        ("mlserver v2 B=1 C=8", "not run: RuntimeError mlserver exited:"),
+        ("mlserver v2 B=100 C=8", "not run: RuntimeError mlserver exited:"),
+    ]
+    assert failing.mlserver == {"status": "not run: RuntimeError mlserver exited:"}
+
+
 def test_storage_floor_measures_the_service_write_path() -> None:
     from reportscore.scoring.synthetic import sample_reports
 
