@@ -26,27 +26,24 @@ ceiling).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import resource
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 
+from benchmarks.http_clients import JOB_TIMEOUT_S, ClientKind, HttpClient, make_client
+from benchmarks.resources import ResourceSampler, self_cpu_s
 from benchmarks.stats import latency_summary
 
-Flow = Literal["async", "sync"]
+Flow = Literal["async", "sync", "sync-nopersist", "v2"]
+"""``sync-nopersist``: ``POST /score?persist=false``; ``v2``: a V2 inference request (the MLServer anchor)."""
 ArrivalModel = Literal["closed", "open"]
-ClientKind = Literal["raw", "httpx"]
 
 LONG_POLL_WAIT_S = 10
-JOB_TIMEOUT_S = 60.0
 SCORE_TOLERANCE = 1e-6
 
 
@@ -72,6 +69,18 @@ def make_bodies(reports: Sequence[dict[str, Any]], batch: int, expected: Sequenc
     return bodies
 
 
+def v2_scores(answer: Any) -> list[float] | None:
+    """The positive class's probabilities of a V2 inference answer's ``predict_proba`` output (shape [n, 2])."""
+    outputs = answer.get("outputs") if isinstance(answer, dict) else None
+    output = next((o for o in outputs or [] if isinstance(o, dict) and o.get("name") == "predict_proba"), None)
+    if output is None:
+        return None
+    shape, data = output.get("shape"), output.get("data")
+    if not isinstance(shape, list) or len(shape) != 2 or not isinstance(data, list) or len(data) != shape[0] * 2:
+        return None
+    return [float(x) for x in data[1::2]]
+
+
 def check_scores(body: Body, scores: Any) -> bool:
     """The response's scores match the model (to ``SCORE_TOLERANCE``), or, for the floor, are one constant per
     report."""
@@ -82,147 +91,6 @@ def check_scores(body: Body, scores: Any) -> bool:
     return all(
         isinstance(s, float | int) and abs(s - e) <= SCORE_TOLERANCE for s, e in zip(scores, body.expected, strict=True)
     )
-
-
-# --- HTTP clients -------------------------------------------------------------------------------------------
-
-
-class HttpClient(Protocol):
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class _RawConnection:
-    __slots__ = ("last_used", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.last_used = time.monotonic()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class RawClient:
-    """A minimal HTTP/1.1 keep-alive client: one request per connection at a time, up to ``max_connections``
-    connections, idle ones reused most-recent-first and dropped before the server's keep-alive timeout (5 s)."""
-
-    IDLE_MAX_S = 3.0
-
-    def __init__(self, base_url: str, max_connections: int) -> None:
-        hostport = base_url.removeprefix("http://").rstrip("/")
-        host, _, port = hostport.partition(":")
-        self._host = host
-        self._port = int(port or 80)
-        self._host_header = f"Host: {hostport}\r\n".encode()
-        self._idle: list[_RawConnection] = []
-        self._slots = asyncio.Semaphore(max_connections)
-
-    async def _connect(self) -> _RawConnection:
-        reader, writer = await asyncio.open_connection(self._host, self._port, limit=1 << 22)
-        return _RawConnection(reader, writer)
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        async with self._slots:
-            conn: _RawConnection | None = None
-            now = time.monotonic()
-            while self._idle:
-                candidate = self._idle.pop()
-                if now - candidate.last_used < self.IDLE_MAX_S:
-                    conn = candidate
-                    break
-                candidate.close()
-            if conn is None:
-                conn = await self._connect()
-            try:
-                status, data, keep_alive = await self._exchange(conn, method, path, body)
-            except BaseException:
-                conn.close()
-                raise
-            if keep_alive:
-                conn.last_used = time.monotonic()
-                self._idle.append(conn)
-            else:
-                conn.close()
-            return status, data
-
-    async def _exchange(
-        self, conn: _RawConnection, method: str, path: str, body: bytes | None
-    ) -> tuple[int, bytes, bool]:
-        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._host_header]
-        if body is not None:
-            head.append(b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body))
-        head.append(b"\r\n")
-        if body is not None:
-            head.append(body)
-        conn.writer.write(b"".join(head))
-        await conn.writer.drain()
-        raw_head = await conn.reader.readuntil(b"\r\n\r\n")
-        status = int(raw_head[9:12])
-        length = -1
-        chunked = False
-        keep_alive = True
-        for line in raw_head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            lname = name.strip().lower()
-            if lname == b"content-length":
-                length = int(value)
-            elif lname == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif lname == b"connection" and value.strip().lower() == b"close":
-                keep_alive = False
-        if chunked:
-            parts = []
-            while True:
-                size = int((await conn.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                if size == 0:
-                    await conn.reader.readuntil(b"\r\n")
-                    break
-                parts.append(await conn.reader.readexactly(size))
-                await conn.reader.readexactly(2)
-            data = b"".join(parts)
-        elif length >= 0:
-            data = await conn.reader.readexactly(length)
-        else:
-            data = await conn.reader.read()
-            keep_alive = False
-        return status, data, keep_alive
-
-    async def aclose(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
-
-
-class HttpxClient:
-    """``httpx2.AsyncClient`` with a pool of ``max_connections`` keep-alive connections."""
-
-    def __init__(self, base_url: str, max_connections: int) -> None:
-        import httpx2 as httpx
-
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            timeout=httpx.Timeout(JOB_TIMEOUT_S),
-            trust_env=False,
-        )
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        headers = {"content-type": "application/json"} if body is not None else None
-        resp = await self._client.request(method, path, content=body, headers=headers)
-        return resp.status_code, resp.content
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def make_client(kind: ClientKind, base_url: str, max_connections: int) -> HttpClient:
-    if kind == "httpx":
-        return HttpxClient(base_url, max_connections)
-    return RawClient(base_url, max_connections)
 
 
 # --- one job ------------------------------------------------------------------------------------------------
@@ -248,11 +116,13 @@ async def run_job(
 
     When ``check`` is set, the scores are compared with the model and the service's own ``timings`` (if its
     answer has them) are appended to ``timings``."""
-    if flow == "sync":
+    if flow != "async":
         status, data = await client.request("POST", sync_path, body.payload)
         if status != 200:
             return f"score {status}"
         result = orjson.loads(data)
+        if flow == "v2":
+            result = {"score": v2_scores(result)}
     else:
         status, data = await client.request("POST", "/predict", body.payload)
         if status != 202:
@@ -297,139 +167,6 @@ async def timed_job(
     except Exception as exc:  # httpx's transport errors and anything unexpected: count, do not crash the run
         error = f"client {type(exc).__name__}"
     return Outcome(t0, time.monotonic(), error, body.n_reports)
-
-
-# --- resource sampling (service processes) ------------------------------------------------------------------
-
-
-def _read_status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of a process (all its threads), in clock ticks."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def process_tree(roots: Sequence[int]) -> list[int]:
-    """``roots`` and all their live descendants (scans /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    todo = [p for p in roots if Path(f"/proc/{p}").exists()]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return 0, 0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-class ResourceSampler:
-    """Samples the summed VmRSS of a process tree every ``interval_s``, and its CPU time over the run."""
-
-    def __init__(self, roots: Sequence[int], interval_s: float = 0.2) -> None:
-        self.roots = list(roots)
-        self.interval_s = interval_s
-        self.peak_rss_kb = 0
-        self.pids: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-        self._cpu0: dict[int, int] = {}
-        self._t0 = 0.0
-
-    def _cpu(self) -> dict[int, int]:
-        return {pid: _cpu_ticks(pid) for pid in self.pids}
-
-    def start(self) -> None:
-        self.pids = process_tree(self.roots) if self.roots else []
-        self._cpu0 = self._cpu()
-        self._machine0 = _machine_ticks()
-        self._t0 = time.monotonic()
-        self._task = asyncio.create_task(self._loop())
-
-    async def _loop(self) -> None:
-        last_scan = time.monotonic()
-        while True:
-            if time.monotonic() - last_scan > 2.0:
-                known = set(self.pids)
-                for pid in process_tree(self.roots):
-                    if pid not in known:
-                        self.pids.append(pid)
-                        self._cpu0[pid] = 0
-                last_scan = time.monotonic()
-            total = sum(_read_status_kb(pid, "VmRSS") for pid in self.pids)
-            self.peak_rss_kb = max(self.peak_rss_kb, total)
-            await asyncio.sleep(self.interval_s)
-
-    async def stop(self) -> dict[str, Any]:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        elapsed = time.monotonic() - self._t0
-        cpu1 = self._cpu()
-        ticks = sum(max(0, cpu1.get(pid, 0) - self._cpu0.get(pid, 0)) for pid in self.pids)
-        hz = os.sysconf("SC_CLK_TCK")
-        busy1, total1 = _machine_ticks()
-        busy0, total0 = getattr(self, "_machine0", (0, 0))
-        ncpu = os.cpu_count() or 1
-        machine_pct = 100 * ncpu * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
-        return {
-            "machine_cpu_pct": round(machine_pct, 1) if machine_pct is not None else None,
-            "peak_rss_mb": round(self.peak_rss_kb / 1024, 1) if self.pids else None,
-            "hwm_rss_mb": round(sum(_read_status_kb(p, "VmHWM") for p in self.pids) / 1024, 1) if self.pids else None,
-            "service_cpu_pct": round(100 * ticks / hz / elapsed, 1) if self.pids and elapsed > 0 else None,
-            "service_processes": len(self.pids),
-        }
-
-
-async def wait_idle(pids: Sequence[int], *, below_pct: float = 10.0, max_s: float = 60.0) -> float:
-    """Wait until the process tree of ``pids`` uses less than ``below_pct`` CPU over half a second (the backlog
-    of the previous workload is done), at most ``max_s``; returns the seconds waited."""
-    t0 = time.monotonic()
-    hz = os.sysconf("SC_CLK_TCK")
-    while time.monotonic() - t0 < max_s:
-        tree = process_tree(pids)
-        before = sum(_cpu_ticks(p) for p in tree)
-        await asyncio.sleep(0.5)
-        used = sum(_cpu_ticks(p) for p in tree) - before
-        if 100 * used / hz / 0.5 < below_pct:
-            break
-    return time.monotonic() - t0
-
-
-def _self_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- a workload ---------------------------------------------------------------------------------------------
@@ -545,7 +282,7 @@ async def _closed(spec: LoadSpec, client: HttpClient, sampler: ResourceSampler) 
 
     async def start_window() -> None:
         await asyncio.sleep(max(0.0, t0 - time.monotonic()))
-        cpu0[0] = _self_cpu_s()
+        cpu0[0] = self_cpu_s()
         sampler.start()
         measuring.set()
 
@@ -568,7 +305,7 @@ async def _closed(spec: LoadSpec, client: HttpClient, sampler: ResourceSampler) 
     window_task = asyncio.create_task(start_window())
     await asyncio.gather(*(client_loop(i) for i in range(spec.concurrency)))
     await window_task
-    cpu = _self_cpu_s() - cpu0[0]
+    cpu = self_cpu_s() - cpu0[0]
     resources = await sampler.stop()
     extra = {"loadgen_cpu_pct": round(100 * cpu / (time.monotonic() - t0), 1), "resources": resources}
     return _summarize(spec, outcomes, spec.duration_s, checked, extra, timings)
@@ -599,7 +336,7 @@ async def _open(spec: LoadSpec, client: HttpClient, sampler: ResourceSampler) ->
             await asyncio.sleep(delay)
         if not started_window and next_t >= t0:
             started_window = True
-            cpu0 = _self_cpu_s()
+            cpu0 = self_cpu_s()
             sampler.start()
         if len(tasks) >= spec.concurrency:
             if next_t >= t0:
@@ -619,10 +356,10 @@ async def _open(spec: LoadSpec, client: HttpClient, sampler: ResourceSampler) ->
             sent += 1
             in_window.append(task)
     if not started_window:
-        cpu0 = _self_cpu_s()
+        cpu0 = self_cpu_s()
         sampler.start()
     await asyncio.sleep(max(0.0, t1 - time.monotonic()))
-    cpu = _self_cpu_s() - cpu0
+    cpu = self_cpu_s() - cpu0
     resources = await sampler.stop()
     pending: set[asyncio.Task[Outcome]] = set()
     if tasks:

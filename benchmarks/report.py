@@ -1,15 +1,12 @@
-"""The performance targets evaluated against the floors of the same run, and RESULTS.md rendering."""
+"""RESULTS.md rendering: the target table (``targets.py``), every workload, the floors, the profile."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.loadgen import Flow
-from benchmarks.stats import fmt_num, fmt_pct, meets, ratio, verdict
-
-Row = dict[str, Any]
+from benchmarks.stats import fmt_num, fmt_pct, ratio
+from benchmarks.targets import FLOOR_TARGETS, Row, find, floor_row, primary_metric
 
 _SITE_PACKAGES = re.compile(r"(?<![\w.])/[^\s:()\"']*?/site-packages/")
 _STDLIB = re.compile(r"(?<![\w.])/[^\s:()\"']*?/lib/python3\.\d+/")
@@ -23,126 +20,6 @@ def portable(text: str, *, checkout: str) -> str:
     return _STDLIB.sub("<stdlib>/", text)
 
 
-def workload_name(deployment: str, flow: str, batch: int, concurrency: int) -> str:
-    return f"{deployment} {flow} B={batch} C={concurrency}"
-
-
-def open_name(deployment: str, flow: str, batch: int) -> str:
-    return f"{deployment} {flow} B={batch} open-loop"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A line of the target table: ``deployment flow B C`` measured against the floor app's same workload."""
-
-    label: str
-    deployment: str
-    flow: Flow
-    batch: int
-    concurrency: int
-    min_ratio: float
-    max_p99_ms: float | None = None
-
-    @property
-    def metric(self) -> str:
-        return "jobs_per_s" if self.batch == 1 else "reports_per_s"
-
-    @property
-    def unit(self) -> str:
-        if self.batch == 1:
-            return "jobs/s" if self.flow == "async" else "req/s"
-        return "reports/s"
-
-    @property
-    def text(self) -> str:
-        floor = "submit/poll" if self.flow == "async" else "sync"
-        out = f">= {self.min_ratio:.0%} of the {floor} floor's {self.unit}"
-        if self.max_p99_ms is not None:
-            out += f", p99 <= {self.max_p99_ms:g} ms"
-        return out
-
-
-TARGETS: tuple[Target, ...] = (
-    Target("embedded, async B=1, C=64", "embedded", "async", 1, 64, 0.50, 100.0),
-    Target("embedded, async B=100, C=64", "embedded", "async", 100, 64, 0.50),
-    Target("embedded, sync /score B=1, C=8", "embedded", "sync", 1, 8, 0.70, 20.0),
-    Target("embedded, sync /score B=100, C=8", "embedded", "sync", 100, 8, 0.50),
-    Target("distributed, async B=1, C=64", "distributed", "async", 1, 64, 0.15),
-    Target("distributed, async B=100, C=64", "distributed", "async", 100, 64, 0.30),
-)
-MEMORY_TARGET_MB = 400.0
-
-
-def find(rows: list[Row], name: str) -> Row | None:
-    return next((r for r in rows if r["name"] == name), None)
-
-
-def floor_row(rows: list[Row], flow: str, batch: int, concurrency: int) -> Row | None:
-    return find(rows, workload_name("floor", flow, batch, concurrency))
-
-
-def primary_metric(row: Row) -> str:
-    return "jobs_per_s" if row["batch"] == 1 else "reports_per_s"
-
-
-def evaluate(rows: list[Row]) -> list[Row]:
-    """One line per target (plus memory): measured, floor, ratio, pass/fail."""
-    lines: list[Row] = []
-    for t in TARGETS:
-        row = find(rows, workload_name(t.deployment, t.flow, t.batch, t.concurrency))
-        floor = floor_row(rows, t.flow, t.batch, t.concurrency)
-        available = row is not None and row.get("status", "ok") == "ok"
-        measured = row[t.metric] if available and row is not None else None
-        floor_value = floor[t.metric] if floor is not None and floor.get("status", "ok") == "ok" else None
-        r = ratio(measured, floor_value)
-        p99 = row["latency"]["p99_ms"] if available and row is not None else None
-        errors = sum(row["errors"].values()) if available and row is not None else None
-        checks = [meets(r, at_least=t.min_ratio), meets(None if errors is None else float(errors), at_most=0)]
-        if t.max_p99_ms is not None:
-            checks.append(meets(p99, at_most=t.max_p99_ms))
-        lines.append(
-            {
-                "target": t.label,
-                "workload": workload_name(t.deployment, t.flow, t.batch, t.concurrency),
-                "metric": t.unit,
-                "measured": measured,
-                "floor": floor_value,
-                "ratio": r,
-                "p99_ms": p99,
-                "errors": errors,
-                "goal": t.text + ", no errors",
-                "result": verdict(*checks) if available else ("not available" if row is not None else "not run"),
-                "status": row.get("status", "ok") if row is not None else "not run",
-            }
-        )
-    embedded = [r for r in rows if r["deployment"] == "embedded" and r.get("status", "ok") == "ok"]
-    peaks = [r["resources"].get("peak_rss_mb") for r in embedded if r.get("resources")]
-    peak = max((p for p in peaks if p is not None), default=None)
-    lines.append(
-        {
-            "target": "memory, embedded, XGBoost only, under load",
-            "workload": "all embedded workloads",
-            "metric": "peak RSS MB",
-            "measured": peak,
-            "floor": None,
-            "ratio": None,
-            "p99_ms": None,
-            "errors": None,
-            "goal": f"<= {MEMORY_TARGET_MB:g} MB RSS",
-            "result": verdict(meets(peak, at_most=MEMORY_TARGET_MB)),
-            "status": "ok" if peak is not None else "not run",
-        }
-    )
-    return lines
-
-
-def target_for(name: str) -> Target | None:
-    return next(
-        (t for t in TARGETS if workload_name(t.deployment, t.flow, t.batch, t.concurrency) == name),
-        None,
-    )
-
-
 def _errors_text(errors: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "0"
 
@@ -153,13 +30,13 @@ def _ms(value: float | None) -> str:
 
 def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
     """Every workload beside its floor: measured, floor, ratio, p99, target, pass/fail."""
-    by_target = {e["workload"]: e for e in evaluation}
+    by_target = {e["workload"]: e for e in evaluation if e.get("baseline", "floor") == "floor"}
     out = [
         "| workload | metric | measured | floor | ratio | p99 ms | errors | target | result |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
-        if row["deployment"] == "floor":
+        if row["deployment"] in ("floor", "mlserver"):
             continue
         metric = primary_metric(row)
         unit = "reports/s" if row["batch"] != 1 else ("jobs/s" if row["flow"] == "async" else "req/s")
@@ -179,7 +56,8 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
                 f"info: achieved/offered {fmt_pct(ratio(achieved, offered))} | info |"
             )
             continue
-        floor = floor_row(rows, row["flow"], row["batch"], row["concurrency"])
+        floor_flow = "sync" if row["flow"] == "sync-nopersist" else row["flow"]
+        floor = floor_row(rows, floor_flow, row["batch"], row["concurrency"])
         floor_value = floor[metric] if floor else None
         ev = by_target.get(row["name"])
         out.append(
@@ -193,6 +71,47 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
         f"| {mem['target']} | peak RSS MB | {fmt_num(mem['measured'], 1)} | | | | | {mem['goal']} | "
         f"**{mem['result']}** |"
     )
+    return out
+
+
+def anchor_table(rows: list[Row], evaluation: list[Row], anchor: Row | None) -> list[str]:
+    """The MLServer anchor's own rows, then the targets measured against it."""
+    anchored = [ev for ev in evaluation if ev.get("baseline") == "mlserver"]
+    if anchor is None or anchor.get("status") != "ok":
+        status = "not run" if anchor is None else anchor.get("status")
+        if not anchored:
+            return [f"MLServer anchor: {status}."]
+        out = [f"MLServer anchor: {status}.", ""]
+    else:
+        out = [
+            f"MLServer {anchor.get('version', '?')} ({anchor.get('pins', '')}), V2 REST `{anchor.get('infer_path')}`, "
+            f"output `predict_proba`, parallel_workers {anchor.get('parallel_workers')}, on the service's core(s); "
+            f"its scores differ from XGBoost's own by at most {anchor.get('max_abs_diff')} "
+            f"({anchor.get('agreement_reports')} reports). It is sent the encoded features, the service the reports.",
+            "",
+        ]
+    out += [
+        "| workload | metric | measured | MLServer | ratio | p99 ms | errors | target | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        if row["deployment"] == "mlserver":
+            metric = primary_metric(row)
+            unit = "reports/s" if row["batch"] != 1 else "req/s"
+            if row.get("status", "ok") != "ok":
+                out.append(f"| {row['name']} | {unit} | {row['status']} | | | | | | |")
+                continue
+            out.append(
+                f"| {row['name']} | {unit} | {fmt_num(row[metric])} | | | {_ms(row['latency']['p99_ms'])} | "
+                f"{_errors_text(row['errors'])} | - | - |"
+            )
+    for ev in anchored:
+        times = "-" if ev["ratio"] is None else fmt_num(ev["ratio"], 2) + "x"
+        out.append(
+            f"| {ev['workload']} | {ev['metric']} | {fmt_num(ev['measured'])} | {fmt_num(ev['floor'])} | "
+            f"{times} | {_ms(ev['p99_ms'])} | {'' if ev['errors'] is None else ev['errors']} | "
+            f"{ev['goal']} | **{ev['result']}** |"
+        )
     return out
 
 
@@ -280,7 +199,7 @@ def budget_rows(results: Row) -> list[Row]:
     single = [m for m in results.get("model_floors") or [] if m["threads"] == 1]
     best_row_us = min((1e6 / m["predict_rows_per_s"] for m in single if m["predict_rows_per_s"]), default=None)
     out: list[Row] = []
-    for t in TARGETS:
+    for t in FLOOR_TARGETS:
         if t.deployment != "embedded":
             continue
         floor = floor_row(rows, t.flow, t.batch, t.concurrency)
@@ -332,7 +251,8 @@ def observations(rows: list[Row], evaluation: list[Row], service_cpus: int) -> l
             continue
         res = row.get("resources") or {}
         cpu = res.get("service_cpu_pct")
-        parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of the floor, p99 {_ms(ev['p99_ms'])} ms)"]
+        of = "MLServer" if ev.get("baseline") == "mlserver" else "the floor"
+        parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of {of}, p99 {_ms(ev['p99_ms'])} ms)"]
         if cpu is not None:
             saturated = cpu >= 85 * service_cpus
             parts.append(
@@ -398,6 +318,10 @@ def render(results: dict[str, Any]) -> str:
         "sustain the target rate, and report what was achieved (latency from the scheduled arrival).",
         "",
         *main_table(rows, evaluation),
+        "",
+        "## Against MLServer (the same model served by MLServer, same load generator, same core)",
+        "",
+        *anchor_table(rows, evaluation, results.get("mlserver")),
         "",
         "## Raw-model floor (reference XGBoost model, in-process: XGBoost's own predictor and the compiled trees)",
         "",

@@ -11,8 +11,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
-from benchmarks import floor_app, loadgen, model_floor, report, run, sampler, services, stats, storage_floor
+from benchmarks import (
+    floor_app,
+    loadgen,
+    mlserver_anchor,
+    model_floor,
+    report,
+    run,
+    sampler,
+    services,
+    stats,
+    storage_floor,
+    suite,
+    targets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +79,7 @@ def test_ratio_and_verdicts() -> None:
 
 def _row(deployment: str, flow: str, batch: int, conc: int, jobs: float, p99: float) -> dict[str, object]:
     return {
-        "name": report.workload_name(deployment, flow, batch, conc),
+        "name": targets.workload_name(deployment, flow, batch, conc),
         "deployment": deployment,
         "flow": flow,
         "batch": batch,
@@ -89,15 +103,92 @@ def test_target_evaluation_against_floors() -> None:
         _row("floor", "sync", 1, 8, 4000.0, 5.0),
         _row("embedded", "sync", 1, 8, 2000.0, 10.0),  # 50% < 70%: fail
     ]
-    evaluation = {e["target"]: e for e in report.evaluate(rows)}
+    evaluation = {e["target"]: e for e in targets.evaluate(rows)}
     first = evaluation["embedded, async B=1, C=64"]
     assert first["ratio"] == pytest.approx(0.6)
     assert first["result"] == "pass"
     assert evaluation["embedded, sync /score B=1, C=8"]["result"] == "fail"
     assert evaluation["distributed, async B=1, C=64"]["result"] == "not run"
     assert evaluation["memory, embedded, XGBoost only, under load"]["result"] == "pass"
-    table = "\n".join(report.main_table(rows, report.evaluate(rows)))
+    table = "\n".join(report.main_table(rows, targets.evaluate(rows)))
     assert "| embedded async B=1 C=64 | jobs/s | 1,200 | 2,000 | 60% |" in table
+
+
+def test_targets_against_mlserver_use_its_rows() -> None:
+    rows = [
+        _row("mlserver", "v2", 100, 8, 300.0, 40.0),  # 30,000 reports/s
+        _row("embedded", "sync", 100, 8, 330.0, 45.0),  # 1.1x: pass
+        _row("embedded", "sync-nopersist", 100, 8, 500.0, 15.0),  # 1.67x < 2x: fail
+        _row("mlserver", "v2", 1, 8, 500.0, 20.0),
+        _row("embedded", "sync", 1, 8, 2000.0, 25.0),  # 4x, but p99 25 ms > 20 ms: fail
+    ]
+    evaluation = {e["target"]: e for e in targets.evaluate(rows)}
+    durable = evaluation["vs MLServer: durable /score B=100, C=8"]
+    assert durable["floor"] == pytest.approx(30_000.0)
+    assert durable["ratio"] == pytest.approx(1.1)
+    assert durable["result"] == "pass"
+    assert evaluation["vs MLServer: /score?persist=false B=100, C=8"]["result"] == "fail"
+    single = evaluation["vs MLServer: durable /score B=1, C=8"]
+    assert (single["ratio"], single["result"]) == (pytest.approx(4.0), "fail")
+    assert evaluation["embedded, sync /score B=100, C=8"]["result"] == "n/a"  # no floor row in this run
+    anchor_rows = {"status": "ok", "version": "1.7.1", "max_abs_diff": 0.0, "agreement_reports": 1000}
+    table = "\n".join(report.anchor_table(rows, targets.evaluate(rows), anchor_rows))
+    assert "| embedded sync B=100 C=8 | reports/s | 33,000 | 30,000 | 1.10x |" in table
+    assert "| mlserver v2 B=1 C=8 | req/s | 500 |" in table
+    assert report.anchor_table([], [], None) == ["MLServer anchor: not run."]
+    skipped = report.anchor_table([], targets.evaluate([]), {"status": "not run (--no-mlserver)"})
+    assert skipped[0] == "MLServer anchor: not run (--no-mlserver)."
+    assert "| embedded sync B=1 C=8 | req/s | - | - | - | - |  | >= 3x MLServer's req/s" in "\n".join(skipped)
+
+
+def test_v2_answers_give_the_positive_class() -> None:
+    answer = {"outputs": [{"name": "predict_proba", "shape": [2, 2], "datatype": "FP32", "data": [0.9, 0.1, 0.3, 0.7]}]}
+    assert loadgen.v2_scores(answer) == pytest.approx([0.1, 0.7])
+    assert loadgen.v2_scores({"outputs": [{"name": "predict", "shape": [2], "data": [0, 1]}]}) is None
+    assert loadgen.v2_scores({"outputs": [{"name": "predict_proba", "shape": [2, 2], "data": [0.5]}]}) is None
+    body = mlserver_anchor.infer_body(np.array([[1.0, 2.0], [3.0, 4.5]], dtype=np.float32))
+    request = orjson.loads(body)
+    assert request["inputs"][0] | {"name": "input-0"} == {
+        "name": "input-0",
+        "shape": [2, 2],
+        "datatype": "FP32",
+        "data": [1.0, 2.0, 3.0, 4.5],
+    }
+    assert request["outputs"] == [{"name": "predict_proba"}]
+
+
+def test_mlserver_venv_is_named_after_its_pins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = mlserver_anchor.venv_dir()
+    assert first.parent == tmp_path / "reportscore-bench"
+    monkeypatch.setattr(mlserver_anchor, "PINS", (*mlserver_anchor.PINS[:-1], "xgboost==3.1.0"))
+    assert mlserver_anchor.venv_dir() != first
+
+
+def test_only_selects_workloads_by_name_parts() -> None:
+    args = run.parse_args(["--only", "mlserver, embedded sync B=1 C=8", "--no-distributed"])
+    chosen = suite.Suite(args, lambda coro: None)
+    assert chosen.selected("mlserver v2 B=100 C=8")
+    assert chosen.selected("Embedded sync B=1 C=8")
+    assert not chosen.selected("embedded sync B=100 C=8")
+    assert chosen.wants("embedded")
+    assert not chosen.wants("floor")
+    assert not chosen.wants("distributed")
+    assert suite.Suite(run.parse_args([]), lambda coro: None).selected("anything")
+
+
+def test_an_anchor_that_fails_to_start_leaves_its_rows_not_run() -> None:
+    failing = suite.Suite(run.parse_args([]), lambda coro: None)
+
+    def phase() -> None:
+        raise RuntimeError("mlserver exited:\nno such model")
+
+    failing.guarded("mlserver", phase, suite.ANCHOR_MATRIX)
+    assert [(r["name"], r["status"]) for r in failing.rows] == [
+        ("mlserver v2 B=1 C=8", "not run: RuntimeError mlserver exited:"),
+        ("mlserver v2 B=100 C=8", "not run: RuntimeError mlserver exited:"),
+    ]
+    assert failing.mlserver == {"status": "not run: RuntimeError mlserver exited:"}
 
 
 def test_storage_floor_measures_the_service_write_path() -> None:

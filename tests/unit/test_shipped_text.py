@@ -53,7 +53,13 @@ def shipped_files() -> list[str]:
 
 def test_the_scan_sees_code_docs_and_reports() -> None:
     files = shipped_files()
-    for expected in ("README.md", "src/reportscore/cli.py", "benchmarks/RESULTS.md", "docs/models.md", "LICENSE"):
+    for expected in (
+        "README.md",
+        "src/reportscore/cli/__init__.py",
+        "benchmarks/RESULTS.md",
+        "docs/models.md",
+        "LICENSE",
+    ):
         assert expected in files
 
 

@@ -1,0 +1,29 @@
+"""The ``reportscore`` command line.
+
+One module per command group; this module puts them on ``app`` in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+from reportscore.cli import distributed, serve, train
+from reportscore.cli.common import app
+from reportscore.cli.config import config_app
+from reportscore.cli.keys import keys_app
+from reportscore.cli.models import models_app
+
+app.command()(serve.serve)
+app.command()(distributed.worker)
+app.command("worker-ping")(distributed.worker_ping)
+app.command()(distributed.flower)
+app.command()(serve.migrate)
+app.command("train-reference")(train.train_reference)
+app.command("local-cluster")(distributed.local_cluster)
+app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()
