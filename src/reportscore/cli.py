@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from reportscore.cli_export import export
 from reportscore.settings import Settings
 
 # Help text is printed as written: rich markup would swallow anything in square brackets.
@@ -39,6 +40,7 @@ keys_app = typer.Typer(
     help="API keys: create (shown once), list, revoke; generate one for REPORTSCORE_BOOTSTRAP_API_KEY.", **_HELP
 )
 app.add_typer(keys_app, name="keys")
+app.command("export")(export)
 err = Console(stderr=True, soft_wrap=True)
 
 
