@@ -65,7 +65,7 @@ def export(
     from pyarrow.lib import ArrowException
     from sqlalchemy.exc import SQLAlchemyError
 
-    from reportscore.export.service import export_reports
+    from reportscore.export.service import RunSupersededError, export_reports
     from reportscore.export.sinks import ExportTargetError, Target
     from reportscore.settings import Settings
     from reportscore.storage import migrate as migrations
@@ -109,6 +109,8 @@ def export(
                 on_total=lambda total: bar.update(task, total=total),
                 on_rows=lambda n: bar.advance(task, n),
             )
+    except RunSupersededError as exc:
+        _fail(str(exc))
     except (OSError, ArrowException) as exc:
         _fail(f"writing to {out}: {exc}. Check the target, and for s3:// the endpoint, region and AWS credentials")
     except SQLAlchemyError as exc:

@@ -24,7 +24,7 @@ from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
 from reportscore.storage.models import Job, JobStatus, Report, ReportReasons
-from reportscore.storage.repositories.exports import read_watermark
+from reportscore.storage.repositories.exports import RunSupersededError, read_watermark
 from tests.infra.s3server import CREDENTIALS, REGION, S3Server
 from tests.servers import run_cli
 
@@ -264,6 +264,36 @@ def test_a_run_that_dies_is_written_again_under_the_same_names(
         db=store, target=Target(str(out)), fmt="jsonl", incremental_name="nightly", now=NOW + timedelta(hours=2)
     )
     assert (following.rows, following.resumed) == (1, False)
+
+
+def test_two_runs_at_once_write_the_range_once(
+    store: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    day1 = add_job(store, DAY1, 3)
+    real_commit = sinks.PartFile.commit
+    second: list[Any] = []
+    started = False
+
+    def another_run_starts_meanwhile(self: sinks.PartFile) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            later = NOW + timedelta(minutes=5)
+            second.append(
+                export_reports(db=store, target=Target(str(out)), fmt="csv", incremental_name="nightly", now=later)
+            )
+        real_commit(self)
+
+    monkeypatch.setattr(sinks.PartFile, "commit", another_run_starts_meanwhile)
+    with pytest.raises(RunSupersededError, match="another run of the same export"):
+        export_reports(db=store, target=Target(str(out)), fmt="csv", incremental_name="nightly", now=NOW)
+
+    assert second[0].resumed
+    assert second[0].rows == 3
+    assert exported_rows(out, "csv") == {"date=2026-11-30": day1}
+    assert len(list(out.rglob("part-*.csv"))) == 1
+    assert not list(out.rglob("*.inprogress"))
 
 
 def test_an_s3_target_on_a_real_s3_server(

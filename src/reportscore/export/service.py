@@ -11,7 +11,9 @@ Exactly once, for an incremental export named ``name``:
   (``date=YYYY-MM-DD/part-<run id>.<ext>``), so runs never overwrite each other;
 * the watermark moves, and the pending run is cleared, in one transaction after every file is published. A run
   that dies before that leaves its range pending; the next run writes that same range again under the same names
-  (replacing what the dead run left) before it starts a new one.
+  (replacing what the dead run left) before it starts a new one. A run that starts while another is still writing
+  also writes that range under the same names; whichever finishes second fails with :class:`RunSupersededError`
+  and duplicates nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from reportscore.export.schema import SCHEMA, to_batch
 from reportscore.export.sinks import FORMATS, PartFile, Target
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import exports as repo
-from reportscore.storage.repositories.exports import ExportKey, ExportRange
+from reportscore.storage.repositories.exports import ExportKey, ExportRange, RunSupersededError
+
+__all__ = ["ExportResult", "RunSupersededError", "export_reports"]
 
 _CREATED_AT = SCHEMA.names.index("created_at")
 _REPORT_ID = SCHEMA.names.index("report_id")
@@ -46,9 +52,9 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def _settled_until(db: Database, *, now: datetime, until: datetime | None, settle_s: float) -> datetime:
-    with db.read() as session:
-        oldest_unfinished = repo.oldest_unfinished_created_at(session)
+def _settled_until(session: Session, *, now: datetime, until: datetime | None, settle_s: float) -> datetime:
+    """The end of a new incremental range: nothing still being scored or possibly not yet committed is inside."""
+    oldest_unfinished = repo.oldest_unfinished_created_at(session)
     bounds = [now - timedelta(seconds=settle_s)]
     bounds += [b for b in (until, oldest_unfinished) if b is not None]
     return min(bounds)
@@ -77,17 +83,18 @@ def export_reports(
     if incremental_name is None:
         result = ExportResult(run_id=new_run_id(now), until=until or now)
     else:
-        with db.read() as session:
-            watermark = repo.read_watermark(session, incremental_name)
-        if watermark is not None:
-            after = watermark.last
-            since = since if after is None else None
-        if watermark is not None and watermark.pending_run_id and watermark.pending_until:
-            result = ExportResult(run_id=watermark.pending_run_id, until=watermark.pending_until, resumed=True)
-        else:
-            settled = _settled_until(db, now=now, until=until, settle_s=settle_s)
-            result = ExportResult(run_id=new_run_id(now), until=settled)
-            with db.write() as session:
+        # Deciding between resuming the pending range and starting a new one happens under the watermark's lock,
+        # so two runs that start at once cannot both start a new range.
+        with db.write() as session:
+            watermark = repo.read_watermark(session, incremental_name, for_update=True)
+            if watermark is not None:
+                after = watermark.last
+                since = since if after is None else None
+            if watermark is not None and watermark.pending_run_id and watermark.pending_until:
+                result = ExportResult(run_id=watermark.pending_run_id, until=watermark.pending_until, resumed=True)
+            else:
+                settled = _settled_until(session, now=now, until=until, settle_s=settle_s)
+                result = ExportResult(run_id=new_run_id(now), until=settled)
                 repo.begin_run(session, incremental_name, run_id=result.run_id, until=settled, now=now)
     assert result.until is not None
     rng = ExportRange(since=since, until=result.until, after=after)

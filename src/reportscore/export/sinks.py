@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import uuid
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -142,7 +143,8 @@ class PartFile:
         directory, _, name = relative.rpartition("/")
         self.target = target
         self.final = target.path(relative)
-        self.temporary = target.path(f"{directory}/.{name}.inprogress" if directory else f".{name}.inprogress")
+        hidden = f".{name}.{uuid.uuid4().hex[:8]}.inprogress"  # two writers of one name never share a file
+        self.temporary = target.path(f"{directory}/{hidden}" if directory else hidden)
         self.relative = relative
         self.rows = 0
         if target.is_local:

@@ -116,6 +116,10 @@ def oldest_unfinished_created_at(session: Session) -> datetime | None:
     ).scalar_one()
 
 
+class RunSupersededError(Exception):
+    """Another run of the same export completed the pending range first."""
+
+
 @dataclass(frozen=True)
 class Watermark:
     name: str
@@ -124,8 +128,10 @@ class Watermark:
     pending_until: datetime | None
 
 
-def read_watermark(session: Session, name: str) -> Watermark | None:
-    row = session.get(ExportWatermark, name)
+def read_watermark(session: Session, name: str, *, for_update: bool = False) -> Watermark | None:
+    """The export's watermark; ``for_update`` locks its row until the transaction ends (PostgreSQL; a SQLite write
+    transaction already excludes every other writer)."""
+    row = session.get(ExportWatermark, name, with_for_update=for_update or None)
     if row is None:
         return None
     last = (
@@ -151,7 +157,10 @@ def complete_run(session: Session, name: str, *, run_id: str, last: ExportKey | 
     """Move the watermark to ``last`` (unchanged when the run found nothing) and clear the pending run."""
     row = session.get(ExportWatermark, name, with_for_update=True)
     if row is None or row.pending_run_id != run_id:
-        raise RuntimeError(f"export {name!r}: run {run_id} is no longer the pending run; another run took over")
+        raise RunSupersededError(
+            f"export {name!r}: run {run_id} is no longer the pending run: another run of the same export completed "
+            "its range (written under the same file names) first"
+        )
     if last is not None:
         row.last_created_at = last.created_at
         row.last_report_id = last.report_id
