@@ -316,6 +316,17 @@ def test_an_s3_target_on_a_real_s3_server(
     assert sorted(table.column("report_id").to_pylist()) == sorted(r["report_id"] for r in day1 + day2)
     assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
 
+    # The command, on the same export: only the new report goes to the bucket.
+    newer = add_job(db, datetime.now(UTC) - timedelta(minutes=5), 1)
+    url = f"s3://{bucket}/exports/reports"
+    options = ["--name", "s3", "--endpoint-url", s3_server.endpoint_url, "--region", REGION, "--no-progress"]
+    env = {"REPORTSCORE_DATA_DIR": str(tmp_path / "data"), **CREDENTIALS}
+    done = run_cli(["export", "--out", url, "--incremental", *options], env)
+    assert done.returncode == 0, done.stderr
+    assert "exported 1 reports into 1 file(s)" in done.stderr
+    table = pq.read_table(f"{bucket}/exports/reports", filesystem=s3, partitioning="hive")
+    assert sorted(table.column("report_id").to_pylist()) == sorted(r["report_id"] for r in day1 + day2 + newer)
+
 
 def test_the_command_exports_and_explains_bad_input(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
