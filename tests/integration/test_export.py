@@ -31,6 +31,8 @@ from tests.servers import run_cli
 DAY1 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+pytestmark = [pytest.mark.integration]
+
 REASONS = [{"feature": "popularity", "contribution": 0.42}]
 
 
