@@ -3,6 +3,7 @@
 from reportscore.storage.models.api_keys import ApiKey
 from reportscore.storage.models.base import Base
 from reportscore.storage.models.callbacks import CallbackDelivery, CallbackStatus
+from reportscore.storage.models.exports import ExportWatermark
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "CallbackDelivery",
     "CallbackStatus",
+    "ExportWatermark",
     "Job",
     "JobStatus",
     "ModelPromotion",
