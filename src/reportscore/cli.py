@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from reportscore.cli_bulk import score_file
 from reportscore.settings import Settings
 
 # Help text is printed as written: rich markup would swallow anything in square brackets.
@@ -349,6 +350,9 @@ def migrate() -> None:
         err.print(f"registered and promoted {settings.model_path} as the first champion of {settings.model_name}")
     if key_added:
         err.print(f"stored REPORTSCORE_BOOTSTRAP_API_KEY for tenant {settings.bootstrap_api_key_tenant}")
+
+
+app.command("score-file")(score_file)
 
 
 @app.command("train-reference")
