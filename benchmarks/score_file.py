@@ -60,12 +60,14 @@ def write_input(path: Path, rows: int, *, seed: int = 7) -> int:
 def run_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``reportscore score-file`` in a child; its wall time, peak RSS, exit code and reported rows/s."""
     command = [sys.executable, "-m", "reportscore.cli", "score-file", *args]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall_s = time.perf_counter() - t0
-    stdout, stderr = proc.communicate()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: waiting for the child cannot block its writes
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own resource usage (peak RSS)
+        wall_s = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        stderr = log.read()
     if proc.returncode != 0:
         raise RuntimeError(f"score-file exited {proc.returncode}: {stderr}")
     rate = re.search(r"\(([\d,]+) rows/s\)", stderr)
