@@ -148,9 +148,9 @@ def main() -> None:
 
 def _column(path: Path, name: str) -> list[Any]:
     if path.suffix == ".parquet":
-        return pq.read_table(path, columns=[name]).column(name).to_pylist()
+        return list(pq.read_table(path, columns=[name]).column(name).to_pylist())
     opts = pacsv.ConvertOptions(include_columns=[name])
-    return pacsv.read_csv(path, convert_options=opts).column(name).to_pylist()
+    return list(pacsv.read_csv(path, convert_options=opts).column(name).to_pylist())
 
 
 def _rows(path: Path) -> int:
