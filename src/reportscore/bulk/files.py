@@ -82,6 +82,13 @@ def read_chunks(path: Path, *, chunk_rows: int, id_column: str | None) -> Iterat
     yield from _rechunk(pieces, chunk_rows)
 
 
+def check_columns(path: Path, *, id_column: str | None) -> None:
+    """Refuse a CSV or Parquet file whose columns cannot be reports (JSON Lines rows are checked one by one)."""
+    fmt = format_of(path)
+    if fmt != "jsonl":
+        _check_columns(path, _column_names(path, fmt), id_column)
+
+
 def count_rows(path: Path) -> int | None:
     """Rows in the file when its metadata says so without reading it (Parquet), else None."""
     if format_of(path) == "parquet":
@@ -131,7 +138,10 @@ def _csv_pieces(path: Path, wanted: list[str]) -> Iterator[Piece]:
         read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in wanted}, include_columns=wanted, strings_can_be_null=True
+            column_types={name: pa.string() for name in wanted},
+            include_columns=wanted,
+            null_values=[""],  # only an empty cell is absent: "NA" or "NaN" is text, as in a JSON body
+            strings_can_be_null=True,
         ),
     )
     next_row = 1

@@ -99,6 +99,7 @@ def score_file(
         raise FileNotFoundError(f"{source}: no such file")
     if id_column is not None and id_column in REPORT_FIELDS:
         raise FileFormatError(f"--id-column {id_column!r} is a report field; name your own id column")
+    files.check_columns(source, id_column=id_column)
     fingerprint = file_sha256(source)
     run = {
         "source_sha256": fingerprint,

@@ -68,31 +68,13 @@ def validate(
     decoded JSON values (JSON Lines), validated as they are for the reason text; ``preset_invalid`` marks rows
     already known to be invalid (a JSON value that is not an object, an unknown key, a type pyarrow could not hold).
     """
-    ok = np.ones(n, dtype=np.bool_) if preset_invalid is None else ~preset_invalid
-    values: dict[str, npt.NDArray[Any]] = {}
-    for name in REPORT_FIELDS:
-        array = columns.get(name)
-        if array is None:
-            ok[:] = False
-            values[name] = np.zeros(n, dtype=object if name == "abuse_type" else np.float64)
-            continue
-        array = _plain(array)
-        if name == "abuse_type":
-            field_ok, values[name] = _abuse_type(array)
-        elif name == "profile_rating":
-            field_ok, values[name] = _number(
-                array, text_cells=text_cells, integer=False, lo=-FLOAT32_MAX, hi=FLOAT32_MAX
-            )
-        else:
-            lo, hi = INT_BOUNDS[name]
-            field_ok, values[name] = _number(array, text_cells=text_cells, integer=True, lo=lo, hi=hi)
-        ok &= field_ok
+    ok, values = vector_check(columns, n, text_cells=text_cells)
+    if preset_invalid is not None:
+        ok &= ~preset_invalid
     report_id = columns.get("report_id")
     ids: list[str | None] = [None] * n
-    if report_id is not None:
-        report_id = _plain(report_id)
-        ok &= _report_id_ok(report_id)
-        ids = report_id.to_pylist() if pa.types.is_string(report_id.type) else ids
+    if report_id is not None and pa.types.is_string(_plain(report_id).type):
+        ids = _plain(report_id).to_pylist()
     reasons: dict[int, str] = {}
     for i in np.flatnonzero(~ok).tolist():
         row = objects[i] if objects is not None else _row_as_json(columns, i, text_cells=text_cells)
@@ -115,6 +97,35 @@ def validate(
         report_ids=[ids[i] for i in np.flatnonzero(ok).tolist()],
         reasons=reasons,
     )
+
+
+def vector_check(
+    columns: Mapping[str, pa.Array], n: int, *, text_cells: bool
+) -> tuple[BoolMask, dict[str, npt.NDArray[Any]]]:
+    """The API's rules as array operations: where each row is valid, and its report fields (as float64 for numbers)."""
+    ok = np.ones(n, dtype=np.bool_)
+    values: dict[str, npt.NDArray[Any]] = {}
+    for name in REPORT_FIELDS:
+        array = columns.get(name)
+        if array is None:
+            ok[:] = False
+            values[name] = np.zeros(n, dtype=object if name == "abuse_type" else np.float64)
+            continue
+        array = _plain(array)
+        if name == "abuse_type":
+            field_ok, values[name] = _abuse_type(array)
+        elif name == "profile_rating":
+            field_ok, values[name] = _number(
+                array, text_cells=text_cells, integer=False, lo=-FLOAT32_MAX, hi=FLOAT32_MAX
+            )
+        else:
+            lo, hi = INT_BOUNDS[name]
+            field_ok, values[name] = _number(array, text_cells=text_cells, integer=True, lo=lo, hi=hi)
+        ok &= field_ok
+    report_id = columns.get("report_id")
+    if report_id is not None:
+        ok &= _report_id_ok(_plain(report_id))
+    return ok, values
 
 
 def describe(exc: ValidationError) -> str:
