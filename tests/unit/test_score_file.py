@@ -353,3 +353,21 @@ def _job_id(store: ChunkJobs, index: int) -> str:
     from reportscore.bulk.persist import chunk_job_id
 
     return chunk_job_id(store.run_key, index)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_report_id_as_the_id_column_is_still_checked_by_the_api_rules(
+    tmp_path: Path, model: ServingModel, fmt: str
+) -> None:
+    reports = [{"report_id": f"rep-{i}", **r} for i, r in enumerate(sample_reports(4, seed=8))]
+    reports[2]["report_id"] = "x" * 129
+    source = _write(tmp_path / f"in.{fmt}", reports)
+    target = tmp_path / f"out.{fmt}"
+    service.score_file(source=source, target=target, model=model, id_column="report_id")
+
+    assert [r["report_id"] for r in _read(target)] == ["rep-0", "rep-1", "rep-3"]
+    rejects = _read(service.rejects_path_for(target))
+    reason = _api_verdict(reports[2])
+    assert reason is not None
+    assert reason.startswith("report_id: ")
+    assert [(r["row"], r["reason"]) for r in rejects] == [(3, reason)]

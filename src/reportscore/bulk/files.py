@@ -272,12 +272,13 @@ def _jsonl_chunk(index: int, lines: Sequence[tuple[int, bytes]], id_column: str 
                     clean.append(None)
                     invalid[i] = True
             columns[name] = pa.array(clean)
-    if id_column is not None:
+    if id_column is not None and id_column not in FIELDS:
         ids = [d.get(id_column) for d in dicts]
         columns[id_column] = pa.array(
             [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in ids], pa.string()
         )
-    checked = [({k: v for k, v in d.items() if k != id_column} if isinstance(d, dict) else d) for d in objects]
+    own = id_column if id_column not in FIELDS else None  # the caller's column is not a field (unless report_id)
+    checked = [({k: v for k, v in d.items() if k != own} if isinstance(d, dict) else d) for d in objects]
     return Chunk(
         index=index,
         columns=columns,

@@ -149,7 +149,7 @@ class _Outcome:
 def _score_chunk(
     chunk: Chunk, *, model: ServingModel, id_column: str | None, text_cells: bool, store: ChunkJobs | None
 ) -> _Outcome:
-    fields = {name: array for name, array in chunk.columns.items() if name in FIELDS and name != id_column}
+    fields = {name: array for name, array in chunk.columns.items() if name in FIELDS}  # report_id may be the id
     checked = validate(
         fields, chunk.n, text_cells=text_cells, objects=chunk.objects, preset_invalid=chunk.preset_invalid
     )
