@@ -98,7 +98,7 @@ def score_file(
                 )
             except (FileFormatError, service.ResumeError, FileNotFoundError) as exc:
                 raise _fail(str(exc)) from None
-    rate = summary.rows / summary.elapsed_s if summary.elapsed_s else 0.0
+    rate = (summary.rows - summary.resumed_rows) / summary.elapsed_s if summary.elapsed_s else 0.0
     resumed = f", {summary.resumed_chunks} chunks kept from the stopped run" if summary.resumed_chunks else ""
     persisted = f", {summary.jobs_created} jobs stored" if persist else ""
     err.print(

@@ -235,6 +235,8 @@ def test_a_file_whose_columns_cannot_be_reports_is_refused_before_anything_is_wr
         service.score_file(source=extra, target=tmp_path / "out.xlsx", model=model)
     with pytest.raises(FileNotFoundError):
         service.score_file(source=tmp_path / "absent.csv", target=target, model=model)
+    with pytest.raises(FileFormatError, match="three different files"):
+        service.score_file(source=extra, target=target, rejects=target, model=model, id_column="ref")
     assert set(tmp_path.iterdir()) == {extra, missing}
 
 

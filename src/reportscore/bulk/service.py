@@ -46,6 +46,8 @@ class Summary:
     chunks: int
     resumed_chunks: int
     """Chunks already complete from a stopped run (not scored again)."""
+    resumed_rows: int
+    """Input rows of those chunks."""
     model_version: str
     output: Path
     rejects: Path
@@ -97,6 +99,8 @@ def score_file(
     in_fmt, out_fmt, rej_fmt = files.format_of(source), files.format_of(target), files.format_of(rejects)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
+    if len({source.resolve(), target.resolve(), rejects.resolve()}) < 3:
+        raise FileFormatError("the input, the output and the rejects file must be three different files")
     if id_column is not None and id_column in REPORT_FIELDS:
         raise FileFormatError(f"--id-column {id_column!r} is a report field; name your own id column")
     files.check_columns(source, id_column=id_column)
@@ -111,7 +115,7 @@ def score_file(
     }
     staging = staging_dir_for(target)
     state = _start(staging, run, resume=resume)
-    resumed = int(state["chunks_done"])
+    resumed, resumed_rows = int(state["chunks_done"]), int(state["rows"])
     store = jobs(f"{fingerprint}:{chunk_rows}:{model.name}:{model.version}") if jobs is not None else None
     processed = 0
     for chunk in files.read_chunks(source, chunk_rows=chunk_rows, id_column=id_column):
@@ -132,11 +136,11 @@ def score_file(
             progress(chunk.n_input)
         processed += 1
         if stop_after_chunks is not None and processed >= stop_after_chunks:
-            return _summary(state, model, target, rejects, resumed, stopped=True, started=started)
+            return _summary(state, model, target, rejects, (resumed, resumed_rows), stopped=True, started=started)
     _assemble(staging, target, out_fmt, _score_schema(source, id_column), "out")
     _assemble(staging, rejects, rej_fmt, _rejects_schema(id_column), "rejects")
     shutil.rmtree(staging)
-    return _summary(state, model, target, rejects, resumed, stopped=False, started=started)
+    return _summary(state, model, target, rejects, (resumed, resumed_rows), stopped=False, started=started)
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,7 @@ def _summary(
     model: ServingModel,
     target: Path,
     rejects: Path,
-    resumed: int,
+    resumed: tuple[int, int],
     *,
     stopped: bool,
     started: float,
@@ -275,7 +279,8 @@ def _summary(
         scored=int(state["scored"]),
         rejected=int(state["rejected"]),
         chunks=int(state["chunks_done"]),
-        resumed_chunks=resumed,
+        resumed_chunks=resumed[0],
+        resumed_rows=resumed[1],
         model_version=model.version,
         output=target,
         rejects=rejects,
