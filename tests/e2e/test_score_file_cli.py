@@ -75,3 +75,47 @@ def test_clear_errors_for_bad_invocations(tmp_path: Path) -> None:
     assert no_id.returncode == 2
     assert "9.9.9 is not registered" in no_id.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_output(tmp_path: Path) -> None:
+    import contextlib
+    import signal
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reportscore.scoring.synthetic import generate_reports
+    from tests.servers import REPORTSCORE, clean_env
+
+    env = _env(tmp_path)
+    source = tmp_path / "many.parquet"
+    pq.write_table(pa.table(generate_reports(200_000, seed=3)), source)
+    args = [str(source), "--chunk-rows", "1000"]
+    full = run_cli(["score-file", *args, "-o", str(tmp_path / "full.parquet")], env)
+    assert full.returncode == 0, full.stderr
+
+    target = tmp_path / "killed.parquet"
+    manifest = tmp_path / ".killed.parquet.parts" / "manifest.json"
+    child = subprocess.Popen(
+        [REPORTSCORE, "score-file", *args, "-o", str(target)],
+        env=clean_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while child.poll() is None:  # kill -9 as soon as some chunks are complete
+            if manifest.is_file() and json.loads(manifest.read_text() or "{}").get("chunks_done", 0) >= 3:
+                child.send_signal(signal.SIGKILL)
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=0.01)  # look again in 10 ms, or stop looking when it ended
+    finally:
+        child.wait(timeout=120)
+    assert child.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not target.exists()
+
+    resumed = run_cli(["score-file", *args, "-o", str(target), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "chunks kept from the stopped run" in resumed.stderr
+    assert pq.read_table(target).equals(pq.read_table(tmp_path / "full.parquet"))
