@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import subprocess
 from pathlib import Path
 
-from reportscore.scoring.synthetic import sample_reports
-from tests.servers import run_cli
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reportscore.scoring.synthetic import generate_reports, sample_reports
+from tests.servers import REPORTSCORE, clean_env, run_cli
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -78,16 +84,6 @@ def test_clear_errors_for_bad_invocations(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_resumes_to_the_same_output(tmp_path: Path) -> None:
-    import contextlib
-    import signal
-    import subprocess
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from reportscore.scoring.synthetic import generate_reports
-    from tests.servers import REPORTSCORE, clean_env
-
     env = _env(tmp_path)
     source = tmp_path / "many.parquet"
     pq.write_table(pa.table(generate_reports(200_000, seed=3)), source)
