@@ -373,3 +373,22 @@ def test_report_id_as_the_id_column_is_still_checked_by_the_api_rules(
     assert reason is not None
     assert reason.startswith("report_id: ")
     assert [(r["row"], r["reason"]) for r in rejects] == [(3, reason)]
+
+
+def test_a_byte_order_mark_and_nested_json_values_are_handled(tmp_path: Path, model: ServingModel) -> None:
+    header = "abuse_type,report_text_len,profile_rating,popularity,lifetime_matches_created\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + (header + "MSG,1,1,1,1\n").encode())
+    assert service.score_file(source=bom, target=tmp_path / "bom.out.csv", model=model).scored == 1
+
+    nested = tmp_path / "nested.jsonl"
+    good = {"abuse_type": "MSG", "report_text_len": 1, "profile_rating": 1, "popularity": 1}
+    good["lifetime_matches_created"] = 1
+    nested.write_bytes(
+        orjson.dumps({**good, "report_text_len": [1], "popularity": {"a": 1}}) + b"\n" + orjson.dumps(good)
+    )
+    summary = service.score_file(source=nested, target=tmp_path / "nested.out.csv", model=model)
+    assert (summary.scored, summary.rejected) == (1, 1)
+    assert _read(tmp_path / "nested.out.rejects.csv")[0]["reason"] == (
+        "report_text_len: Input should be a valid integer; popularity: Input should be a valid integer"
+    )

@@ -99,7 +99,7 @@ def count_rows(path: Path) -> int | None:
 def _column_names(path: Path, fmt: Format) -> list[str]:
     if fmt == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is not part of a name
         return next(csv.reader(fh), [])
 
 
@@ -263,7 +263,7 @@ def _jsonl_chunk(index: int, lines: Sequence[tuple[int, bytes]], id_column: str 
         values = [d.get(name) for d in dicts]
         try:
             columns[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
             clean = []
             for i, v in enumerate(values):  # a mixed column: keep the values of the field's types, the rest fail
                 if v is None or (type(v) in types and not (type(v) is int and abs(v) > 2**53)):
