@@ -148,16 +148,17 @@ def _csv_pieces(path: Path, wanted: list[str]) -> Iterator[Piece]:
     for batch in reader:
         taken = {r for r, _ in bad}
         if not taken:
-            rows = list(range(next_row, next_row + batch.num_rows))
+            rows = np.arange(next_row, next_row + batch.num_rows, dtype=np.int64)
             next_row += batch.num_rows
-        else:
-            rows = []
-            while len(rows) < batch.num_rows:
+        else:  # the skipped rows keep their numbers: number the parsed ones around them
+            numbers: list[int] = []
+            while len(numbers) < batch.num_rows:
                 if next_row not in taken:
-                    rows.append(next_row)
+                    numbers.append(next_row)
                 next_row += 1
+            rows = np.asarray(numbers, dtype=np.int64)
         unparsed, bad[:] = list(bad), []
-        yield {name: batch.column(name) for name in wanted}, np.asarray(rows, dtype=np.int64), unparsed
+        yield {name: batch.column(name) for name in wanted}, rows, unparsed
     if bad:
         yield {name: pa.array([], pa.string()) for name in wanted}, np.zeros(0, dtype=np.int64), list(bad)
 
