@@ -29,6 +29,7 @@ from reportscore.scoring.synthetic import sample_reports
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
+from reportscore.storage.repositories import moderation as moderation_repo
 from tests.model_helpers import tiny_xgboost
 
 FORMATS = ("csv", "parquet", "jsonl")
@@ -344,6 +345,10 @@ def test_persist_stores_each_chunk_as_a_finished_job_once(
         np.asarray([r.score for r in stored], dtype=np.float64), [r["score"] for r in _read(target)], rtol=1e-6
     )
     assert [r.client_report_id for r in stored] == [r["id"] for r in reports if r["abuse_type"] != "NOPE"]
+
+    with db.read() as session:  # the moderation queue sees them, highest score first
+        queue = moderation_repo.queue_page(session, owner="tenant-a", limit=100)
+    assert sorted(r.score for r in queue) == sorted(r.score or 0.0 for r in stored)
 
     again = service.score_file(source=source, target=target, model=model, id_column="id", chunk_rows=4, jobs=jobs)
     assert again.jobs_created == 0
