@@ -41,7 +41,7 @@ def score_file(
     ] = False,
     persist: Annotated[
         bool,
-        typer.Option("--persist", help="Also store each chunk as a finished job (tasks, queue, metrics, exports)."),
+        typer.Option("--persist", help="Also store each chunk as a finished job (GET /task, the moderation queue)."),
     ] = False,
     owner: Annotated[str, typer.Option(help="The tenant owning persisted jobs.")] = "anonymous",
     stop_after_chunks: Annotated[int | None, typer.Option(hidden=True, min=1)] = None,
