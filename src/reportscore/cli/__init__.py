@@ -5,7 +5,7 @@ One module per command group; this module puts them on ``app`` in the order ``--
 
 from __future__ import annotations
 
-from reportscore.cli import distributed, export, serve, train
+from reportscore.cli import bulk, distributed, export, serve, train
 from reportscore.cli.common import app
 from reportscore.cli.config import config_app
 from reportscore.cli.keys import keys_app
@@ -18,6 +18,7 @@ app.command()(distributed.flower)
 app.command()(serve.migrate)
 app.command("train-reference")(train.train_reference)
 app.command("local-cluster")(distributed.local_cluster)
+app.command("score-file")(bulk.score_file)
 app.command("export")(export.export)
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")

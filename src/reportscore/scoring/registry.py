@@ -256,3 +256,29 @@ class ChampionWatcher:
                 self._registry.refresh(self._db, name=self._name, threads=self._threads)
             except Exception:
                 log.warning("champion check failed", exc_info=True)
+
+
+def load_version(*, db: Database, settings: Settings, version: str | None = None) -> ServingModel:
+    """Load a registered version of ``settings.model_name`` (the champion when ``version`` is None) from the
+    artifact store: sha256-checked against the registry and warmed up. ModelLoadError when it is not registered."""
+    from reportscore.storage.repositories import models as models_repo
+
+    name = settings.model_name
+    with db.read() as session:
+        row = (
+            models_repo.champion(session, name=name)
+            if version is None
+            else models_repo.get_version(session, name=name, version=version)
+        )
+        if row is None:
+            raise ModelLoadError(f"{name} {version or '(champion)'} is not registered (see `reportscore models list`)")
+        uri, sha256 = row.artifact_uri, row.sha256
+    formats = formats_with(
+        settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=settings.compile_trees
+    )
+    loaded = load_model_dir(
+        open_store(settings).model_dir(uri, sha256=sha256), threads=settings.model_threads, formats=formats
+    )
+    if loaded.sha256 != sha256:
+        raise ModelLoadError(f"artifact sha256 {loaded.sha256} differs from the registry's {sha256}")
+    return loaded

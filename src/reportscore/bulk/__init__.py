@@ -1,0 +1,1 @@
+"""Bulk scoring of report files (CSV, Parquet, JSON Lines): ``reportscore score-file``."""
