@@ -85,7 +85,9 @@ def _assert_all_scored_once(data_dir: Path, accepted: dict[str, list[dict[str, A
             ).fetchone()
             assert status == "SUCCESS", (task_id, status, error)
             scores = conn.execute(
-                "SELECT position, score FROM reports WHERE job_id = ? ORDER BY position", (task_id,)
+                "SELECT r.position, s.score FROM reports AS r LEFT JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = ? ORDER BY r.position",
+                (task_id,),
             ).fetchall()
             assert [p for p, _ in scores] == list(range(len(reports)))  # exactly one row per report
             assert n_reports == len(reports)
