@@ -63,7 +63,7 @@ class Database:
         sqlite_busy_timeout_s: float = 10.0,
         max_connections: int = 10,
         pool_timeout_s: float = 10.0,
-        application_name: str | None = None,
+        application_name: str = "reportscore",
     ) -> None:
         self.url = url
         embedded = make_url(url).get_backend_name() == "sqlite"
@@ -91,7 +91,6 @@ class Database:
             # size would be closed on return, and opening one, a PostgreSQL backend fork then pre-ping, cost more
             # than the read that needed it). Opened on demand only, so an idle process holds few. A request that
             # waits longer than the pool timeout for one gets ``StoreBusy``.
-            connect_args = {} if application_name is None else {"application_name": application_name}
             self.write_engine = create_engine(
                 url,
                 poolclass=_BudgetPool,
@@ -99,7 +98,7 @@ class Database:
                 pool_size=max_connections,
                 max_overflow=0,
                 pool_timeout=pool_timeout_s,
-                connect_args=connect_args,
+                connect_args={"application_name": application_name},  # how pg_stat_activity names them
             )
             self.read_engine = self.write_engine
         info = {SESSION_KEY: self.job_writer}
