@@ -57,8 +57,8 @@ def test_poc_curl_example_over_real_http(tmp_path: Path) -> None:
     # afterwards, the store holds typed rows for exactly this job
     with _db(data_dir) as conn:
         rows = conn.execute(
-            "SELECT typeof(report_text_len), typeof(profile_rating), typeof(score), model_version "
-            "FROM reports WHERE job_id = ? ORDER BY position",
+            "SELECT typeof(r.report_text_len), typeof(r.profile_rating), typeof(s.score), s.model_version "
+            "FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id WHERE r.job_id = ? ORDER BY r.position",
             (task_id,),
         ).fetchall()
     assert rows == [("integer", "real", "real", result["model"]["version"])] * 2

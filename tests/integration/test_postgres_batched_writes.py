@@ -270,6 +270,10 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         assert _seq_scans_of_reports(session) == before
     with pg.read() as session:
         scored = session.execute(
-            text("SELECT count(*) FROM reports WHERE job_id = ANY(:ids) AND score = 0.25"), {"ids": large}
+            text(
+                "SELECT count(*) FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = ANY(:ids) AND s.score = 0.25"
+            ),
+            {"ids": large},
         ).scalar_one()
     assert scored == 6400
