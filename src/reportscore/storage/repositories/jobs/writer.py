@@ -83,4 +83,4 @@ def writer_of(session: Session) -> JobWriter:
     try:
         return session.info[SESSION_KEY]  # type: ignore[no-any-return]
     except KeyError:
-        raise RuntimeError("this session was not opened by a reportscore Database") from None
+        raise RuntimeError("a session not opened by a reportscore Database has no job writer") from None
