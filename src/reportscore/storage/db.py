@@ -78,8 +78,7 @@ class Database:
         SKIP LOCKED``): ``claim_jobs(extra_pending=...)`` is available."""
         self.is_sqlite = embedded
         """For storage's own modules only; callers outside storage ask a capability above."""
-        self.max_connections = max_connections
-        self.job_writer: JobWriter = SqliteJobWriter() if embedded else PostgresJobWriter()
+        writer: JobWriter = SqliteJobWriter() if embedded else PostgresJobWriter()  # chosen once, for every session
         if embedded:
             database = make_url(url).database
             if database and database != ":memory:":
@@ -101,7 +100,7 @@ class Database:
                 connect_args={"application_name": application_name},  # how pg_stat_activity names them
             )
             self.read_engine = self.write_engine
-        info = {SESSION_KEY: self.job_writer}
+        info = {SESSION_KEY: writer}
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False, info=info)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False, info=info)
 
