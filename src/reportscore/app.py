@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.from_settings(settings)
-        if db.is_sqlite:
+        if db.migrates_at_start:
             await run_in_threadpool(migrate.upgrade_to_head, db)
             await run_in_threadpool(lambda: ensure_champion(db=db, settings=settings))
         elif not await run_in_threadpool(migrate.is_at_head, db):
@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
         if settings.callbacks_enabled:
             # Every API process delivers callbacks; in embedded mode it is the only process, so leases left by a
             # killed predecessor are released at once instead of running out.
-            dispatcher = CallbackDispatcher(db=db, settings=settings, release_leases_at_start=db.is_sqlite)
+            dispatcher = CallbackDispatcher(db=db, settings=settings, release_leases_at_start=db.single_process)
         committer.start()
         watcher.start()
         await batcher.start()

@@ -43,10 +43,14 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
     """How long a SQLite writer waits for the write lock before failing."""
 
-    database_pool_size: int = Field(default=40, ge=1)
-    """PostgreSQL: connections each process keeps open for reuse (opened on demand; up to 10 more are opened and
-    closed again under a burst). The API reads in up to 40 request threads at once; count processes x this
-    against the server's ``max_connections``."""
+    database_max_connections: int = Field(default=10, ge=1, le=1000)
+    """PostgreSQL: the most connections one process (API process or worker) opens, all kept for reuse (opened on
+    demand). Size the server so that (API processes + worker processes) x this stays below its ``max_connections``
+    (docs/deployment.md)."""
+
+    database_pool_timeout_s: float = Field(default=10.0, gt=0)
+    """PostgreSQL: how long a request waits for one of the process's connections when all are in use, before it is
+    answered ``503`` (store busy) and retried by the client."""
 
     model_name: str = Field(default="reportscore-reference", min_length=1, max_length=128)
     """The served model. It has many registered versions; the latest promotion names the champion."""

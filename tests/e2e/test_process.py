@@ -57,8 +57,8 @@ def test_poc_curl_example_over_real_http(tmp_path: Path) -> None:
     # afterwards, the store holds typed rows for exactly this job
     with _db(data_dir) as conn:
         rows = conn.execute(
-            "SELECT typeof(report_text_len), typeof(profile_rating), typeof(score), model_version "
-            "FROM reports WHERE job_id = ? ORDER BY position",
+            "SELECT typeof(r.report_text_len), typeof(r.profile_rating), typeof(s.score), s.model_version "
+            "FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id WHERE r.job_id = ? ORDER BY r.position",
             (task_id,),
         ).fetchall()
     assert rows == [("integer", "real", "real", result["model"]["version"])] * 2
@@ -85,7 +85,9 @@ def _assert_all_scored_once(data_dir: Path, accepted: dict[str, list[dict[str, A
             ).fetchone()
             assert status == "SUCCESS", (task_id, status, error)
             scores = conn.execute(
-                "SELECT position, score FROM reports WHERE job_id = ? ORDER BY position", (task_id,)
+                "SELECT r.position, s.score FROM reports AS r LEFT JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = ? ORDER BY r.position",
+                (task_id,),
             ).fetchall()
             assert [p for p, _ in scores] == list(range(len(reports)))  # exactly one row per report
             assert n_reports == len(reports)

@@ -113,7 +113,9 @@ class Cluster:
                 ).fetchone() or ("MISSING", 0)
                 assert status == "SUCCESS", (task_id, status)
                 rows = conn.execute(
-                    "SELECT position, score FROM reports WHERE job_id = %s ORDER BY position", (task_id,)
+                    "SELECT r.position, s.score FROM reports AS r LEFT JOIN report_scores AS s ON s.report_id = r.id "
+                    "WHERE r.job_id = %s ORDER BY r.position",
+                    (task_id,),
                 ).fetchall()
                 assert [p for p, _ in rows] == list(range(len(reports))) == list(range(n_reports))
                 expected = model.model.predict(model.schema.encode_reports(reports))

@@ -62,7 +62,11 @@ def _job(db: Database, job_id: str) -> tuple[str, int, datetime | None, str | No
 def _scores(db: Database, job_id: str) -> list[tuple[float | None, str | None]]:
     with db.read() as s:
         rows = s.execute(
-            text("SELECT score, model_version FROM reports WHERE job_id = :j ORDER BY position"), {"j": job_id}
+            text(
+                "SELECT s.score, s.model_version FROM reports AS r LEFT JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = :j ORDER BY r.position"
+            ),
+            {"j": job_id},
         ).all()
     return [(r[0], r[1]) for r in rows]
 

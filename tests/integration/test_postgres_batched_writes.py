@@ -144,7 +144,10 @@ def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg: Databa
     for job_id, pops in zip(jobs, ([1, 2], [5], [0, 4, 3]), strict=True):
         with pg.read() as s:
             rows = s.execute(
-                text("SELECT score, model_version, scored_at FROM reports WHERE job_id = :j ORDER BY position"),
+                text(
+                    "SELECT s.score, s.model_version, s.scored_at FROM reports AS r "
+                    "JOIN report_scores AS s ON s.report_id = r.id WHERE r.job_id = :j ORDER BY r.position"
+                ),
                 {"j": job_id},
             ).all()
         assert [r[0] for r in rows] == [p / 5 for p in pops]
@@ -230,7 +233,11 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         assert session.execute(text("SHOW enable_seqscan")).scalar_one() == "on"  # only for that statement
     with pg.read() as session:
         stored = session.execute(
-            text("SELECT job_id, score FROM reports WHERE job_id = ANY(:ids)"), {"ids": small}
+            text(
+                "SELECT r.job_id, s.score FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = ANY(:ids)"
+            ),
+            {"ids": small},
         ).all()
     assert sorted(stored) == sorted((job_id, i / 100) for i, job_id in enumerate(sorted(small)))
 
@@ -263,6 +270,10 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         assert _seq_scans_of_reports(session) == before
     with pg.read() as session:
         scored = session.execute(
-            text("SELECT count(*) FROM reports WHERE job_id = ANY(:ids) AND score = 0.25"), {"ids": large}
+            text(
+                "SELECT count(*) FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id "
+                "WHERE r.job_id = ANY(:ids) AND s.score = 0.25"
+            ),
+            {"ids": large},
         ).scalar_one()
     assert scored == 6400

@@ -203,7 +203,7 @@ def test_queue_is_per_tenant_ordered_and_served_by_the_partial_index(db: Databas
         ):
             sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
             plan = " ".join(str(row) for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "ix_reports_queue" in plan, plan
+            assert "ix_report_scores_queue" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from reportscore.storage.db import Database
-from reportscore.storage.models import Job, JobStatus, Report
+from reportscore.storage.models import Job, JobStatus, Report, ReportScore
 from reportscore.storage.repositories import jobs as jobs_repo
 
 REPORTS = [
@@ -64,13 +64,15 @@ def test_a_submitted_job_reads_back_as_written(db: Database) -> None:
         assert job.idempotency_expires_at == created + timedelta(hours=1)
         assert (job.n_reports, job.attempts, job.idempotency_key) == (2, 0, "k")
         rows = session.scalars(select(Report).where(Report.job_id == "j1").order_by(Report.position)).all()
+        n_scores = session.scalar(select(func.count()).select_from(ReportScore))
     assert first == [r.id for r in rows]
     assert second == [first[-1] + 1]
     assert [(r.client_report_id, r.abuse_type, r.profile_rating, r.popularity) for r in rows] == [
         (None, "MSG", 0.25, 2),
         ("r-2", "PRF", -1.5, 5),
     ]
-    assert all(r.score is None and r.owner == "t1" for r in rows)
+    assert n_scores == 0
+    assert all(r.owner == "t1" for r in rows)
 
 
 def test_a_scored_job_and_its_results_read_back_as_written(db: Database) -> None:
@@ -110,8 +112,16 @@ def test_a_scored_job_and_its_results_read_back_as_written(db: Database) -> None
         assert scored is not None
         assert (scored.status, scored.attempts, scored.model_version) == (JobStatus.SUCCESS, 1, "1.0.0")
         assert scored.finished_at == at + timedelta(milliseconds=3)
-        s_rows = session.scalars(select(Report).where(Report.job_id == "s1").order_by(Report.position)).all()
-        p_rows = session.scalars(select(Report).where(Report.job_id == "p1").order_by(Report.position)).all()
+        s_rows, p_rows = (
+            session.execute(
+                select(ReportScore.score, ReportScore.model_version, ReportScore.scored_at, ReportScore.owner)
+                .join(Report, Report.id == ReportScore.report_id)
+                .where(Report.job_id == job_id)
+                .order_by(Report.position)
+            ).all()
+            for job_id in ("s1", "p1")
+        )
+    assert {r.owner for r in [*s_rows, *p_rows]} == {"t1"}
     assert [(r.score, r.model_version, r.scored_at) for r in s_rows] == [
         (0.25, "1.0.0", at + timedelta(milliseconds=3)),
         (0.75, "1.0.0", at + timedelta(milliseconds=3)),

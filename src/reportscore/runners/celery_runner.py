@@ -245,13 +245,9 @@ class Reconciler:
 
     def run_once(self) -> int:
         """One pass; returns how many jobs were re-published (0 when another process holds the lock)."""
-        from sqlalchemy import text
-
         with self._db.write() as session:
-            if not self._db.is_sqlite:
-                got = session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self.LOCK_KEY}).scalar()
-                if not got:
-                    return 0
+            if not jobs_repo.try_exclusive_pass(session, key=self.LOCK_KEY):
+                return 0
             now = datetime.now(UTC)
             stranded = jobs_repo.find_stranded(
                 session, now=now, pending_age_s=self._settings.reconcile_pending_age_s, limit=2000

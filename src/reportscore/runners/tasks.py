@@ -47,7 +47,7 @@ def register(app: Celery, settings: Settings) -> None:
                     leases=state.leases,
                     # Micro-batching across jobs with prefetch kept at one: this message's jobs plus whatever else
                     # is pending and not locked by another worker. Their own messages arrive later and write nothing.
-                    extra_pending=0 if state.db.is_sqlite else settings.worker_batch_max_jobs,
+                    extra_pending=settings.worker_batch_max_jobs if state.db.batch_claims else 0,
                     extra_max_reports=settings.batch_max_reports,
                 )
             except OperationalError as exc:

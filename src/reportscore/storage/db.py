@@ -2,7 +2,11 @@
 
 SQLite gets two engines on the same file: writes begin ``BEGIN IMMEDIATE`` so a transaction that reads then
 writes never fails with a stale snapshot, and reads begin deferred so they never wait for a writer (WAL).
-PostgreSQL uses one pooled engine with pre-ping for both.
+PostgreSQL uses one pooled engine with pre-ping for both, bounded to the process's connection budget.
+
+Everything that differs by database is decided here, once: the job writer of the dialect (carried by every session),
+and the capabilities callers ask about (``migrates_at_start``, ``single_process``, ``batch_claims``), so no code
+outside storage names a dialect.
 """
 
 from __future__ import annotations
@@ -13,10 +17,39 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from reportscore.settings import Settings
+from reportscore.storage.repositories.jobs.postgres_writer import PostgresJobWriter
+from reportscore.storage.repositories.jobs.sqlite_writer import SqliteJobWriter
+from reportscore.storage.repositories.jobs.writer import SESSION_KEY, JobWriter
+
+
+class StoreBusy(sa_exc.OperationalError):
+    """Every connection of this process's budget stayed in use for the whole pool timeout.
+
+    An ``OperationalError``, so it is answered like any other store outage (``503`` with ``Retry-After``) and a
+    worker retries the task, instead of surfacing as an unexpected error."""
+
+    def __init__(self, max_connections: int, timeout_s: float) -> None:
+        super().__init__(
+            f"store busy: all {max_connections} connections of this process stayed in use for {timeout_s:g} s",
+            None,
+            ConnectionError("connection pool exhausted"),
+        )
+
+
+class _BudgetPool(QueuePool):
+    """A fixed pool of ``pool_size`` connections (no overflow) whose checkout timeout raises ``StoreBusy``."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            raise StoreBusy(self.size(), self._timeout) from None
 
 
 class Database:
@@ -28,25 +61,48 @@ class Database:
         *,
         sqlite_synchronous: str = "FULL",
         sqlite_busy_timeout_s: float = 10.0,
-        pg_pool_size: int = 40,
+        max_connections: int = 10,
+        pool_timeout_s: float = 10.0,
+        application_name: str = "reportscore",
     ) -> None:
         self.url = url
-        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
-        if self.is_sqlite:
+        embedded = make_url(url).get_backend_name() == "sqlite"
+        self.migrates_at_start = embedded
+        """The process that opens the store brings its schema to the latest migration at start (the embedded file
+        belongs to that one process); otherwise ``reportscore migrate`` is run once per release beforehand."""
+        self.single_process = embedded
+        """This process is the store's only user, so whatever a previous process left leased (jobs, callbacks) was
+        left by a dead process and can be released at start."""
+        self.batch_claims = not embedded
+        """A claim can lock and take other pending jobs without waiting for rows another worker holds (``FOR UPDATE
+        SKIP LOCKED``): ``claim_jobs(extra_pending=...)`` is available."""
+        self.is_sqlite = embedded
+        """For storage's own modules only; callers outside storage ask a capability above."""
+        writer: JobWriter = SqliteJobWriter() if embedded else PostgresJobWriter()  # chosen once, for every session
+        if embedded:
             database = make_url(url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, immediate=True)
             self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, immediate=False)
         else:
-            # As many pooled connections as the API's request threads (anyio's default limit: 40) can use at once:
-            # a connection above ``pool_size`` is closed when returned, and opening one (a PostgreSQL backend
-            # fork, then pre-ping) cost more than the read that needed it when every long-poll's first read came
-            # at once. Connections are opened on demand only, so an idle process holds few.
-            self.write_engine = create_engine(url, pool_pre_ping=True, pool_size=pg_pool_size, max_overflow=10)
+            # At most ``max_connections`` per process, all kept for reuse (no overflow: a connection above the pool
+            # size would be closed on return, and opening one, a PostgreSQL backend fork then pre-ping, cost more
+            # than the read that needed it). Opened on demand only, so an idle process holds few. A request that
+            # waits longer than the pool timeout for one gets ``StoreBusy``.
+            self.write_engine = create_engine(
+                url,
+                poolclass=_BudgetPool,
+                pool_pre_ping=True,
+                pool_size=max_connections,
+                max_overflow=0,
+                pool_timeout=pool_timeout_s,
+                connect_args={"application_name": application_name},  # how pg_stat_activity names them
+            )
             self.read_engine = self.write_engine
-        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        info = {SESSION_KEY: writer}
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False, info=info)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False, info=info)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -54,7 +110,8 @@ class Database:
             settings.effective_database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
-            pg_pool_size=settings.database_pool_size,
+            max_connections=settings.database_max_connections,
+            pool_timeout_s=settings.database_pool_timeout_s,
         )
 
     @contextmanager

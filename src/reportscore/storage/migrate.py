@@ -35,7 +35,7 @@ def upgrade_to_head(db: Database, *, then: Callable[[], object] | None = None) -
     """
     cfg = alembic_config(db.url)
     with db.write_engine.connect() as conn:
-        if not db.is_sqlite:
+        if not db.single_process:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             conn.commit()
         try:
@@ -45,7 +45,7 @@ def upgrade_to_head(db: Database, *, then: Callable[[], object] | None = None) -
             if then is not None:
                 then()
         finally:
-            if not db.is_sqlite:
+            if not db.single_process:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 conn.commit()
 

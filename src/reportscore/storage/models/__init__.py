@@ -7,7 +7,7 @@ from reportscore.storage.models.exports import ExportWatermark
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
-from reportscore.storage.models.reports import Report
+from reportscore.storage.models.reports import Report, ReportScore
 
 __all__ = [
     "ApiKey",
@@ -22,4 +22,5 @@ __all__ = [
     "Report",
     "ReportFeedback",
     "ReportReasons",
+    "ReportScore",
 ]

@@ -15,7 +15,8 @@ REPORT_ID = BigInteger().with_variant(Integer, "sqlite")
 
 class ReportFeedback(Base):
     """An append-only history of outcomes; the latest row of a report is its current outcome (also copied onto
-    ``reports.review_outcome`` so the queue's partial index can leave reviewed reports out)."""
+    ``reports.review_outcome``, and flagged on ``report_scores.reviewed`` so the queue's partial index leaves reviewed
+    reports out)."""
 
     __tablename__ = "report_feedback"
 

@@ -1,4 +1,5 @@
-"""A report: one row per submitted report, with its typed features and, once scored, its score."""
+"""A report: one row per submitted report with its typed features; its score, once scored, is a row of
+``report_scores`` (inserted once, never an UPDATE of this wide, indexed row)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -14,6 +16,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,12 +38,9 @@ class Report(Base):
     profile_rating: Mapped[float] = mapped_column(Float, nullable=False)
     popularity: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     lifetime_matches_created: Mapped[int] = mapped_column(Integer, nullable=False)
-    score: Mapped[float | None] = mapped_column(Float)
-    model_version: Mapped[str | None] = mapped_column(String(64))
-    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     review_outcome: Mapped[str | None] = mapped_column(String(16))
     """The current moderator outcome (``actioned`` / ``dismissed``; history in ``report_feedback``); null while
-    the report waits in the queue."""
+    the report waits in the queue (``report_scores.reviewed`` mirrors it for the queue's index)."""
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
@@ -54,14 +54,33 @@ class Report(Base):
     )
 
 
-_UNREVIEWED = Report.review_outcome.is_(None) & Report.score.is_not(None)
-# The moderation queue: a tenant's scored, unreviewed reports in (score DESC, id ASC) order; a reviewed report
-# drops out of the index.
+class ReportScore(Base):
+    """A report's score: one narrow row inserted when its job's result is committed (or with the report itself when
+    it was scored in the request), so scoring never rewrites the report row and its indexes."""
+
+    __tablename__ = "report_scores"
+
+    report_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    """The report's owner (tenant), copied so the moderation queue's index can start with it."""
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reviewed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """True once a moderator recorded an outcome (``reports.review_outcome``): the report leaves the queue's index.
+    Set by the moderation write, at a person's pace, never on the scoring path."""
+
+
+QUEUED = ReportScore.reviewed.is_(False)
+# The moderation queue: a tenant's scored, unreviewed reports in (score DESC, report_id ASC) order; a reviewed
+# report drops out of the index.
 Index(
-    "ix_reports_queue",
-    Report.owner,
-    Report.score.desc(),
-    Report.id,
-    sqlite_where=_UNREVIEWED,
-    postgresql_where=_UNREVIEWED,
+    "ix_report_scores_queue",
+    ReportScore.owner,
+    ReportScore.score.desc(),
+    ReportScore.report_id,
+    sqlite_where=QUEUED,
+    postgresql_where=QUEUED,
 )

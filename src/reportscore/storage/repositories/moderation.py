@@ -11,7 +11,8 @@ from sqlalchemy import Select, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reportscore.storage.models import Job, Report, ReportFeedback, ReportReasons
+from reportscore.storage.models import Job, Report, ReportFeedback, ReportReasons, ReportScore
+from reportscore.storage.models.reports import QUEUED
 from reportscore.storage.repositories.jobs import REPORT_COLUMNS
 
 
@@ -38,15 +39,16 @@ def _review_select() -> Select[Any]:
             Report.id,
             Report.client_report_id,
             Report.job_id,
-            Report.score,
+            ReportScore.score,
             Job.model_name,
-            Report.model_version,
+            ReportScore.model_version,
             Job.created_at,
-            Report.scored_at,
+            ReportScore.scored_at,
             ReportReasons.report_id,
             ReportReasons.reasons,
             *(getattr(Report, name) for name in REPORT_COLUMNS),
         )
+        .join(ReportScore, ReportScore.report_id == Report.id)
         .join(Job, Job.id == Report.job_id)
         .outerjoin(ReportReasons, ReportReasons.report_id == Report.id)
     )
@@ -75,22 +77,21 @@ def queue_query(
     *, owner: str, limit: int, abuse_type: str | None = None, after: tuple[float, int] | None = None
 ) -> Select[Any]:
     """Up to ``limit`` scored, unreviewed reports of ``owner`` in (score DESC, id ASC) order, strictly after the
-    key ``after`` = (score, id) of the previous page's last report. Served by the partial index ``ix_reports_queue``
-    (owner, score DESC, id): no sort, and it stops after ``limit`` rows.
+    key ``after`` = (score, id) of the previous page's last report. Served by the partial index
+    ``ix_report_scores_queue`` (owner, score DESC, report_id) of unreviewed scores: no sort, and it stops after
+    ``limit`` rows.
 
     A report has a score only once its job committed SUCCESS (results and status are written together).
     """
-    query = _review_select().where(
-        Report.owner == owner,
-        Report.review_outcome.is_(None),
-        Report.score.is_not(None),
-    )
+    query = _review_select().where(ReportScore.owner == owner, QUEUED)
     if abuse_type is not None:
         query = query.where(Report.abuse_type == abuse_type)
     if after is not None:
         score, report_id = after
-        query = query.where(or_(Report.score < score, and_(Report.score == score, Report.id > report_id)))
-    return query.order_by(Report.score.desc(), Report.id.asc()).limit(limit)
+        query = query.where(
+            or_(ReportScore.score < score, and_(ReportScore.score == score, ReportScore.report_id > report_id))
+        )
+    return query.order_by(ReportScore.score.desc(), ReportScore.report_id.asc()).limit(limit)
 
 
 def queue_page(
@@ -108,9 +109,7 @@ def queue_page(
 
 def job_review_rows(session: Session, *, job_id: str) -> list[ReviewRow]:
     """The scored reports of one job in request order (for ``GET /task/{id}?explain=true``)."""
-    rows = session.execute(
-        _review_select().where(Report.job_id == job_id, Report.score.is_not(None)).order_by(Report.position)
-    ).all()
+    rows = session.execute(_review_select().where(Report.job_id == job_id).order_by(Report.position)).all()
     return _review_rows(rows)
 
 
@@ -150,11 +149,12 @@ def feedback_target(
             Report.id,
             Report.client_report_id,
             Report.review_outcome,
-            Report.score,
+            ReportScore.score,
             Job.model_name,
-            Report.model_version,
+            ReportScore.model_version,
         )
         .join(Job, Job.id == Report.job_id)
+        .outerjoin(ReportScore, ReportScore.report_id == Report.id)
         .where(Report.owner == owner)
     )
     if report_id is not None:
@@ -184,7 +184,8 @@ def record_outcome(
     reviewed_at: datetime,
     recorded_at: datetime,
 ) -> None:
-    """Append an outcome to the report's history and make it the report's current one (it leaves the queue)."""
+    """Append an outcome to the report's history and make it the report's current one (it leaves the queue: its
+    score row is flagged reviewed, which takes it out of the queue's index)."""
     session.execute(
         insert(ReportFeedback).values(
             report_id=target.id,
@@ -203,6 +204,12 @@ def record_outcome(
         update(Report)
         .where(Report.id == target.id)
         .values(review_outcome=outcome, reviewed_at=reviewed_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(ReportScore)
+        .where(ReportScore.report_id == target.id, ReportScore.reviewed.is_(False))
+        .values(reviewed=True)
         .execution_options(synchronize_session=False)
     )
 
