@@ -39,7 +39,7 @@ def fill(url: str, n_reports: int, *, chunk: int = 50_000) -> float:
 
     from reportscore.storage.db import Database
     from reportscore.storage.migrate import upgrade_to_head
-    from reportscore.storage.models import Job, Report, ReportReasons
+    from reportscore.storage.models import Job, Report, ReportReasons, ReportScore
 
     started = time.perf_counter()
     db = Database(url, sqlite_synchronous="OFF")
@@ -49,6 +49,7 @@ def fill(url: str, n_reports: int, *, chunk: int = 50_000) -> float:
     step = timedelta(days=DAYS) / n_jobs
     jobs: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
+    scores: list[dict[str, Any]] = []
     reasons: list[dict[str, Any]] = []
     report_id = 0
 
@@ -58,10 +59,12 @@ def fill(url: str, n_reports: int, *, chunk: int = 50_000) -> float:
                 session.execute(insert(Job), jobs)
             if reports:
                 session.execute(insert(Report), reports)
+                session.execute(insert(ReportScore), scores)
             if reasons:
                 session.execute(insert(ReportReasons), reasons)
         jobs.clear()
         reports.clear()
+        scores.clear()
         reasons.clear()
 
     for j in range(n_jobs):
@@ -95,11 +98,18 @@ def fill(url: str, n_reports: int, *, chunk: int = 50_000) -> float:
                     "profile_rating": (report_id % 100) / 10,
                     "popularity": report_id % 6,
                     "lifetime_matches_created": report_id % 1000,
+                    "review_outcome": "actioned" if reviewed else None,
+                    "reviewed_at": created_at + timedelta(hours=1) if reviewed else None,
+                }
+            )
+            scores.append(
+                {
+                    "report_id": report_id,
+                    "owner": "bench",
                     "score": (report_id % 997) / 997,
                     "model_version": "1.0.0",
                     "scored_at": created_at,
-                    "review_outcome": "actioned" if reviewed else None,
-                    "reviewed_at": created_at + timedelta(hours=1) if reviewed else None,
+                    "reviewed": reviewed,
                 }
             )
             if report_id % 20 == 0:

@@ -23,7 +23,7 @@ from reportscore.export.sinks import Target
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
-from reportscore.storage.models import Job, JobStatus, Report, ReportReasons
+from reportscore.storage.models import Job, JobStatus, Report, ReportReasons, ReportScore
 from reportscore.storage.repositories.exports import RunSupersededError, read_watermark
 from tests.infra.s3server import CREDENTIALS, REGION, S3Server
 from tests.servers import run_cli
@@ -86,14 +86,21 @@ def add_job(
                 profile_rating=0.5 + position,
                 popularity=position % 6,
                 lifetime_matches_created=position * 3,
-                score=0.25 * (position % 4) if scored else None,
-                model_version="1.0.0" if scored else None,
-                scored_at=created_at + timedelta(seconds=1) if scored else None,
                 review_outcome="actioned" if reviewed else None,
                 reviewed_at=created_at + timedelta(hours=1) if reviewed else None,
             )
             session.add(report)
             session.flush()
+            score = ReportScore(
+                report_id=report.id,
+                owner="acme",
+                score=0.25 * (position % 4),
+                model_version="1.0.0",
+                scored_at=created_at + timedelta(seconds=1),
+                reviewed=reviewed,
+            )
+            if scored:
+                session.add(score)
             if reasons:
                 session.add(
                     ReportReasons(
@@ -119,9 +126,9 @@ def add_job(
                     "lifetime_matches_created": report.lifetime_matches_created,
                     "job_status": status.value,
                     "model_name": "reportscore-reference" if scored else None,
-                    "model_version": report.model_version,
-                    "score": report.score,
-                    "scored_at": report.scored_at,
+                    "model_version": score.model_version if scored else None,
+                    "score": score.score if scored else None,
+                    "scored_at": score.scored_at if scored else None,
                     "review_outcome": report.review_outcome,
                     "reviewed_at": report.reviewed_at,
                     "reasons": REASONS if reasons else None,

@@ -25,15 +25,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("settings.py", "if self.is_sqlite and self.broker_url is not None:"): "URL validation",
 }
 
-PENDING: dict[tuple[str, str], str] = {
-    # being moved into a package elsewhere; each becomes ``db.migrates_at_start`` (the first one: inside
-    # ``_require_migrated``, return early when the Database it opens migrates at start)
-    ("cli", "if not settings.is_sqlite:"): "use Database.migrates_at_start",
-    ("cli", "if db.is_sqlite:"): "use db.migrates_at_start",
-    # becomes ``if len(works) == 1:`` (insert_jobs stores a group on either database)
-    ("reports/service.py", 'if len(works) == 1 or session.connection().dialect.name != "postgresql":'): "insert_jobs",
-}
-
 
 def _dialect_lines(source: str) -> set[int]:
     """Lines where code (not a comment or docstring) names a dialect question."""
@@ -77,8 +68,8 @@ def test_the_scan_finds_dialect_branches() -> None:
 
 def test_no_dialect_branch_outside_storage_but_the_listed_ones() -> None:
     sites = _sites()
-    unlisted = [site for site in sites if _listed(site, ALLOWED) is None and _listed(site, PENDING) is None]
+    unlisted = [site for site in sites if _listed(site, ALLOWED) is None]
     assert unlisted == [], "ask Database for a capability, or add a storage function, instead"
-    used = {_listed(site, ALLOWED) for site in sites} | {_listed(site, PENDING) for site in sites}
-    stale = [key for key in [*ALLOWED, *PENDING] if key not in used]
+    used = {_listed(site, ALLOWED) for site in sites}
+    stale = [key for key in ALLOWED if key not in used]
     assert stale == [], "these sites are gone: remove them from the list"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reportscore.cli.common import err, fail, load_settings
+from reportscore.cli.common import ensure_schema, err, fail, load_settings
 
 
 def score_file(
@@ -118,17 +118,13 @@ def _model_and_db(version: str | None) -> Iterator[tuple[Any, Any]]:
     from reportscore.scoring.registration import ensure_champion
     from reportscore.scoring.registry import load_version
     from reportscore.scoring.store import StoreError
-    from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
     settings = load_settings()
     db = Database.from_settings(settings)
     try:
         try:
-            if db.is_sqlite:
-                migrations.upgrade_to_head(db)
-            elif not migrations.is_at_head(db):
-                fail("the database is not at the latest migration: run `reportscore migrate`")
+            ensure_schema(db)
             ensure_champion(db=db, settings=settings)
             serving = load_version(db=db, settings=settings, version=version)
         except (ModelLoadError, StoreError) as exc:

@@ -90,12 +90,15 @@ def enable_metrics(settings: Any) -> Any:
 
 
 def require_migrated(settings: Any) -> None:
-    """Exit 2 unless the database is reachable and at the latest migration."""
+    """Exit 2 unless the database is reachable and at the latest migration (a database the service migrates at its
+    own start, embedded SQLite, passes)."""
     from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
     db = Database.from_settings(settings)
     try:
+        if db.migrates_at_start:
+            return
         current, head = migrations.current_revision(db), migrations.head_revision()
     except Exception as exc:
         fail(f"cannot reach the database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -103,6 +106,17 @@ def require_migrated(settings: Any) -> None:
         db.dispose()
     if current != head:
         fail(f"the database is at migration {current or 'none'}, not the latest ({head}): run `reportscore migrate`")
+
+
+def ensure_schema(db: Any) -> None:
+    """Migrate a database the service migrates at its own start (embedded SQLite), as ``serve`` would; otherwise exit 2
+    unless it is at the latest migration."""
+    from reportscore.storage import migrate as migrations
+
+    if db.migrates_at_start:
+        migrations.upgrade_to_head(db)
+    elif not migrations.is_at_head(db):
+        fail("the database is not at the latest migration: run `reportscore migrate`")
 
 
 def wide_console() -> Console:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reportscore.cli.common import HELP, err, fail, load_settings, wide_console
+from reportscore.cli.common import HELP, ensure_schema, err, fail, load_settings, wide_console
 
 keys_app = typer.Typer(
     help="API keys: create (shown once), list, revoke; generate one for REPORTSCORE_BOOTSTRAP_API_KEY.", **HELP
@@ -20,15 +20,11 @@ def _keys_db() -> Iterator[Any]:
     """The database for a ``keys`` command (SQLite is migrated; PostgreSQL must be); a key error ends it."""
     settings = load_settings()
     from reportscore.security.keys import KeyError_
-    from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
     db = Database.from_settings(settings)
     try:
-        if db.is_sqlite:
-            migrations.upgrade_to_head(db)
-        elif not migrations.is_at_head(db):
-            fail("the database is not at the latest migration: run `reportscore migrate`")
+        ensure_schema(db)
         yield db
     except KeyError_ as exc:
         fail(str(exc))

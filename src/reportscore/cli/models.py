@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reportscore.cli.common import HELP, err, fail, load_settings, wide_console
+from reportscore.cli.common import HELP, ensure_schema, err, fail, load_settings, wide_console
 
 models_app = typer.Typer(
     help="The model registry: register, list, show, promote and roll back versions of the served model.", **HELP
@@ -29,15 +29,11 @@ def _registry() -> Iterator[tuple[Any, Any]]:
         ensure_champion,
     )
     from reportscore.scoring.store import StoreError
-    from reportscore.storage import migrate as migrations
     from reportscore.storage.db import Database
 
     db = Database.from_settings(settings)
     try:
-        if db.is_sqlite:
-            migrations.upgrade_to_head(db)
-        elif not migrations.is_at_head(db):
-            fail("the database is not at the latest migration: run `reportscore migrate`")
+        ensure_schema(db)
         ensure_champion(db=db, settings=settings)
         yield settings, db
     except (RegistrationError, UnknownVersionError, NothingToRollBackError, StoreError) as exc:

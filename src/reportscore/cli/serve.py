@@ -65,8 +65,7 @@ def serve(
     from reportscore.monitoring.logs import configure_logging
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file)
-    if not settings.is_sqlite:
-        require_migrated(settings)  # embedded mode migrates its own SQLite file at start instead
+    require_migrated(settings)  # passes for embedded SQLite, which the app migrates at its start
     _require_keys_unless_loopback(settings)
     common: dict[str, Any] = {
         "host": settings.host,
@@ -94,7 +93,7 @@ def _require_keys_unless_loopback(settings: Any) -> None:
 
     db = Database.from_settings(settings)
     try:
-        if db.is_sqlite:
+        if db.migrates_at_start:
             migrations.upgrade_to_head(db)  # what the app's start-up does anyway; the keys table must exist
         keys.ensure_bootstrap_key(db=db, settings=settings)
         exist = keys.any_key_created(db=db)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, Text, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from reportscore.storage.models import ExportWatermark, Job, JobStatus, Report, ReportReasons
+from reportscore.storage.models import ExportWatermark, Job, JobStatus, Report, ReportReasons, ReportScore
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "report_id",
@@ -55,7 +55,7 @@ class ExportRange:
 
 
 def _report_rows(rng: ExportRange, *columns: Any) -> Select[Any]:
-    """Reports joined with their job and stored reasons, restricted to ``rng``: the one query every read starts from."""
+    """Reports joined with their job, score and stored reasons, restricted to ``rng``: the one query every read starts from."""
     conditions = [Job.created_at < rng.until]
     if rng.since is not None:
         conditions.append(Job.created_at >= rng.since)
@@ -72,6 +72,7 @@ def _report_rows(rng: ExportRange, *columns: Any) -> Select[Any]:
         select(*columns)
         .select_from(Report)
         .join(Job, Job.id == Report.job_id)
+        .outerjoin(ReportScore, ReportScore.report_id == Report.id)
         .outerjoin(ReportReasons, ReportReasons.report_id == Report.id)
         .where(*conditions)
     )
@@ -94,9 +95,9 @@ def export_page(session: Session, rng: ExportRange, *, limit: int) -> Sequence[t
         Report.lifetime_matches_created,
         Job.status,
         Job.model_name,
-        Report.model_version,
-        Report.score,
-        Report.scored_at,
+        ReportScore.model_version,
+        ReportScore.score,
+        ReportScore.scored_at,
         Report.review_outcome,
         Report.reviewed_at,
         cast(ReportReasons.reasons, Text),

@@ -12,8 +12,8 @@ from alembic import op
 
 import reportscore.storage.models.base
 
-revision: str = "0008_export_watermarks"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
