@@ -28,8 +28,8 @@ from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories.jobs import FeatureRows
 
 if TYPE_CHECKING:
-    from reportscore.reports.cache import TaskCache
-    from reportscore.runners.notify import RedisSubscriber
+    from reportscore.jobs.cache import TaskCache
+    from reportscore.jobs.notifications import RedisSubscriber
 
 log = logging.getLogger(__name__)
 

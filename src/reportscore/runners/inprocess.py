@@ -17,8 +17,8 @@ import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from reportscore.reports.cache import TaskCache
-from reportscore.runners.notify import LocalNotifier
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.scoring.service import BatchOutcome, score_jobs
 from reportscore.storage.db import Database

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from reportscore.reports.service import TaskView
+from reportscore.jobs.views import TaskView
 from reportscore.storage.models import JobStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
