@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from reportscore.batching import Limits, ThreadBatches
-from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
+from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
