@@ -111,9 +111,6 @@ class TaskCache:
             reports=None,
         )
 
-    def pending_count(self) -> int:
-        return len(self._pending)
-
     # --- pending hints (distributed mode) -----------------------------------------------------------------------
     def hint_pending(self, job_id: str, *, owner: str, epoch: int, valid_s: float, now: float | None = None) -> None:
         """Job ``job_id`` of ``owner`` was accepted here; its finish will be announced on subscription ``epoch``.

@@ -27,7 +27,6 @@ class Scored:
     scores: list[float]
     model: ServingModel
     predict_ms: float
-    batch_reports: int
 
 
 _Request = tuple[Sequence[Mapping[str, Any]], "asyncio.Future[Scored]"]
@@ -81,12 +80,11 @@ class MicroBatcher:
                     continue
                 self.batches += 1
                 scores, predict_ms = outcome
-                total = len(scores)
                 start = 0
                 for reports, future in requests:
                     end = start + len(reports)
                     if not future.done():
-                        future.set_result(Scored(scores[start:end], model, predict_ms, total))
+                        future.set_result(Scored(scores[start:end], model, predict_ms))
                     start = end
 
 
