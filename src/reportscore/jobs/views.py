@@ -5,7 +5,7 @@ finish announcements carry the same view in :func:`to_wire` / :func:`from_wire` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from reportscore.storage.db import Database
@@ -13,6 +13,8 @@ from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories.jobs import ScoredReport
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,24 @@ class TaskView:
     @property
     def done(self) -> bool:
         return self.status in (JobStatus.SUCCESS, JobStatus.FAILURE)
+
+
+def pending_view(task_id: str, *, status: JobStatus, n_reports: int) -> TaskView:
+    """A task this process accepted and has not seen finish (only its status and size are known here)."""
+    return TaskView(
+        task_id=task_id,
+        status=status,
+        n_reports=n_reports,
+        attempts=0,
+        created_at=_EPOCH,  # not shown for an unfinished task
+        started_at=None,
+        finished_at=None,
+        model_name=None,
+        model_version=None,
+        predict_ms=None,
+        error=None,
+        reports=None,
+    )
 
 
 def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
