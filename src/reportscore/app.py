@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
@@ -101,7 +102,7 @@ class ReportscoreApp(FastAPI):
         layer: Any = stack
         while getattr(layer, "app", None) is not self.router:
             layer = layer.app  # every layer of the stack keeps the next one in ``app``
-        routes = {getattr(r, "path", ""): r for r in self.router.routes}
+        routes = {getattr(r, "path", ""): r for r in iter_route_contexts(self.router.routes)}
         self.fast_path = FastPath(self.router, settings=self.fast_path_settings, routes=routes)
         layer.app = self.fast_path
         return stack
