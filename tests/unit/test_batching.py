@@ -1,5 +1,6 @@
 """The one batching helper (take one, drain up to N, linger) and its failure isolation, as ``/score``'s
-micro-batcher and the group committer use them: a bad item fails alone, never the items batched with it."""
+micro-batcher, the group committer and the embedded runner use them: a bad item fails alone, never the items batched
+with it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from sqlalchemy.orm import Session
 
 from reportscore.batching import AsyncBatches, Limits, ThreadBatches, isolate_sync
 from reportscore.jobs import submission as jobs_submission
+from reportscore.jobs.notifications import LocalNotifier
+from reportscore.runners import inprocess
+from reportscore.runners.inprocess import InProcessRunner
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registry import ModelRegistry
+from reportscore.scoring.service import BatchOutcome
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.models import Job
@@ -136,3 +141,43 @@ def test_a_failed_group_is_retried_per_item_each_in_its_own_transaction(db: Data
     assert committer.groups == 2  # the two good items' own commits
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 2
+
+
+def test_a_failed_batch_of_the_embedded_runner_is_scored_job_by_job(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def score_jobs(*, job_ids: list[str], **_: Any) -> BatchOutcome:
+        calls.append(list(job_ids))
+        if "bad" in job_ids:
+            raise RuntimeError("the store refused this job")
+        return BatchOutcome(succeeded=list(job_ids))
+
+    monkeypatch.setattr(inprocess, "score_jobs", score_jobs)
+    notifier = LocalNotifier()
+    runner = InProcessRunner(
+        db=db,
+        registry=cast(ModelRegistry, SimpleNamespace(current=None)),
+        notifier=notifier,
+        threads=1,
+        max_pending=10,
+        batch_max_reports=100,
+        max_attempts=3,
+    )
+
+    async def run() -> None:
+        await runner.start()
+        try:
+            with notifier.subscribe("c") as finished:
+                for job_id in ("a", "bad", "c"):
+                    runner.reserve()
+                    runner.submit(job_id, 1)
+                async with asyncio.timeout(10):
+                    await finished.wait()
+        finally:
+            await runner.stop(drain_s=1)
+
+    asyncio.run(run())
+    assert calls[:4] == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]  # the batch, then each job alone
+    assert runner.pending() == 1  # only the bad job is still queued (alone, for a later retry)

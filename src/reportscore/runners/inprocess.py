@@ -182,7 +182,10 @@ class InProcessRunner:
         for task in self._dispatchers:
             task.cancel()
         if in_flight:
-            _, not_done = await asyncio.wait(in_flight, timeout=drain_s)
+            done, not_done = await asyncio.wait(in_flight, timeout=drain_s)
+            for future in done:  # their dispatchers are gone: a failure is theirs to log, not asyncio's
+                if not future.cancelled() and future.exception() is not None:
+                    log.warning("shutdown: in-flight scoring failed", exc_info=future.exception())
             if not_done:
                 log.warning("shutdown: in-flight scoring did not finish in time", extra={"batches": len(not_done)})
         await asyncio.gather(*self._dispatchers, return_exceptions=True)
