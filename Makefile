@@ -19,7 +19,7 @@ test: install-dev
 	scripts/test.sh
 
 lint: install-dev
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/vulture
 
 lock:
 	.tools/bin/uv lock

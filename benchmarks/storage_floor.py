@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.storage.db import Database
 from reportscore.storage.migrate import upgrade_to_head
 from reportscore.storage.repositories import jobs as jobs_repo
@@ -67,7 +67,7 @@ def measure(reports: Sequence[dict[str, Any]], *, cpus: set[int] | None, seconds
 def _measure_batch(db: Database, payload: list[dict[str, Any]], groups: int) -> list[dict[str, Any]]:
     batch = len(payload)
     scores = [0.5] * batch
-    pending: list[list[reports_service.Submitted]] = []
+    pending: list[list[jobs_submission.Submitted]] = []
 
     def submit_group(_i: int) -> None:
         pending.append(_async_submit(db, payload))
@@ -95,13 +95,13 @@ def _measure_batch(db: Database, payload: list[dict[str, Any]], groups: int) -> 
     ]
 
 
-def _async_submit(db: Database, payload: list[dict[str, Any]]) -> list[reports_service.Submitted]:
-    work = reports_service.submission(reports=payload, owner="bench", idempotency_key=None, ttl_s=0.0)
+def _async_submit(db: Database, payload: list[dict[str, Any]]) -> list[jobs_submission.Submitted]:
+    work = jobs_submission.submission(reports=payload, owner="bench", idempotency_key=None, ttl_s=0.0)
     with db.write() as session:
         return [work(session) for _ in range(GROUP)]
 
 
-def _async_result(db: Database, jobs: list[reports_service.Submitted], scores: list[float]) -> None:
+def _async_result(db: Database, jobs: list[jobs_submission.Submitted], scores: list[float]) -> None:
     """The claim, then the results, in two transactions (the embedded runner has the reports in memory)."""
     now = datetime.now(UTC)
     with db.write() as session:

@@ -13,8 +13,8 @@ import httpx2 as httpx
 import numpy as np
 import xgboost
 
+from reportscore.jobs import submission as jobs_submission
 from reportscore.moderation.reasons import top_reasons
-from reportscore.reports import service as reports_service
 from reportscore.scoring.registry import ServingModel, load_model_dir
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -55,7 +55,7 @@ def write_other_tenant(db: Database, model: ServingModel, reports: list[dict[str
     """A scored job of another tenant, written through the service layer (as POST /score stores one)."""
     payload = [dict(r) for r in reports]
     scores = model.score({k: [r[k] for r in payload] for k in payload[0] if k != "report_id"}).tolist()
-    work = reports_service.scored_submission(
+    work = jobs_submission.scored_submission(
         reports=payload,
         scores=scores,
         owner=OTHER_TENANT,

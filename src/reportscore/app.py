@@ -9,8 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from reportscore import __version__
 from reportscore.api.auth import (
@@ -30,15 +31,16 @@ from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
 from reportscore.callbacks.dispatcher import CallbackDispatcher
 from reportscore.gc_tuning import tune_gc
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier, RedisSubscriber
+from reportscore.jobs.service import JobsService
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
-from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
 from reportscore.runners.inprocess import InProcessRunner
-from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registration import ensure_champion
 from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats_with
@@ -60,10 +62,14 @@ Scores user-generated abuse reports so human moderators see the most urgent firs
 
 
 class ReportscoreApp(FastAPI):
-    """The FastAPI app, with the hot routes' common case answered in front of it (:mod:`reportscore.api.fastpath`),
-    and an OpenAPI document that declares the API key only while keys are enforced."""
+    """The FastAPI app, with the hot routes' common case answered right in front of its router
+    (:mod:`reportscore.api.fastpath`), and an OpenAPI document that declares the API key only while keys are
+    enforced."""
 
     fast_path: FastPath | None = None
+    """The fast-path layer, once the middleware stack is built (on the first request)."""
+    fast_path_settings: Settings | None = None
+    """Set to put the fast path in front of the router."""
     _open_document: dict[str, Any] | None = None
 
     def setup(self) -> None:
@@ -87,13 +93,19 @@ class ReportscoreApp(FastAPI):
         runs_open = authenticator is not None and await authenticator.is_open()
         return JSONResponse(self.openapi_document(keys_required=not runs_open))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_path is not None and scope["type"] == "http":
-            receive_next = await self.fast_path.handle(scope, receive, send, self.state)
-            if receive_next is None:
-                return
-            receive = receive_next
-        await super().__call__(scope, receive, send)
+    def build_middleware_stack(self) -> ASGIApp:
+        """The framework's stack (error handlers, the app's middleware), with the fast path as the layer right
+        around the router: everything the app adds runs for a fast-path request too."""
+        stack = super().build_middleware_stack()
+        if self.fast_path_settings is None:
+            return stack
+        layer: Any = stack
+        while getattr(layer, "app", None) is not self.router:
+            layer = layer.app  # every layer of the stack keeps the next one in ``app``
+        routes = {getattr(r, "path", ""): r for r in iter_route_contexts(self.router.routes)}
+        self.fast_path = FastPath(self.router, settings=self.fast_path_settings, routes=routes)
+        layer.app = self.fast_path
+        return stack
 
 
 def create_app(settings: Settings | None = None) -> ReportscoreApp:
@@ -174,6 +186,16 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
                 threads=settings.model_threads,
             ),
             tasks=tasks_cache,
+            jobs=JobsService(
+                settings=settings,
+                db=db,
+                runner=runner,
+                notifier=notifier,
+                committer=committer,
+                batcher=batcher,
+                tasks=tasks_cache,
+                subscriber=subscriber,
+            ),
             subscriber=subscriber,
         )
         app.state.rs = state
@@ -258,7 +280,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     if settings.fast_path:
-        app.fast_path = FastPath(settings)
+        app.fast_path_settings = settings
     return app
 
 

@@ -38,16 +38,20 @@ def _counts(client: TestClient) -> tuple[int, int, int]:
         )
 
 
-def wait_callback(base_url: str, task_id: str, status: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
-    """Poll ``GET /task/{id}`` until its ``callback`` has this status; returns the task's JSON."""
+def wait_callback(
+    base_url: str, task_id: str, status: str, *, attempts: int = 0, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Poll ``GET /task/{id}`` until its ``callback`` has this status (and at least ``attempts`` recorded
+    attempts); returns the task's JSON."""
     deadline = time.monotonic() + timeout_s
     data: dict[str, Any] = {}
     while time.monotonic() < deadline:
         data = httpx.get(f"{base_url}/task/{task_id}", params={"wait": 5}, timeout=10).json()
-        if (data.get("callback") or {}).get("status") == status:
+        callback = data.get("callback") or {}
+        if callback.get("status") == status and callback.get("attempts", 0) >= attempts:
             return data
         time.sleep(0.05)
-    raise AssertionError(f"callback of {task_id} not {status}: {data}")
+    raise AssertionError(f"callback of {task_id} not {status} after {attempts} attempts: {data}")
 
 
 def assert_signed_result(delivery: Any, task: dict[str, Any]) -> None:
@@ -258,6 +262,8 @@ def test_callback_survives_kill_9_and_is_delivered_after_restart(tmp_path: Path)
         try:
             task_id = _submit(service.url, receiver.url)
             receiver.wait_for(task_id, 2)  # failing: the delivery is pending in the outbox
+            # Killed once two failed attempts are recorded (not merely received: the record comes just after).
+            wait_callback(service.url, task_id, "pending", attempts=2)
             service.kill()
         finally:
             service.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reportscore.api.auth import API_KEY_HEADER
 from reportscore.app import create_app
@@ -170,3 +171,49 @@ def test_access_log_and_metrics_count_fast_answers(
     metrics = fast.get("/metrics").text
     assert 'route="/score"' in metrics
     assert 'status="200"' in metrics
+
+
+class _Seen:
+    """A middleware added to the app after the fact: it records each request's path and the status it answered."""
+
+    def __init__(self, app: ASGIApp, *, seen: list[tuple[str, int]]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+
+def test_a_middleware_added_to_the_app_sees_fast_path_requests(tmp_path: Path) -> None:
+    seen: list[tuple[str, int]] = []
+    app = create_app(make_settings(tmp_path, fast_path=True))
+    app.add_middleware(_Seen, seen=seen)
+    with TestClient(app) as client:
+        before = app.fast_path.answered if app.fast_path is not None else 0
+        accepted = client.post("/predict", json=POC_EXAMPLE)
+        assert accepted.status_code == 202
+        task_id = accepted.json()["task_id"]
+        assert client.get(f"/task/{task_id}?wait=10").status_code == 200
+        assert client.post("/score", json=POC_EXAMPLE).status_code == 200
+        assert app.fast_path is not None
+        assert app.fast_path.answered == before + 3  # all three were the fast path's, and the middleware saw them
+    assert seen == [("/predict", 202), (f"/task/{task_id}", 200), ("/score", 200)]
+
+
+def test_the_body_limit_and_error_mapping_run_around_the_fast_path(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, fast_path=True, max_body_bytes=2048)
+    with TestClient(create_app(settings)) as client:
+        path = client.app.fast_path  # type: ignore[attr-defined]
+        big = POC_EXAMPLE * 20  # valid reports, which the fast path would accept but for the app's body limit
+        answered = path.answered
+        assert client.post("/predict", json=big).status_code == 413  # the app's own limit, not a copy
+        assert path.answered == answered

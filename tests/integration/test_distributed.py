@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 
 from reportscore.api.auth import ANONYMOUS_TENANT
 from reportscore.api.deps import AppState
-from reportscore.api.results import result_body as _result_body
 from reportscore.app import create_app
-from reportscore.reports import service as reports_service
-from reportscore.runners.notify import RedisPublisher
+from reportscore.jobs import views as task_views
+from reportscore.jobs.notifications import RedisPublisher
+from reportscore.jobs.views import task_body as _result_body
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
 from reportscore.storage import migrate
@@ -297,7 +297,7 @@ def test_distributed_woken_long_poll_answers_from_the_notification_without_a_que
         waiter.join(timeout=10)
         after_wake = queries[start:]
         # the store's answer, for comparison (this process's cache now holds the task: read the store directly)
-        stored = reports_service.get_task(db=db, task_id=task_id, owner=ANONYMOUS_TENANT)
+        stored = task_views.get_task(db=db, task_id=task_id, owner=ANONYMOUS_TENANT)
     assert queries, "the listener saw no query at all: it is not measuring anything"
     assert after_wake == [], f"the woken long-poll read the store: {after_wake}"
     assert result["r"].status_code == 200
@@ -322,7 +322,7 @@ def test_distributed_long_poll_of_a_job_accepted_here_never_reads_the_store(
         waiter.join(timeout=30)
         elapsed = time.monotonic() - t0
         reads = list(queries)
-        stored = reports_service.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
+        stored = task_views.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
     assert reads == [], f"the long-poll of a job accepted here read the store: {reads}"
     assert queries, "the listener saw no query at all (not even the check's own read): it measures nothing"
     assert elapsed < hint_s, f"answered after {elapsed:.1f}s: at the hint's expiry, not woken by the announcement"
@@ -348,7 +348,7 @@ def test_distributed_long_poll_after_the_job_finished_answers_from_the_announcem
         long_poll = client.get(f"/task/{task_id}?wait=20")
         plain = client.get(f"/task/{task_id}")
         reads = list(queries)
-        stored = reports_service.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
+        stored = task_views.get_task(db=state.db, task_id=task_id, owner=ANONYMOUS_TENANT)
     assert reads == [], f"reading a finished job accepted here went to the store: {reads}"
     assert queries, "the listener saw no query at all (not even the check's own read): it measures nothing"
     assert stored is not None

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.service import BatchOutcome, score_jobs
 from reportscore.storage import migrate
@@ -41,7 +41,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Database]:
 
 
 def _submit(db: Database) -> str:
-    return reports_service.submit_job(
+    return jobs_submission.submit_job(
         db=db, reports=REPORTS, owner="t", idempotency_key=None, idempotency_ttl_s=60
     ).job_id
 

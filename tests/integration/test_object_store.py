@@ -23,7 +23,8 @@ from reportscore.scoring.features import FeatureSchema
 from reportscore.scoring.object_store import MANIFEST, ObjectStore
 from reportscore.scoring.registration import ModelVersionView, ensure_champion, promote, register_model
 from reportscore.scoring.registry import ModelRegistry, load_model_dir
-from reportscore.scoring.store import StoreError, StoreUnavailableError, VersionExistsError, open_store
+from reportscore.scoring.store import StoreError, StoreUnavailableError, VersionExistsError
+from reportscore.scoring.stores import open_store
 from reportscore.settings import Settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database

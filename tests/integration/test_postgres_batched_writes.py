@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.scoring.service import score_jobs
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
@@ -45,7 +45,7 @@ def pg(pg_url: str) -> Iterator[Database]:
 
 
 def _submit(db: Database, reports: list[dict[str, Any]]) -> str:
-    return reports_service.submit_job(
+    return jobs_submission.submit_job(
         db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
     ).job_id
 
@@ -53,10 +53,10 @@ def _submit(db: Database, reports: list[dict[str, Any]]) -> str:
 def test_a_group_of_submits_stores_every_job_and_report_in_order(pg: Database) -> None:
     bodies = [[_report(p % 6, f"c{n}-{p}") for p in range(n)] for n in (1, 3, 100, 2)]
     works: list[Any] = [
-        reports_service.submission(reports=body, owner=f"o{i}", idempotency_key=None, ttl_s=60)
+        jobs_submission.submission(reports=body, owner=f"o{i}", idempotency_key=None, ttl_s=60)
         for i, body in enumerate(bodies)
     ]
-    keyed = reports_service.submission(reports=bodies[0], owner="o0", idempotency_key="k", ttl_s=60)
+    keyed = jobs_submission.submission(reports=bodies[0], owner="o0", idempotency_key="k", ttl_s=60)
 
     def failing(session: Any) -> Any:
         works[0](session)

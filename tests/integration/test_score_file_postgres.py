@@ -10,8 +10,8 @@ import pytest
 
 from reportscore.bulk import service
 from reportscore.bulk.persist import ChunkJobs, chunk_job_id
+from reportscore.jobs.views import get_task
 from reportscore.reference_model import REFERENCE_MODEL_DIR
-from reportscore.reports.service import get_task
 from reportscore.scoring.registry import load_model_dir
 from reportscore.scoring.synthetic import sample_reports
 from reportscore.storage import migrate

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from reportscore.callbacks.dispatcher import CallbackDispatcher, backoff_s
 from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -142,7 +142,7 @@ def test_the_documented_snippet_checks_signature_and_timestamp() -> None:
 
 
 def _submit(db: Database, callback_url: str | None = "http://127.0.0.1:9/hook", **report: Any) -> str:
-    return reports_service.submit_job(
+    return jobs_submission.submit_job(
         db=db,
         reports=[{**REPORT, **report}],
         owner="t",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from reportscore.reports.cache import TaskCache
-from reportscore.reports.service import CallbackView, TaskView
-from reportscore.runners.notify import LocalNotifier, RedisSubscriber, decode_done, encode_done
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier, RedisSubscriber, decode_done, encode_done
+from reportscore.jobs.views import CallbackView, TaskView
 from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories.jobs import ScoredReport
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.models import Job
@@ -25,7 +25,7 @@ REPORT = {
 
 def test_one_failing_item_rolls_back_only_its_own_part(db: Database) -> None:
     committer = GroupCommitter(db)
-    good = reports_service.submission(reports=[REPORT], owner="t", idempotency_key=None, ttl_s=60)
+    good = jobs_submission.submission(reports=[REPORT], owner="t", idempotency_key=None, ttl_s=60)
 
     def bad(session: Session) -> Any:
         good(session)  # writes, then fails: none of it may stay

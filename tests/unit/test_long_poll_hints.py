@@ -12,12 +12,12 @@ from typing import Any, cast
 
 import pytest
 
-from reportscore.api.deps import AppState
-from reportscore.api.routes.tasks import task_view
-from reportscore.reports import service as reports_service
-from reportscore.reports.cache import TaskCache
-from reportscore.reports.service import TaskView
-from reportscore.runners.notify import LocalNotifier, RedisSubscriber, encode_done
+from reportscore.jobs import views as task_views
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier, RedisSubscriber, encode_done
+from reportscore.jobs.service import JobsService
+from reportscore.jobs.views import TaskView
+from reportscore.settings import Settings
 from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories.jobs import ScoredReport
 
@@ -46,7 +46,7 @@ def _view(status: JobStatus) -> TaskView:
 
 @dataclass
 class Store:
-    """Stands in for ``reports_service.get_task``: what the store says, and how often it was asked."""
+    """Stands in for ``task_views.get_task``: what the store says, and how often it was asked."""
 
     view: TaskView
     reads: list[float] = field(default_factory=list)
@@ -56,22 +56,28 @@ class Store:
         return self.view if task_id == JOB and owner == OWNER else None
 
 
-def _state(monkeypatch: pytest.MonkeyPatch, store: Store, *, connected: bool = True) -> AppState:
-    monkeypatch.setattr(reports_service, "get_task", store.get_task)
+def _state(monkeypatch: pytest.MonkeyPatch, store: Store, *, connected: bool = True) -> JobsService:
+    monkeypatch.setattr(task_views, "get_task", store.get_task)
     local, cache = LocalNotifier(), TaskCache()
     subscriber = RedisSubscriber("redis://unused", prefix="p", local=local, cache=cache)
     subscriber.connected, subscriber.epoch = connected, 1
     local.reliable_source = subscriber
-    state = SimpleNamespace(
-        settings=SimpleNamespace(long_poll_max_s=60.0), db=None, notifier=local, tasks=cache, subscriber=subscriber
+    return JobsService(
+        settings=cast(Settings, SimpleNamespace(long_poll_max_s=60.0)),
+        db=cast(Any, None),
+        runner=cast(Any, None),
+        notifier=local,
+        committer=cast(Any, None),
+        batcher=cast(Any, None),
+        tasks=cache,
+        subscriber=subscriber,
     )
-    return cast(AppState, state)
 
 
-def _timed_view(state: AppState, wait: float) -> tuple[TaskView | None, float]:
+def _timed_view(state: JobsService, wait: float) -> tuple[TaskView | None, float]:
     async def run() -> tuple[TaskView | None, float]:
         t0 = time.monotonic()
-        view = await task_view(state, OWNER, JOB, wait)
+        view = await state.read(owner=OWNER, task_id=JOB, wait=wait)
         return view, time.monotonic() - t0
 
     return asyncio.run(run())
@@ -118,7 +124,7 @@ def test_an_announcement_answers_the_hinted_long_poll_without_a_read(monkeypatch
     async def run() -> TaskView | None:
         message = encode_done([JOB], {JOB: finished}, {JOB: OWNER})
         asyncio.get_running_loop().call_later(0.1, subscriber.on_message, message)
-        return await task_view(state, OWNER, JOB, 10)
+        return await state.read(owner=OWNER, task_id=JOB, wait=10)
 
     t0 = time.monotonic()
     assert asyncio.run(run()) == finished

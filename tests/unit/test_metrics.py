@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from reportscore.jobs import submission as jobs_submission
 from reportscore.monitoring import metrics
 from reportscore.monitoring.dashboard import histogram_quantile
-from reportscore.reports import service as reports_service
 from reportscore.scoring.service import score_jobs
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
@@ -113,7 +113,7 @@ def _report(popularity: int, abuse_type: str = "MSG", text_len: int = 10) -> dic
 
 
 def _submit(db: Database, reports: list[dict[str, Any]]) -> str:
-    return reports_service.submit_job(
+    return jobs_submission.submit_job(
         db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
     ).job_id
 

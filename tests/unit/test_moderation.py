@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
+from reportscore.jobs import submission as jobs_submission
 from reportscore.moderation import service as moderation_service
 from reportscore.moderation.reasons import ReasonExplainer, top_reasons
-from reportscore.reports import service as reports_service
 from reportscore.scoring.formats.base import contributions_of
 from reportscore.scoring.formats.skops_format import sklearn_classifier
 from reportscore.scoring.registration import ensure_champion, register_model
@@ -119,7 +119,7 @@ def test_every_string_the_pattern_admits_is_a_position(cursor: str) -> None:
 
 def _scored_job(db: Database, model: ServingModel, reports: list[dict[str, Any]], *, owner: str = "anonymous") -> str:
     scores = model.score({k: [r[k] for r in reports] for k in reports[0] if k != "report_id"}).tolist()
-    work = reports_service.scored_submission(
+    work = jobs_submission.scored_submission(
         reports=reports,
         scores=scores,
         owner=owner,

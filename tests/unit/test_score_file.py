@@ -19,8 +19,8 @@ from reportscore.bulk import service
 from reportscore.bulk.files import FileFormatError
 from reportscore.bulk.persist import ChunkJobs
 from reportscore.bulk.validation import describe, vector_check
+from reportscore.jobs.views import get_task
 from reportscore.reference_model import REFERENCE_MODEL_DIR
-from reportscore.reports.service import get_task
 from reportscore.scoring.features import FLOAT32_MAX, REPORT_FIELDS
 from reportscore.scoring.formats.base import ModelLoadError
 from reportscore.scoring.registration import ensure_champion, register_model

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select, update
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
+from reportscore.jobs import views as task_views
 from reportscore.scoring.service import score_jobs
 from reportscore.storage.db import Database
 from reportscore.storage.models import Job, JobStatus, Report, ReportScore
@@ -26,7 +27,7 @@ def _report(popularity: int = 3, text_len: int = 10, **extra: Any) -> dict[str, 
 
 
 def _submit(db: Database, reports: list[dict[str, Any]]) -> str:
-    return reports_service.submit_job(
+    return jobs_submission.submit_job(
         db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
     ).job_id
 
@@ -38,7 +39,7 @@ def test_micro_batch_scores_several_jobs_in_one_model_call(db: Database) -> None
     assert sorted(outcome.succeeded) == sorted(jobs)
     assert fake.calls == [6]  # one vectorized call for three jobs
     for job_id, pops in zip(jobs, ([1, 2], [5], [0, 4, 3]), strict=True):
-        view = reports_service.get_task(db=db, task_id=job_id, owner="t")
+        view = task_views.get_task(db=db, task_id=job_id, owner="t")
         assert view is not None
         assert view.status == JobStatus.SUCCESS
         assert view.model_version == "fake-1"
@@ -67,7 +68,7 @@ def test_poison_job_fails_alone_with_its_reason(db: Database) -> None:
     outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[good, poison, other])
     assert sorted(outcome.succeeded) == sorted([good, other])
     assert outcome.failed == [poison]
-    view = reports_service.get_task(db=db, task_id=poison, owner="t")
+    view = task_views.get_task(db=db, task_id=poison, owner="t")
     assert view is not None
     assert view.status == JobStatus.FAILURE
     assert view.error is not None
@@ -80,7 +81,7 @@ def test_nan_scores_fail_the_job_instead_of_storing_nan(db: Database) -> None:
     job = _submit(db, [_report(1)])
     outcome = score_jobs(db=db, model=fake_serving_model(FakeModel(nan=True)), job_ids=[job])
     assert outcome.failed == [job]
-    view = reports_service.get_task(db=db, task_id=job, owner="t")
+    view = task_views.get_task(db=db, task_id=job, owner="t")
     assert view is not None
     assert view.error is not None
     assert "not a finite number" in view.error
@@ -92,7 +93,7 @@ def test_job_started_too_often_ends_failure(db: Database) -> None:
         s.execute(update(Job).where(Job.id == job).values(attempts=3, status=JobStatus.STARTED))
     outcome = score_jobs(db=db, model=fake_serving_model(), job_ids=[job], max_attempts=3)
     assert outcome.failed == [job]
-    view = reports_service.get_task(db=db, task_id=job, owner="t")
+    view = task_views.get_task(db=db, task_id=job, owner="t")
     assert view is not None
     assert view.status == JobStatus.FAILURE
     assert view.error is not None
@@ -113,12 +114,12 @@ def test_outcome_views_are_what_the_store_shows(db: Database) -> None:
     """The in-memory views (the API's task cache) equal what ``get_task`` reads back, with reports handed over in
     memory or read from the store, for successes and failures alike."""
     reports = [_report(1, report_id="a"), _report(2)]
-    in_memory = reports_service.submission(reports=reports, owner="t", idempotency_key=None, ttl_s=60)
+    in_memory = jobs_submission.submission(reports=reports, owner="t", idempotency_key=None, ttl_s=60)
     with db.write() as s:
         submitted = in_memory(s)
     from_store = _submit(db, [_report(3, report_id="c")])
     poison = _submit(db, [_report(1, text_len=POISON_TEXT_LEN)])
-    features = reports_service.handover(submitted, reports)
+    features = jobs_submission.handover(submitted, reports)
     assert features is not None
     outcome = score_jobs(
         db=db,
@@ -129,7 +130,7 @@ def test_outcome_views_are_what_the_store_shows(db: Database) -> None:
     assert sorted(outcome.views) == sorted([submitted.job_id, from_store, poison])
     assert outcome.owners == dict.fromkeys(outcome.views, "t")
     for job_id, view in outcome.views.items():
-        assert view == reports_service.get_task(db=db, task_id=job_id, owner="t")
+        assert view == task_views.get_task(db=db, task_id=job_id, owner="t")
     assert outcome.views[poison].status == JobStatus.FAILURE
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from reportscore.api.results import result_body as _result_body
-from reportscore.api.results import task_result_json
 from reportscore.api.schemas.tasks import TaskResult
-from reportscore.reports.cache import TaskCache
-from reportscore.reports.service import TaskView
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.views import CallbackView, TaskView, task_body
 from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories.jobs import ScoredReport
 
@@ -35,11 +34,14 @@ def _view(task_id: str = "t1", *, n: int = 2, status: JobStatus = JobStatus.SUCC
     )
 
 
-def test_result_body_matches_the_documented_schema() -> None:
-    for view in (_view(), _view(status=JobStatus.FAILURE)):
-        body = _result_body(view)
-        assert body == task_result_json(view)  # the pydantic-built body (``callback`` only for tasks with one)
-        assert TaskResult.model_validate(body).model_dump(mode="json", exclude={"callback"}) == body
+def test_the_task_body_matches_the_documented_schema() -> None:
+    delivery = CallbackView("pending", 2, T0, 500, "receiver answered HTTP 500", None)
+    for view in (_view(), _view(status=JobStatus.FAILURE), replace(_view(), callback=delivery)):
+        body = task_body(view)
+        assert ("callback" in body) == (view.callback is not None)  # only tasks with a callback show its state
+        exclude = {"callback"} if view.callback is None else None
+        assert TaskResult.model_validate(body).model_dump(mode="json", exclude=exclude) == body
+        assert "callback" not in task_body(view, with_callback=False)  # a callback's own body
 
 
 def test_cache_is_owner_checked_and_says_pending_until_finished() -> None:

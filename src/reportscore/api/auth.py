@@ -307,7 +307,7 @@ class AuthenticateBeforeBody:
 
 PRINCIPAL_STATE: Final = "authorized"
 """Request-state key of a principal the fast path (:mod:`reportscore.api.fastpath`) already authorized for a request
-it then handed to the app, as ``(scope, principal)``: the key is not checked (nor its rate charged) twice."""
+it then handed to the router, as ``(scope, principal)``: the key is not checked (nor its rate charged) twice."""
 
 
 def requires(scope: Scope) -> Any:

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier, RedisSubscriber
+from reportscore.jobs.service import JobsService
 from reportscore.moderation.reasons import ReasonExplainer
-from reportscore.reports.cache import TaskCache
 from reportscore.runners.base import Runner
-from reportscore.runners.notify import LocalNotifier, RedisSubscriber
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
@@ -29,6 +30,8 @@ class AppState:
     batcher: MicroBatcher
     explainer: ReasonExplainer
     tasks: TaskCache
+    jobs: JobsService
+    """Submit, score, read and wait: what the task routes and the fast path adapt."""
     subscriber: RedisSubscriber | None = None
     """Distributed mode: this process's subscription to finish announcements (its epoch validates pending hints)."""
     ready: bool = False

@@ -1,14 +1,18 @@
-"""The hot routes' common case without the framework's per-request machinery.
+"""The hot routes' common case without the router and dependency solving: an ASGI layer right in front of the
+router, inside the app's whole middleware stack.
 
-``POST /predict``, ``/submit``, ``/score`` and ``GET /task/{id}`` carry nearly all the traffic. Through FastAPI each
-request walks a dozen middleware layers, the router and dependency solving, decodes the body with ``json.loads`` and
-then validates the Python objects: on one core that machinery, not storage or the model, set the service's ceiling
-(benchmarks/RESULTS.md). Here the common case of those routes is answered directly: the same key check
-(:class:`~reportscore.api.auth.Authenticator`), the same body limit, the same pydantic model validating the raw
-bytes in one call (``TypeAdapter.validate_json``), the same route logic (:func:`submit_answer`, :func:`score_answer`,
-:func:`task_answer`), the same access-log line and HTTP metrics.
+``POST /predict``, ``/submit``, ``/score`` and ``GET /task/{id}`` carry nearly all the traffic. Through the router
+each request pays for dependency solving, decodes the body with ``json.loads`` and then validates the Python
+objects. This layer answers the common case of those routes directly: the same key check
+(:class:`~reportscore.api.auth.Authenticator`), the same pydantic model validating the raw bytes in one call
+(``TypeAdapter.validate_json``), the same jobs service (:class:`~reportscore.jobs.service.JobsService`).
 
-Anything else goes to the FastAPI app unchanged, so every error keeps its one implementation: a missing or refused
+It owns no cross-cutting layer: the access log, the HTTP metrics, the body-size limit, key checks before the body
+and the error mapping (503 while the store is down, a generic 500) are the app's middleware and exception
+handlers, which run around this layer exactly as around the router; a middleware added to the app sees every
+request, answered here or not.
+
+Anything else goes to the router unchanged, so every error keeps its one implementation: a missing or refused
 key, a body that is not JSON or does not validate, an ``Idempotency-Key``, the object form with a callback, an
 unusual query string. A request handed over after its body was read gets that body replayed; a principal already
 authorized rides along in the request state, so a rate-limited key is not charged twice. A test runs the same
@@ -17,8 +21,6 @@ requests with the fast path on and off and compares the answers.
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -26,18 +28,14 @@ from typing import Annotated, Any, Final
 import orjson
 from fastapi import HTTPException
 from pydantic import Field, TypeAdapter
-from sqlalchemy.exc import OperationalError
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reportscore.api.auth import API_KEY_HEADER, PRINCIPAL_STATE, Authenticator, Principal
 from reportscore.api.deps import AppState, is_json_media_type
-from reportscore.api.errors import store_unavailable_response
-from reportscore.api.middleware import record_request
-from reportscore.api.routes.tasks import dump_reports, score_answer, submit_answer, task_answer, task_view
+from reportscore.api.routes.tasks import dump_reports
 from reportscore.api.schemas.reports import ReportIn
+from reportscore.jobs.service import Answer, task_answer
 from reportscore.settings import Settings
-
-log = logging.getLogger(__name__)
 
 _KEY_HEADER: Final = API_KEY_HEADER.lower().encode()
 _TASK_PREFIX: Final = "/task/"
@@ -46,22 +44,33 @@ _TASK_ROUTE: Final = "/task/{task_id}"
 
 
 class _Fallback(Exception):
-    """Not the common case: the FastAPI app answers (with the body read so far replayed)."""
+    """Not the common case: the router answers (with the body read so far replayed)."""
 
 
 class FastPath:
-    """Answers the hot routes' common case; ``handle`` returns None when it answered, else the ``receive`` the
-    FastAPI app must use (the original one, or one that replays a body already read)."""
+    """ASGI layer around the router: answers the hot routes' common case, hands everything else to the router."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._max_body = settings.max_body_bytes
+    def __init__(self, app: ASGIApp, *, settings: Settings, routes: dict[str, Any]) -> None:
+        self.app = app
+        self._routes = routes
+        """Route objects by path template, put in the scope as the router would (the access log's label)."""
         self._reports = TypeAdapter(
             Annotated[list[ReportIn], Field(min_length=1, max_length=settings.max_reports_per_request)]
         )
         self.answered = 0
-        """Requests answered here (the rest went to the FastAPI app)."""
+        """Requests answered here (the rest went to the router)."""
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, app_state: Any) -> Receive | None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            receive_next = await self.handle(scope, receive, send)
+            if receive_next is None:
+                return
+            receive = receive_next
+        await self.app(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """None when answered here, else the ``receive`` the router must use (the original one, or one that
+        replays a body already read)."""
         method = scope["method"]
         path: str = scope["path"]
         if method == "POST" and path in _POST_ROUTES:
@@ -70,11 +79,11 @@ class FastPath:
             route = _TASK_ROUTE
         else:
             return receive
+        app_state = scope["app"].state
         state: AppState | None = getattr(app_state, "rs", None)
         authenticator: Authenticator | None = getattr(app_state, "auth", None)
         if state is None or authenticator is None or not state.ready:
             return receive
-        t0 = time.perf_counter()
         request_state: dict[str, Any] = scope.setdefault("state", {})
         body: bytes | None = None
         try:
@@ -85,7 +94,8 @@ class FastPath:
                 if not _is_uuid(task_id):
                     raise _Fallback
                 principal = await self._authorize(authenticator, headers, "read", request_state)
-                answer = task_answer(task_id, await task_view(state, principal.tenant, task_id, wait))
+                view = await state.jobs.read(owner=principal.tenant, task_id=task_id, wait=wait)
+                answer = task_answer(task_id, view)
             else:
                 persist = True
                 if route == "/score":
@@ -95,38 +105,28 @@ class FastPath:
                 if not is_json_media_type(headers.get(b"content-type", b"").decode("latin-1")):
                     raise _Fallback
                 declared = headers.get(b"content-length")
-                if declared is None or not declared.isdigit() or int(declared) > self._max_body:
+                if declared is None or not declared.isdigit():
                     raise _Fallback
                 principal = await self._authorize(authenticator, headers, "submit", request_state)
                 body = await self._read_body(receive, int(declared))
                 try:
                     reports = self._reports.validate_json(body)
-                except ValueError:  # ValidationError included: the app reports it in FastAPI's shape
+                except ValueError:  # ValidationError included: the router reports it in FastAPI's shape
                     raise _Fallback from None
                 payload = dump_reports(reports)
                 if route == "/score":
-                    answer = await score_answer(state, principal, payload, persist, datetime.now(UTC))
+                    answer = await state.jobs.score(
+                        owner=principal.tenant, reports=payload, persist=persist, received_at=datetime.now(UTC)
+                    )
                 else:
-                    answer = await submit_answer(state, principal, payload, None)
+                    answer = await state.jobs.submit(owner=principal.tenant, reports=payload, idempotency_key=None)
         except _BodyFallback as exc:
             return _replay(exc.body, receive, more=exc.more)
         except _Fallback:
             return receive if body is None else _replay(body, receive, more=False)
-        except OperationalError as exc:
-            log.error("store unavailable", extra={"path": path, "error": type(exc.orig).__name__})
-            await store_unavailable_response()(scope, receive, send)
-            record_request(scope, route, 503, time.perf_counter() - t0)
-            return None
-        except Exception as exc:
-            log.error("unhandled error", extra={"path": path, "error": type(exc).__name__}, exc_info=exc)
-            await _send(send, 500, {"detail": "internal error"}, None)
-            record_request(scope, route, 500, time.perf_counter() - t0)
-            return None
         self.answered += 1
-        if answer.task_id is not None:
-            request_state["task_id"] = answer.task_id
-        await _send(send, answer.status, answer.body, answer.headers)
-        record_request(scope, route, answer.status, time.perf_counter() - t0)
+        scope["route"] = self._routes.get(route)
+        await _send(send, answer, request_state)
         return None
 
     async def _authorize(
@@ -137,9 +137,7 @@ class FastPath:
         try:
             principal = await authenticator.authorize(presented, scope_name)
         except HTTPException:
-            raise _Fallback from None  # 401/403/429 in the app's words (a refused check charged nothing)
-        except OperationalError:
-            raise _Fallback from None  # the app answers its 503
+            raise _Fallback from None  # 401/403/429 in the router's words (a refused check charged nothing)
         request_state["tenant"] = principal.tenant
         if principal.key_id is not None:
             request_state["key_id"] = principal.key_id
@@ -157,7 +155,7 @@ class FastPath:
             if chunk:
                 chunks.append(chunk)
                 size += len(chunk)
-            if size > self._max_body or size > declared:
+            if size > declared:
                 body = b"".join(chunks)
                 raise _BodyFallback(body, more=message.get("more_body", False))
             if not message.get("more_body", False):
@@ -228,10 +226,12 @@ def _replay(body: bytes, receive: Receive, *, more: bool) -> Receive:
     return replay
 
 
-async def _send(send: Send, status: int, body: Any, headers: dict[str, str] | None) -> None:
-    content = orjson.dumps(body)
+async def _send(send: Send, answer: Answer, request_state: dict[str, Any]) -> None:
+    if answer.task_id is not None:
+        request_state["task_id"] = answer.task_id
+    content = orjson.dumps(answer.body)
     raw = [(b"content-length", str(len(content)).encode()), (b"content-type", b"application/json")]
-    if headers:
-        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    if answer.headers:
+        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items())
+    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
     await send({"type": "http.response.body", "body": content})

@@ -124,7 +124,7 @@ class AccessLog:
 
 
 def record_request(scope: Scope, route: str, status: int, duration_s: float) -> None:
-    """The HTTP metrics and the access-log line of one answered request (``AccessLog``, and the fast path)."""
+    """The HTTP metrics and the access-log line of one answered request."""
     method = scope["method"]
     metrics.observe_http(method=method, route=route, status=status, seconds=duration_s)
     state: dict[str, Any] = scope.get("state") or {}

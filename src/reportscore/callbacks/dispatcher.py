@@ -19,11 +19,10 @@ from datetime import UTC, datetime, timedelta
 import httpx2 as httpx
 import orjson
 
-from reportscore.api.results import callback_body
 from reportscore.callbacks.signing import sign
 from reportscore.callbacks.urls import AllowList, CheckedUrl, UnsafeCallbackUrl, check_url
+from reportscore.jobs import views as task_views
 from reportscore.monitoring import metrics
-from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import callbacks as callbacks_repo
@@ -116,10 +115,10 @@ class CallbackDispatcher:
         started = time.perf_counter()
         try:
             checked = await asyncio.to_thread(check_url, due.url, self._allow)  # DNS again: rebinding
-            view = await asyncio.to_thread(reports_service.get_task_for_callback, db=self._db, task_id=due.job_id)
+            view = await asyncio.to_thread(task_views.get_task_for_callback, db=self._db, task_id=due.job_id)
             if view is None or not view.done:
                 raise RuntimeError("the task is gone or not finished")  # cannot happen: rows come with results
-            body = orjson.dumps(callback_body(view))
+            body = orjson.dumps(task_views.task_body(view, with_callback=False))
             headers = sign(
                 secret=self._secret, timestamp=int(time.time()), body=body, task_id=due.job_id, attempt=attempt
             )

@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from reportscore.monitoring.multiproc import mark_dead_processes, mark_this_process_dead, multiprocess_dir
+from reportscore.monitoring.process_files import mark_dead_processes, mark_this_process_dead, multiprocess_dir
 from reportscore.storage.repositories.stats import QueueStats
 
 log = logging.getLogger(__name__)

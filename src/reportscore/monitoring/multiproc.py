@@ -22,9 +22,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reportscore.monitoring.process_files import (
+    ENV_VAR,
+    alive,
+    mark_dead_processes,
+    mark_this_process_dead,
+    multiprocess_dir,
+)
+
 log = logging.getLogger(__name__)
 
-ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+__all__ = [
+    "ENV_VAR",
+    "MetricsDir",
+    "enable",
+    "mark_dead_processes",
+    "mark_this_process_dead",
+    "multiprocess_dir",
+    "serve_metrics",
+]
+
 _TEMP_PREFIX = "reportscore-metrics-"
 _PREFIXES = ("counter_", "gauge_", "histogram_", "summary_")
 
@@ -80,61 +97,8 @@ def _sweep_abandoned(tmp: Path) -> None:
     SIGTERM)."""
     for candidate in tmp.glob(f"{_TEMP_PREFIX}*-*"):
         owner = candidate.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
-        if candidate.is_dir() and owner.isdigit() and not _alive(int(owner)):
+        if candidate.is_dir() and owner.isdigit() and not alive(int(owner)):
             shutil.rmtree(candidate, ignore_errors=True)
-
-
-def multiprocess_dir() -> Path | None:
-    """The shared directory when this process records in multiprocess mode, else None."""
-    from prometheus_client import values
-
-    if values.ValueClass is values.MutexValue:
-        return None
-    configured = os.environ.get(ENV_VAR)
-    if not configured:
-        raise RuntimeError(f"prometheus_client is in multiprocess mode but {ENV_VAR} is not set")
-    return Path(configured)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust kill()
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
-
-
-def mark_dead_processes(path: Path) -> list[int]:
-    """Drop the live-gauge files of processes that exited without saying so (``kill -9``, a crashed pool child).
-
-    Counters and histograms of dead processes stay: they only ever grow, and Prometheus must not see them shrink.
-    """
-    from prometheus_client import multiprocess
-
-    dead: set[int] = set()
-    for file in path.glob("gauge_live*_*.db"):
-        pid_text = file.stem.rsplit("_", 1)[-1]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
-            dead.add(int(pid_text))
-    for pid in dead:
-        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
-    return sorted(dead)
-
-
-def mark_this_process_dead() -> None:
-    """This process is exiting cleanly: drop its live-gauge files now (multiprocess mode only)."""
-    from prometheus_client import multiprocess
-
-    directory = multiprocess_dir()
-    if directory is not None:
-        multiprocess.mark_process_dead(os.getpid(), str(directory))  # type: ignore[no-untyped-call]
 
 
 def serve_metrics(host: str, port: int) -> Callable[[], None] | None:

@@ -23,12 +23,10 @@ from typing import Any
 
 from celery import Celery
 
+from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 
-SCORE_TASK = "scoring.score_job"
-"""One job id per message (the reconciler's re-publishes, and what an older API process sends)."""
-SCORE_JOBS_TASK = "scoring.score_jobs"
-"""Several job ids per message: the jobs an API process committed together (see ``CeleryRunner``)."""
+__all__ = ["SCORE_JOBS_TASK", "SCORE_TASK", "broker_transport_options", "create_celery_app"]
 
 
 def broker_transport_options(settings: Settings, *, publisher: bool = False) -> dict[str, Any]:

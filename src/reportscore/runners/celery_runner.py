@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -21,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
+from reportscore.batching import Limits, ThreadBatches
+from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
 from reportscore.storage.repositories.jobs import FeatureRows
 
 if TYPE_CHECKING:
-    from reportscore.reports.cache import TaskCache
-    from reportscore.runners.notify import RedisSubscriber
+    from reportscore.jobs.cache import TaskCache
+    from reportscore.jobs.notifications import RedisSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class CeleryRunner:
         self._subscriber = subscriber
         self._app = celery_app
         self._settings = settings
-        self._outbox: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        # Whatever is already waiting goes in the same round trip (no linger: a POST's job goes out at once).
+        self._outbox: ThreadBatches[tuple[str, int]] = ThreadBatches(Limits(max_items=PUBLISH_BATCH_MAX))
         self._thread: threading.Thread | None = None
         self._pending_cache: tuple[float, int] = (0.0, 0)
         self._reserved = 0
@@ -169,27 +170,12 @@ class CeleryRunner:
 
     def _publish_loop(self) -> None:
         down_since = 0.0
-        while True:
-            first = self._outbox.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < PUBLISH_BATCH_MAX:  # whatever else is already waiting goes in the same round trip
-                try:
-                    more = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
+        while (batch := self._outbox.take()) is not None:
             # While the broker is down, don't pay a connection timeout per job: the reconciler re-publishes
-            # everything left PENDING once the broker is back.
+            # everything left PENDING once the broker is back, one message per job (``publish_now``), which is
+            # this loop's retry item by item (a failed publish is the broker's failure, never a job's).
             if (self.broker_ok or time.monotonic() - down_since >= 1.0) and not self._send(self.messages(batch)):
                 down_since = time.monotonic()
-            if stop:
-                return
 
     def broker_status(self) -> str:
         try:
@@ -201,7 +187,7 @@ class CeleryRunner:
 
     async def stop(self, *, drain_s: float) -> None:
         self._closing = True
-        self._outbox.put(None)
+        self._outbox.close()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, min(drain_s, 10.0))
 

@@ -17,8 +17,9 @@ import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from reportscore.reports.cache import TaskCache
-from reportscore.runners.notify import LocalNotifier
+from reportscore.batching import AsyncBatches, Limits, isolate
+from reportscore.jobs.cache import TaskCache
+from reportscore.jobs.notifications import LocalNotifier
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.scoring.service import BatchOutcome, score_jobs
 from reportscore.storage.db import Database
@@ -26,6 +27,9 @@ from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.repositories import jobs as jobs_repo
 
 log = logging.getLogger(__name__)
+
+_Queued = tuple[str, int, bool]
+"""A queued job: its id, its number of reports, and whether it must be scored alone."""
 
 
 class InProcessRunner:
@@ -61,7 +65,7 @@ class InProcessRunner:
         self._max_attempts = max_attempts
         self._batch_wait_s = batch_wait_ms / 1000.0
         # Bounded by the pending-jobs limit plus what recovery may add at start; admission is by ``reserve``.
-        self._queue: asyncio.Queue[tuple[str, int, bool]] | None = None
+        self._queue: AsyncBatches[_Queued] | None = None
         self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._dispatchers: list[asyncio.Task[None]] = []
@@ -72,10 +76,20 @@ class InProcessRunner:
         self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="scoring")
         loop = asyncio.get_running_loop()
         recovered = await loop.run_in_executor(self._executor, self._unfinished)
-        self._queue = asyncio.Queue(maxsize=self._max_pending + len(recovered))
+        self._queue = AsyncBatches(
+            Limits(
+                max_size=self._batch_max_reports,
+                size=lambda item: item[1],
+                linger_s=self._batch_wait_s,
+                # A job whose earlier attempt died with the process (or failed the store) is scored alone, so a
+                # poison job that kills the process cannot use up the attempts of innocent jobs batched with it.
+                alone=lambda item: item[2],
+            ),
+            maxsize=self._max_pending + len(recovered),
+        )
         for job_id, n_reports, attempts in recovered:
             self._pending += 1
-            # A job whose earlier attempt died with the process is scored alone (see _dispatch).
+            # A job whose earlier attempt died with the process is scored alone (see the queue's limits).
             self._queue.put_nowait((job_id, n_reports, attempts > 0))
         if recovered:
             log.info("recovered unfinished jobs", extra={"jobs": len(recovered)})
@@ -115,69 +129,52 @@ class InProcessRunner:
 
     async def _dispatch(self, index: int) -> None:
         assert self._queue is not None
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
-        carry: list[tuple[str, int, bool]] = []
         while not self._closing:
-            items = [carry.pop() if carry else await self._queue.get()]
-            total = items[0][1]
-            deadline = loop.time() + self._batch_wait_s
-            # A "solo" job (its earlier attempt died with the process) is scored alone, so a poison job that kills
-            # the process cannot use up the attempts of innocent jobs batched with it.
-            while total < self._batch_max_reports and not items[0][2]:
-                if self._queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = await asyncio.wait_for(self._queue.get(), timeout=remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    nxt = self._queue.get_nowait()
-                if nxt[2]:
-                    carry.append(nxt)
-                    break
-                items.append(nxt)
-                total += nxt[1]
-            batch = [job_id for job_id, _, _ in items]
-            features = {job_id: self._features[job_id] for job_id in batch if job_id in self._features}
-            if self._cache is not None:
-                self._cache.started(batch)
-            work = functools.partial(
-                score_jobs,
-                db=self._db,
-                model=self._registry.current,
-                job_ids=batch,
-                max_attempts=self._max_attempts,
-                write=self._committer.run_sync if self._committer is not None else None,
-                features=features,
-            )
-            future = loop.run_in_executor(self._executor, work)
-            self._in_flight.add(future)
-            try:
-                outcome = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The store failed (disk full, database locked too long): the jobs are still unfinished in the
-                # database, so put them back and try again shortly. Nothing is dropped.
-                log.exception("scoring batch failed; jobs re-queued", extra={"jobs": len(batch)})
-                await asyncio.sleep(1.0)
-                for item in items:
-                    await self._queue.put(item)
-                continue
-            finally:
-                self._in_flight.discard(future)
-            self._pending -= len(batch)
-            for job_id, rows in features.items():
-                if self._features.pop(job_id, None) is not None:
-                    self._features_reports -= len(rows.report_ids)
-            if self._cache is not None:
-                self._cache.finished(list(outcome.views.values()), outcome.owners)
-                self._cache.forget(batch)  # anything not in views (exhausted, skipped): the store knows
-            self._notifier.notify(outcome.finished)
-            self._notifier.notify(outcome.skipped)
+            items = await self._queue.take()
+            for part, outcome in await isolate(items, self._score):
+                if isinstance(outcome, Exception):
+                    # The store failed (disk full, database locked too long) even for this job alone: it is still
+                    # unfinished in the database, so put it back (alone) and try again shortly. Nothing is dropped.
+                    log.error("scoring failed; job re-queued", extra={"jobs": len(part), "error": repr(outcome)})
+                    await asyncio.sleep(1.0)
+                    for job_id, n_reports, _ in part:
+                        await self._queue.put((job_id, n_reports, True))
+                    continue
+                self._finished([job_id for job_id, _, _ in part], outcome)
+
+    async def _score(self, items: list[_Queued]) -> BatchOutcome:
+        """Score the jobs in one model call and one result transaction, on this runner's threads."""
+        assert self._executor is not None
+        batch = [job_id for job_id, _, _ in items]
+        if self._cache is not None:
+            self._cache.started(batch)
+        work = functools.partial(
+            score_jobs,
+            db=self._db,
+            model=self._registry.current,
+            job_ids=batch,
+            max_attempts=self._max_attempts,
+            write=self._committer.run_sync if self._committer is not None else None,
+            features={job_id: self._features[job_id] for job_id in batch if job_id in self._features},
+        )
+        future = asyncio.get_running_loop().run_in_executor(self._executor, work)
+        self._in_flight.add(future)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._in_flight.discard(future)
+
+    def _finished(self, batch: list[str], outcome: BatchOutcome) -> None:
+        self._pending -= len(batch)
+        for job_id in batch:
+            rows = self._features.pop(job_id, None)
+            if rows is not None:
+                self._features_reports -= len(rows.report_ids)
+        if self._cache is not None:
+            self._cache.finished(list(outcome.views.values()), outcome.owners)
+            self._cache.forget(batch)  # anything not in views (exhausted, skipped): the store knows
+        self._notifier.notify(outcome.finished)
+        self._notifier.notify(outcome.skipped)
 
     async def stop(self, *, drain_s: float) -> None:
         self._closing = True
@@ -185,7 +182,10 @@ class InProcessRunner:
         for task in self._dispatchers:
             task.cancel()
         if in_flight:
-            _, not_done = await asyncio.wait(in_flight, timeout=drain_s)
+            done, not_done = await asyncio.wait(in_flight, timeout=drain_s)
+            for future in done:  # their dispatchers are gone: a failure is theirs to log, not asyncio's
+                if not future.cancelled() and future.exception() is not None:
+                    log.warning("shutdown: in-flight scoring failed", exc_info=future.exception())
             if not_done:
                 log.warning("shutdown: in-flight scoring did not finish in time", extra={"batches": len(not_done)})
         await asyncio.gather(*self._dispatchers, return_exceptions=True)

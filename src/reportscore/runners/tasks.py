@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from reportscore.gc_tuning import tune_gc
 from reportscore.monitoring import metrics
 from reportscore.monitoring.logs import flush_logs
-from reportscore.runners.celery_app import SCORE_JOBS_TASK, SCORE_TASK
+from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.runners.worker_state import get_state, reset_state
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings

@@ -7,7 +7,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from reportscore.runners.notify import RedisPublisher
+from reportscore.jobs.notifications import RedisPublisher
 from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
 from reportscore.settings import Settings

@@ -3,6 +3,8 @@
 Requests queue their reports; one dispatcher takes everything queued (up to ``max_reports``, waiting at most
 ``max_wait_ms`` for more once the first arrives), scores it in ONE model call on a dedicated thread, and hands each
 request its slice. While a batch is being scored the next one fills up, so batches grow with load by themselves.
+When the model call fails, each request of the batch is scored alone (:func:`reportscore.batching.isolate`): only
+a request whose own reports fail gets the error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from reportscore.batching import AsyncBatches, Limits, isolate
 from reportscore.monitoring import metrics
 from reportscore.scoring.features import REPORT_FIELDS
 from reportscore.scoring.registry import ModelRegistry, ServingModel
@@ -24,7 +27,6 @@ class Scored:
     scores: list[float]
     model: ServingModel
     predict_ms: float
-    batch_reports: int
 
 
 _Request = tuple[Sequence[Mapping[str, Any]], "asyncio.Future[Scored]"]
@@ -33,15 +35,16 @@ _Request = tuple[Sequence[Mapping[str, Any]], "asyncio.Future[Scored]"]
 class MicroBatcher:
     def __init__(self, registry: ModelRegistry, *, max_reports: int, max_wait_ms: float) -> None:
         self._registry = registry
-        self._max_reports = max_reports
-        self._max_wait_s = max_wait_ms / 1000.0
-        self._queue: asyncio.Queue[_Request] | None = None
+        self._limits: Limits[_Request] = Limits(
+            max_size=max_reports, size=lambda request: len(request[0]), linger_s=max_wait_ms / 1000.0
+        )
+        self._queue: AsyncBatches[_Request] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-scoring")
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._queue = AsyncBatches(self._limits)
         self._task = asyncio.create_task(self._dispatch())
 
     async def stop(self) -> None:
@@ -58,40 +61,31 @@ class MicroBatcher:
 
     async def _dispatch(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            total = len(batch[0][0])
-            deadline = loop.time() + self._max_wait_s
-            while total < self._max_reports:
-                if self._queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), timeout=remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    item = self._queue.get_nowait()
-                batch.append(item)
-                total += len(item[0])
+            batch = await self._queue.take()
             model = self._registry.current
-            try:
-                scores, predict_ms = await loop.run_in_executor(self._executor, _predict, model, batch)
-            except Exception as exc:
-                metrics.observe_predict_error(model_version=model.version, source="sync")
-                for _, future in batch:
+
+            async def run(requests: list[_Request], model: ServingModel = model) -> tuple[list[float], float]:
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(self._executor, _predict, model, requests)
+                except Exception:
+                    metrics.observe_predict_error(model_version=model.version, source="sync")
+                    raise
+
+            for requests, outcome in await isolate(batch, run):
+                if isinstance(outcome, Exception):
+                    for _, future in requests:
+                        if not future.done():
+                            future.set_exception(outcome)
+                    continue
+                self.batches += 1
+                scores, predict_ms = outcome
+                start = 0
+                for reports, future in requests:
+                    end = start + len(reports)
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.batches += 1
-            start = 0
-            for reports, future in batch:
-                end = start + len(reports)
-                if not future.done():
-                    future.set_result(Scored(scores[start:end], model, predict_ms, total))
-                start = end
+                        future.set_result(Scored(scores[start:end], model, predict_ms))
+                    start = end
 
 
 def _predict(model: ServingModel, batch: list[_Request]) -> tuple[list[float], float]:

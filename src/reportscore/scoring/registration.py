@@ -20,7 +20,8 @@ from reportscore.scoring import store as artifact_store
 from reportscore.scoring.features import REPORT_FIELDS, FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import ModelLoadError
 from reportscore.scoring.registry import ServingModel, formats_with, load_model_dir, sha256_file
-from reportscore.scoring.store import StoreError, open_store
+from reportscore.scoring.store import StoreError
+from reportscore.scoring.stores import open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.models import ModelVersion

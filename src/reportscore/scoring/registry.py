@@ -21,7 +21,8 @@ import numpy as np
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
-from reportscore.scoring.store import ArtifactStore, StoreUnavailableError, open_store
+from reportscore.scoring.store import ArtifactStore, StoreUnavailableError
+from reportscore.scoring.stores import open_store
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 

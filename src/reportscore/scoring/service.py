@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from sqlalchemy.orm import Session
 
+from reportscore.jobs.views import TaskView
 from reportscore.monitoring import metrics
-from reportscore.reports.service import TaskView
 from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database

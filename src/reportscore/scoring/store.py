@@ -1,7 +1,8 @@
 """Where registered model artifacts live: a directory per version (artifact, ``schema.json``, ``metadata.json``,
 ``reference.json``) under ``<store>/<name>/<version>/``.
 
-One interface, two implementations chosen once from ``REPORTSCORE_MODEL_STORE_URL`` by :func:`open_store`:
+One interface, two implementations chosen once from ``REPORTSCORE_MODEL_STORE_URL`` by
+:func:`reportscore.scoring.stores.open_store`:
 
 - ``file://`` (:class:`LocalStore`): a local directory in embedded mode, a shared volume in distributed mode. A
   version is written to a staging directory on the same filesystem and renamed into place, so a reader never sees
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 if TYPE_CHECKING:
-    from reportscore.settings import Settings
+    pass
 
 
 class StoreError(ValueError):
@@ -106,23 +107,3 @@ def local_path(uri: str) -> Path:
     if parsed.scheme != "file":
         raise StoreError(f"artifact URI {uri!r} is not a file:// URI")
     return Path(unquote(parsed.path))
-
-
-def open_store(settings: Settings) -> ArtifactStore:
-    """The store of ``REPORTSCORE_MODEL_STORE_URL``: the one place that looks at its scheme."""
-    url = settings.effective_model_store_url
-    scheme = urlparse(url).scheme
-    if scheme == "file":
-        return LocalStore(url)
-    if scheme == "s3":
-        from reportscore.scoring.object_store import ObjectStore
-
-        return ObjectStore(
-            url,
-            endpoint_url=settings.model_store_endpoint_url,
-            region=settings.model_store_region,
-            cache_dir=settings.effective_model_cache_dir,
-        )
-    raise StoreError(
-        f"model store {url!r}: use file:///path (a local directory or a shared volume) or s3://bucket/prefix"
-    )

@@ -76,8 +76,6 @@ class Database:
         self.batch_claims = not embedded
         """A claim can lock and take other pending jobs without waiting for rows another worker holds (``FOR UPDATE
         SKIP LOCKED``): ``claim_jobs(extra_pending=...)`` is available."""
-        self.is_sqlite = embedded
-        """For storage's own modules only; callers outside storage ask a capability above."""
         writer: JobWriter = SqliteJobWriter() if embedded else PostgresJobWriter()  # chosen once, for every session
         if embedded:
             database = make_url(url).database

@@ -1,12 +1,13 @@
 """Group commit: concurrent writers share one transaction, so N requests cost one durable commit instead of N.
 
-A group first runs every caller's work straight in the shared transaction (a SAVEPOINT per caller cost more than
-the work itself). If any work raises, that transaction is rolled back and the group runs again with each caller's
-work in its own SAVEPOINT, so one caller's error (an idempotency conflict, a constraint) rolls back only its own
-part; work must therefore be safe to run twice (each run starts from what is committed). Results are handed back
-only after the COMMIT returned, so what a ``202`` promises is unchanged: the caller's rows are durable.
+A group (taken by :class:`reportscore.batching.ThreadBatches`) runs every caller's work straight in the shared
+transaction (a SAVEPOINT per caller cost more than the work itself). If any work raises, that transaction is rolled
+back and each caller's work runs again in a transaction of its own (:func:`reportscore.batching.isolate_sync`), so
+one caller's error (an idempotency conflict, a constraint) fails only that caller; work must therefore be safe to
+run twice (each run starts from what is committed). Results are handed back only after the COMMIT returned, so what
+a ``202`` promises is unchanged: the caller's rows are durable.
 
-On PostgreSQL, work items with the same non-None ``batch_key`` attribute run together through their ``run_batch(session,
+Work items with the same non-None ``batch_key`` attribute run together through their ``run_batch(session,
 items)`` (a list of results in the same order), so a group of submits can insert all its rows in a few
 statements; on a failure the isolated retry runs each item alone as usual.
 """
@@ -14,19 +15,16 @@ statements; on a failure the isolated retry runs each item alone as usual.
 from __future__ import annotations
 
 import asyncio
-import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from reportscore.batching import Limits, ThreadBatches, isolate_sync
 from reportscore.storage.db import Database
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Item = tuple[Callable[[Session], Any], Future[Any]]
 
@@ -34,9 +32,9 @@ _Item = tuple[Callable[[Session], Any], Future[Any]]
 class GroupCommitter:
     def __init__(self, db: Database, *, max_group: int = 256, linger_ms: float = 0.3) -> None:
         self._db = db
-        self._max_group = max_group
-        self._linger_s = linger_ms / 1000.0
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        # Requests answered together (a micro-batch of /score) arrive a few microseconds apart: the linger waits a
+        # moment for them, a fraction of what the durable commit costs, so they share one.
+        self._queue: ThreadBatches[_Item] = ThreadBatches(Limits(max_items=max_group, linger_s=linger_ms / 1000.0))
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self.groups = 0
         self.items = 0
@@ -51,7 +49,7 @@ class GroupCommitter:
         gets an error instead of waiting forever; its jobs stay unfinished for the next start)."""
         with self._lock:
             self._stopped = True
-            self._queue.put(None)
+            self._queue.close()
         self._thread.join(timeout=30)
 
     def _enqueue(self, work: Callable[[Session], Any], future: Future[Any]) -> None:
@@ -72,68 +70,24 @@ class GroupCommitter:
         return future.result()
 
     def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            linger_until = time.monotonic() + self._linger_s
-            while len(group) < self._max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    # Requests answered together (a micro-batch of /score) arrive a few microseconds apart: wait a
-                    # moment for them, a fraction of what the durable commit costs, so they share one.
-                    remaining = linger_until - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    self._queue.put(None)  # finish this group, then stop
-                    break
-                group.append(nxt)
+        while (group := self._queue.take()) is not None:
             self._commit(group)
 
     def _commit(self, group: list[_Item]) -> None:
-        try:
-            with self._db.write() as session:
-                if self._db.is_sqlite:  # one row at a time is as fast there, and the order stays as queued
-                    results = [work(session) for work, _ in group]
-                else:
-                    results = _run_all(session, [work for work, _ in group])
-        except Exception:
-            self._commit_isolated(group)  # someone's work failed: find whose, without losing the others'
-            return
-        self.groups += 1
-        self.items += len(group)
-        for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
-
-    def _commit_isolated(self, group: list[_Item]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        try:
-            with self._db.write() as session:
-                for work, future in group:
-                    try:
-                        with session.begin_nested():
-                            outcomes.append((future, work(session), None))
-                    except Exception as exc:
-                        outcomes.append((future, None, exc))
-        except Exception as exc:  # the transaction itself failed: nothing of this group is durable
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        self.groups += 1
-        self.items += len(group)
-        for future, result, error in outcomes:
-            if error is not None:
-                future.set_exception(error)
-            else:
+        for items, outcome in isolate_sync(group, self._transaction):
+            if isinstance(outcome, Exception):
+                for _, future in items:
+                    future.set_exception(outcome)
+                continue
+            self.groups += 1
+            self.items += len(items)
+            for (_, future), result in zip(items, outcome, strict=True):
                 future.set_result(result)
+
+    def _transaction(self, group: list[_Item]) -> list[Any]:
+        """Every work of the group in one transaction: their results once it committed."""
+        with self._db.write() as session:
+            return _run_all(session, [work for work, _ in group])
 
 
 def _run_all(session: Session, works: list[Callable[[Session], Any]]) -> list[Any]:

@@ -1,10 +1,7 @@
 """Submit a batch of reports (``/predict``, alias ``/submit``) and read its task (``/task/{task_id}``)."""
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,12 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator, Discriminator, Field, Tag, TypeAdapter
 from pydantic_core import PydanticCustomError
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import Principal, requires
 from reportscore.api.deps import AppState, require_json
-from reportscore.api.results import result_body, task_result, task_result_json
 from reportscore.api.schemas.reports import EXAMPLE_CALLBACK_URL, EXAMPLE_REPORTS, ReportIn, SubmitBodyBase
 from reportscore.api.schemas.tasks import (
     ErrorBody,
@@ -33,8 +28,9 @@ from reportscore.api.schemas.tasks import (
 )
 from reportscore.api.unions import UntaggedUnionRoute
 from reportscore.callbacks.urls import AllowList, UnsafeCallbackUrl, check_url
+from reportscore.jobs import views as task_views
+from reportscore.jobs.service import Answer, task_answer
 from reportscore.moderation import service as moderation_service
-from reportscore.reports import service as reports_service
 from reportscore.settings import Settings
 
 READ_TASK_OPERATION = "read_task"
@@ -303,78 +299,20 @@ async def _submit(
     idempotency_key: str | None,
     callback_url: str | None = None,
 ) -> Any:
-    answer = await submit_answer(state, principal, dump_reports(reports), idempotency_key, callback_url)
-    if answer.task_id is not None:
-        request.state.task_id = answer.task_id
-    return answer.response()
-
-
-@dataclass(slots=True)
-class Answer:
-    """A hot route's answer, rendered by the route (``response()``) or by the fast path (:mod:`api.fastpath`)."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] | None = None
-    task_id: str | None = None
-    """For the access log."""
-
-    def response(self) -> Response:
-        return _json(self.body, status_code=self.status, headers=self.headers)
-
-
-async def submit_answer(
-    state: AppState,
-    principal: Principal,
-    payload: list[dict[str, Any]],
-    idempotency_key: str | None,
-    callback_url: str | None = None,
-) -> Answer:
-    """Store the validated reports as one durable job and queue it: 202 once committed (409 for a reused
-    Idempotency-Key with another body, 503 while too many jobs are pending)."""
-    runner = state.runner
-    if not runner.has_capacity():
-        return Answer(
-            503,
-            {"detail": f"too many pending jobs ({runner.pending()}); retry later"},
-            {"Retry-After": str(state.settings.retry_after_s)},
-        )
-    work = reports_service.submission(
-        reports=payload,
+    answer = await state.jobs.submit(
         owner=principal.tenant,
+        reports=dump_reports(reports),
         idempotency_key=idempotency_key,
-        ttl_s=state.settings.idempotency_ttl_s,
         callback_url=callback_url,
     )
-    runner.reserve()
-    try:
-        try:
-            submitted = await state.committer.run(work)
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            submitted = await state.committer.run(work)  # lost a race for this key: now it reads the winner's job
-    except reports_service.IdempotencyConflict:
-        runner.release()
-        return Answer(409, {"detail": "this Idempotency-Key was already used with a different request body"})
-    except BaseException:
-        runner.release()
-        raise
-    if submitted.created:
-        runner.submit(
-            submitted.job_id,
-            len(payload),
-            owner=principal.tenant,
-            features=reports_service.handover(submitted, payload) if runner.uses_features else None,
-        )
-    else:
-        runner.release()
-    return Answer(
-        202,
-        {"task_id": submitted.job_id, "status": "PENDING"},
-        {"Location": f"/task/{submitted.job_id}"},
-        submitted.job_id,
-    )
+    return respond(request, answer)
+
+
+def respond(request: Request, answer: Answer) -> Response:
+    """The jobs service's answer as this route's response (its task id noted for the access log)."""
+    if answer.task_id is not None:
+        request.state.task_id = answer.task_id
+    return _json(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 def _json(body: Any, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -382,122 +320,17 @@ def _json(body: Any, *, status_code: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json")
 
 
-async def _lookup(state: AppState, owner: str, task_id: str) -> reports_service.TaskView | None:
-    """The task from this process's cache, else from the store (a finished one is then cached: it never changes)."""
-    view = state.tasks.get(task_id, owner=owner)
-    if view is not None:
-        return view
-    view = await run_in_threadpool(reports_service.get_task, db=state.db, task_id=task_id, owner=owner)
-    if view is not None and view.done:
-        state.tasks.remember(view, owner=owner)
-    return view
-
-
-async def _wait_for_task(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
-    """Long-poll: read once, then sleep until the job's finish is announced (no polling while notifications are
-    reliable; a re-read once a second while they are not).
-
-    A job this process accepted moments ago (a valid pending hint) is almost always still pending, and its finish
-    will be announced here: the first read is skipped and the first wait is capped at the hint's validity. After
-    that wake-up or timeout the task is read for real, so the caller never sees the hint itself."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    with state.notifier.subscribe(task_id) as finished:  # subscribe before reading: no finish is missed
-        hint_s = _pending_hint_s(state, owner, task_id)
-        if hint_s is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(hint_s, deadline - loop.time())):
-                    await finished.wait()
-            finished.clear()
-        view = await _lookup(state, owner, task_id)
-        while view is not None and not view.done:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            timeout = remaining if state.notifier.reliable else min(remaining, 1.0)
-            try:
-                async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
-                    await finished.wait()
-            except TimeoutError:
-                if state.notifier.reliable and loop.time() >= deadline:
-                    break
-            finished.clear()
-            view = await _lookup(state, owner, task_id)
-    return view
-
-
-def _pending_hint_s(state: AppState, owner: str, task_id: str) -> float | None:
-    """How long the job's pending hint stays valid; None when the first read must not be skipped (no hint, another
-    owner's, recorded before the subscription was last re-established, expired, or the task is already cached)."""
-    subscriber = state.subscriber
-    epoch = None if subscriber is None else subscriber.live_epoch()
-    if epoch is None:
-        return None
-    hint_s = state.tasks.pending_hint(task_id, owner=owner, epoch=epoch)
-    if hint_s is None or state.tasks.get(task_id, owner=owner) is not None:
-        return None
-    return hint_s
-
-
 async def _score(
     request: Request, state: AppState, principal: Principal, reports: list[ReportIn], persist: bool
 ) -> Any:
-    answer = await score_answer(state, principal, dump_reports(reports), persist, datetime.now(UTC))
-    if answer.task_id is not None:
-        request.state.task_id = answer.task_id
-    return answer.response()
-
-
-async def score_answer(
-    state: AppState, principal: Principal, payload: list[dict[str, Any]], persist: bool, received_at: datetime
-) -> Answer:
-    """Score in this request through the process's micro-batcher; with ``persist`` the job is committed first."""
-    scored = await state.batcher.score(payload)
-    task_id = None
-    if persist:
-        task_id = await state.committer.run(
-            reports_service.scored_submission(
-                reports=payload,
-                scores=scored.scores,
-                owner=principal.tenant,
-                model_name=scored.model.name,
-                model_version=scored.model.version,
-                predict_ms=scored.predict_ms,
-                received_at=received_at,
-            )
-        )
-    return Answer(
-        200,
-        {
-            "score": scored.scores,
-            "model": {"name": scored.model.name, "version": scored.model.version},
-            "task_id": task_id,
-        },
-        task_id=task_id,
+    answer = await state.jobs.score(
+        owner=principal.tenant, reports=dump_reports(reports), persist=persist, received_at=datetime.now(UTC)
     )
+    return respond(request, answer)
 
 
 def _not_found(task_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"task {task_id} not found"}, status_code=404)
-
-
-async def task_view(state: AppState, owner: str, task_id: str, wait: float) -> reports_service.TaskView | None:
-    """The task (None: unknown, or another tenant's), long-polling up to ``wait`` seconds (capped) for it to end."""
-    wait = min(wait, state.settings.long_poll_max_s)
-    if wait > 0:
-        return await _wait_for_task(state, owner, task_id, wait)
-    return await _lookup(state, owner, task_id)
-
-
-def task_answer(task_id: str, view: reports_service.TaskView | None) -> Answer:
-    """``GET /task/{id}`` without reasons: 404, 202 while pending, or the result (built directly: the hottest
-    answer; a task with a callback also shows its delivery state)."""
-    if view is None:
-        return Answer(404, {"detail": f"task {task_id} not found"}, task_id=task_id)
-    if not view.done:
-        status = "STARTED" if view.status == "STARTED" else "PENDING"
-        return Answer(202, {"task_id": task_id, "status": status}, task_id=task_id)
-    return Answer(200, result_body(view) if view.callback is None else task_result_json(view), task_id=task_id)
 
 
 async def _read_task(
@@ -508,21 +341,19 @@ async def _read_task(
     except ValueError:
         return _not_found(task_id)
     request.state.task_id = task_id
-    view = await task_view(state, principal.tenant, task_id, wait)
+    view = await state.jobs.read(owner=principal.tenant, task_id=task_id, wait=wait)
     if not (explain and view is not None and view.status == "SUCCESS" and view.reports):
-        return task_answer(task_id, view).response()
-    result = task_result(view)
+        return respond(request, task_answer(task_id, view))
     reasons = await run_in_threadpool(
         moderation_service.task_reasons, db=state.db, explainer=state.explainer, task_id=task_id
     )
-    result.reports = [
+    body = task_views.task_body(view)
+    body["reports"] = [
         ExplainedReportRef(
             id=r.id,
             report_id=r.client_report_id,
             reasons=None if reasons.get(r.id) is None else [Reason.model_validate(x) for x in reasons[r.id]],
-        )
+        ).model_dump(mode="json")
         for r in view.reports
     ]
-    return JSONResponse(
-        result.model_dump(mode="json", exclude={"callback"} if view.callback is None else None), status_code=200
-    )
+    return JSONResponse(body, status_code=200)

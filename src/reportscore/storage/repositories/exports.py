@@ -55,7 +55,7 @@ class ExportRange:
 
 
 def _report_rows(rng: ExportRange, *columns: Any) -> Select[Any]:
-    """Reports joined with their job, score and stored reasons, restricted to ``rng``: the one query every read starts from."""
+    """Reports with their job, score and stored reasons, restricted to ``rng``: the one query every read starts from."""
     conditions = [Job.created_at < rng.until]
     if rng.since is not None:
         conditions.append(Job.created_at >= rng.since)

@@ -6,7 +6,6 @@ many finished jobs the table holds (the gauges are read at every scrape and ever
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,14 +35,6 @@ def queue_stats(session: Session) -> QueueStats:
     pending, oldest = by_status.get(JobStatus.PENDING, (0, None))
     started, _ = by_status.get(JobStatus.STARTED, (0, None))
     return QueueStats(pending=pending, started=started, oldest_pending_created_at=oldest)
-
-
-def created_at_of(session: Session, job_ids: Sequence[str]) -> dict[str, datetime]:
-    """When each of these jobs was accepted (for end-to-end latency)."""
-    if not job_ids:
-        return {}
-    rows = session.execute(select(Job.id, Job.created_at).where(Job.id.in_(list(job_ids)))).all()
-    return {job_id: created_at for job_id, created_at in rows}
 
 
 @dataclass(frozen=True)

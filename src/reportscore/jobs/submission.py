@@ -1,4 +1,4 @@
-"""Ingest a batch of reports as one durable job, and read a job's state and scores."""
+"""Ingest a batch of reports as one durable job (its unit of work, run by the group committer or on its own)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reportscore.storage.db import Database
-from reportscore.storage.models import JobStatus
-from reportscore.storage.repositories import callbacks as callbacks_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 
 
@@ -182,84 +180,3 @@ def scored_submission(
         return job_id
 
     return work
-
-
-@dataclass(frozen=True)
-class CallbackView:
-    """The delivery of a finished job's callback."""
-
-    status: str
-    attempts: int
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """A job as the API shows it."""
-
-    task_id: str
-    status: JobStatus
-    n_reports: int
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    model_name: str | None
-    model_version: str | None
-    predict_ms: float | None
-    error: str | None
-    reports: list[jobs_repo.ScoredReport] | None
-    callback: CallbackView | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status in (JobStatus.SUCCESS, JobStatus.FAILURE)
-
-
-def get_task(*, db: Database, task_id: str, owner: str) -> TaskView | None:
-    """The job and, when it succeeded, its reports' scores in request order; None for an unknown id or another
-    owner's job (the caller cannot tell the two apart)."""
-    with db.read_connection() as conn:
-        job = jobs_repo.get_job_row(conn, job_id=task_id, owner=owner)
-        if job is None:
-            return None
-        reports = jobs_repo.get_job_reports(conn, task_id) if job.status == JobStatus.SUCCESS else None
-    callback = None
-    if job.callback_url is not None:  # only tasks that asked for a callback pay for this read
-        with db.read() as session:
-            delivery = callbacks_repo.get_delivery(session, task_id)
-        if delivery is not None:
-            callback = CallbackView(
-                status=delivery.status.value,
-                attempts=delivery.attempts,
-                last_attempt_at=delivery.last_attempt_at,
-                last_status_code=delivery.last_status_code,
-                last_error=delivery.last_error,
-                finished_at=delivery.finished_at,
-            )
-    return TaskView(
-        task_id=job.id,
-        status=job.status,
-        n_reports=job.n_reports,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        model_name=job.model_name,
-        model_version=job.model_version,
-        predict_ms=job.predict_ms,
-        error=job.error,
-        reports=reports,
-        callback=callback,
-    )
-
-
-def get_task_for_callback(*, db: Database, task_id: str) -> TaskView | None:
-    """The job as its owner would read it, for the callback dispatcher (which acts for the owner)."""
-    with db.read() as session:
-        job = jobs_repo.get_job(session, task_id)
-        owner = None if job is None else job.owner
-    return None if owner is None else get_task(db=db, task_id=task_id, owner=owner)

@@ -17,17 +17,14 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from reportscore.reports.service import TaskView
-from reportscore.storage.models import JobStatus
-from reportscore.storage.repositories.jobs import ScoredReport
+from reportscore.jobs.views import TaskView, from_wire, to_wire
 
 if TYPE_CHECKING:
-    from reportscore.reports.cache import TaskCache
+    from reportscore.jobs.cache import TaskCache
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +92,7 @@ def encode_done(
         budget -= 1 + (len(view.reports) if view.reports else 0)
         if budget < 0:
             break
-        results[job_id] = {
-            "owner": owner,
-            "status": view.status.value,
-            "n_reports": view.n_reports,
-            "attempts": view.attempts,
-            "created_at": view.created_at,
-            "started_at": view.started_at,
-            "finished_at": view.finished_at,
-            "model_name": view.model_name,
-            "model_version": view.model_version,
-            "predict_ms": view.predict_ms,
-            "error": view.error,
-            "reports": None if view.reports is None else [(r.id, r.client_report_id, r.score) for r in view.reports],
-        }
+        results[job_id] = to_wire(view, owner)
     if not results:
         return head
     return head + b"\n" + orjson.dumps(results)
@@ -125,35 +109,10 @@ def decode_results(results: bytes, wanted: Iterable[str]) -> list[tuple[str, Tas
     found = orjson.loads(results)
     out: list[tuple[str, TaskView]] = []
     for job_id in wanted:
-        r = found.get(job_id)
-        if r is None:
-            continue
-        out.append(
-            (
-                r["owner"],
-                TaskView(
-                    task_id=job_id,
-                    status=JobStatus(r["status"]),
-                    n_reports=r["n_reports"],
-                    attempts=r["attempts"],
-                    created_at=datetime.fromisoformat(r["created_at"]),
-                    started_at=_dt(r["started_at"]),
-                    finished_at=_dt(r["finished_at"]),
-                    model_name=r["model_name"],
-                    model_version=r["model_version"],
-                    predict_ms=r["predict_ms"],
-                    error=r["error"],
-                    reports=None
-                    if r["reports"] is None
-                    else [ScoredReport(id=i, client_report_id=c, score=s) for i, c, s in r["reports"]],
-                ),
-            )
-        )
+        wire = found.get(job_id)
+        if wire is not None:
+            out.append(from_wire(job_id, wire))
     return out
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
 
 
 class RedisPublisher:

@@ -17,13 +17,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TypeVar
 
-from reportscore.reports.service import TaskView
+from reportscore.jobs.views import TaskView, pending_view
 from reportscore.storage.models import JobStatus
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 V = TypeVar("V")
 
 
@@ -96,23 +94,7 @@ class TaskCache:
         pending = self._pending.get(job_id)
         if pending is None or pending.owner != owner:
             return None
-        return TaskView(
-            task_id=job_id,
-            status=pending.status,
-            n_reports=pending.n_reports,
-            attempts=0,
-            created_at=_EPOCH,  # not shown for an unfinished task
-            started_at=None,
-            finished_at=None,
-            model_name=None,
-            model_version=None,
-            predict_ms=None,
-            error=None,
-            reports=None,
-        )
-
-    def pending_count(self) -> int:
-        return len(self._pending)
+        return pending_view(job_id, status=pending.status, n_reports=pending.n_reports)
 
     # --- pending hints (distributed mode) -----------------------------------------------------------------------
     def hint_pending(self, job_id: str, *, owner: str, epoch: int, valid_s: float, now: float | None = None) -> None:
