@@ -68,7 +68,9 @@ class ScoreCache:
         if n == 0:
             return predict(matrix)
         rows = np.ascontiguousarray(matrix)
-        keys = [rows[i].tobytes() for i in range(n)]
+        width = rows.shape[1] * rows.itemsize
+        buf = rows.tobytes()
+        keys = [buf[i : i + width] for i in range(0, n * width, width)]
         found = self._memory_get(model_key, keys)
         memory_hits = n - found.count(None)
         redis_hits = 0
@@ -100,14 +102,15 @@ class ScoreCache:
         if self.size == 0:
             return [None] * len(keys)
         out: list[float | None] = []
+        append = out.append
         with self._lock:
-            entries = self._entries
+            get, to_end = self._entries.get, self._entries.move_to_end
             for k in keys:
                 full = (model_key, k)
-                v = entries.get(full)
+                v = get(full)
                 if v is not None:
-                    entries.move_to_end(full)
-                out.append(v)
+                    to_end(full)
+                append(v)
         return out
 
     def _memory_put(self, model_key: str, items: list[tuple[bytes, float]]) -> None:
@@ -116,11 +119,11 @@ class ScoreCache:
         with self._lock:
             entries = self._entries
             for k, v in items:
-                full = (model_key, k)
-                entries[full] = v
-                entries.move_to_end(full)
-            while len(entries) > self.size:
-                entries.popitem(last=False)
+                entries[(model_key, k)] = v  # a new key goes last; an existing one keeps its place (same score)
+            excess = len(entries) - self.size
+            pop = entries.popitem
+            for _ in range(excess):
+                pop(last=False)
             n = len(entries)
         metrics.set_score_cache_entries(n)
 
