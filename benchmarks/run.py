@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             suite.guarded("mlserver", suite.phase_mlserver, ANCHOR_MATRIX)
             if not args.no_embedded and suite.wants("embedded", CLOSED_MATRIX + NOPERSIST_MATRIX):
                 suite.guarded("embedded", suite.phase_embedded)
-            if not args.no_embedded and any(suite.selected(n) for n in score_cache.names()):
-                suite.guarded("score-cache", lambda: score_cache.phase(suite), ())
             if not args.no_distributed and suite.wants("distributed"):
                 suite.guarded("distributed", suite.phase_distributed)
+            if not args.no_embedded and any(suite.selected(n) for n in score_cache.names()):
+                suite.guarded("score-cache", lambda: score_cache.phase(suite), ())
             if args.profile:
                 try:
                     profile = profile_embedded(suite)
