@@ -98,7 +98,7 @@ class Settings(BaseSettings):
 
     score_cache_size: int = Field(default=0, ge=0)
     """Scores each process keeps in memory, keyed by model version and the report's encoded features (least recently
-    used dropped first; about 200 bytes each). A report seen again is answered without a model call; a promotion or
+    used dropped first; about 250 bytes each). A report seen again is answered without a model call; a promotion or
     rollback never returns another version's score (the version is in the key). 0: off (the default, see
     docs/performance.md: it only pays when the same reports come back)."""
 
