@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from reportscore.reports import service as reports_service
 from reportscore.scoring.cache import ScoreCache, from_settings
 from reportscore.scoring.features import FeatureSchema, FloatMatrix
 from reportscore.scoring.formats.base import Scores
 from reportscore.scoring.registry import ModelRegistry
+from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
+from reportscore.storage.db import Database
 from tests.fakes import FakeModel, fake_serving_model
 
 SCHEMA = FeatureSchema.default()
@@ -177,3 +180,37 @@ def test_settings_build_the_cache_or_none() -> None:
     assert cache.size == 10
     with pytest.raises(ValueError, match="SCORE_CACHE_REDIS"):
         Settings(score_cache_redis=True)
+
+
+def test_queued_jobs_score_through_the_cache_and_a_promotion_rescores(db: Database) -> None:
+    cache = ScoreCache(1000)
+    v1_model, v2_model = FakeModel(), InvertedModel()
+    registry = ModelRegistry(fake_serving_model(v1_model, version="v1"), store=None, cache=cache)  # type: ignore[arg-type]
+    same = [report(1), report(4, "PRF")]
+
+    def scored(reports: list[dict[str, Any]]) -> list[float | None]:
+        job_id = reports_service.submit_job(
+            db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
+        ).job_id
+        outcome = score_jobs(db=db, model=registry.current, job_ids=[job_id])
+        assert outcome.succeeded == [job_id]
+        view_reports = outcome.views[job_id].reports
+        assert view_reports is not None
+        return [r.score for r in view_reports]
+
+    assert scored(same) == pytest.approx([0.2, 0.8])
+    assert scored([*same, report(5)]) == pytest.approx([0.2, 0.8, 1.0])
+    assert v1_model.calls == [2, 1]  # the second job's repeated reports did not reach the model
+    registry.swap(fake_serving_model(v2_model, version="v2"))
+    assert scored(same) == pytest.approx([0.8, 0.2])
+    assert v2_model.calls == [2]
+
+
+def report(popularity: int, abuse_type: str = "MSG") -> dict[str, Any]:
+    return {
+        "abuse_type": abuse_type,
+        "report_text_len": 10,
+        "profile_rating": 1.5,
+        "popularity": popularity,
+        "lifetime_matches_created": 7,
+    }
