@@ -17,6 +17,7 @@ import httpx2 as httpx
 from benchmarks import model_floor, services
 from benchmarks.loadgen import Body, Flow, LoadSpec, make_bodies, run_load
 from benchmarks.resources import wait_idle
+from reportscore.scoring.cache import ScoreCache
 
 if TYPE_CHECKING:
     from benchmarks.suite import Suite
@@ -138,3 +139,57 @@ def phase(suite: Suite) -> None:
         finally:
             server.stop()
             suite.remove_data("score-cache")
+
+
+def seam(seconds: float = 1.0) -> list[dict[str, Any]]:
+    """Microseconds per report at the model call itself (reference model, compiled trees, one thread), B = 1 and 100:
+    the model alone, then through the in-process tier and through the Redis tier alone (``services.REDIS_URL``, a
+    key prefix of its own deleted afterwards), every row a miss (fresh rows) or every row a hit (rows seen before)."""
+    import time
+    import uuid
+
+    import redis
+
+    from reportscore.scoring.synthetic import sample_reports
+
+    model = model_floor.load_reference(threads=1)
+    fresh = model.schema.encode_reports(sample_reports(600_000, seed=11))
+    prefix = f"rsbench-cache-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(services.REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0)
+    out: list[dict[str, Any]] = []
+    try:
+        for batch in (1, 100):
+            tiers: dict[str, ScoreCache | None] = {
+                "model alone": None,
+                "memory": ScoreCache(CACHE_SIZE),
+                "redis": ScoreCache(0, redis=client, redis_prefix=prefix),
+            }
+            for tier, cache in tiers.items():
+                for rows in ("miss", "hit"):
+                    if cache is None and rows == "hit":
+                        continue
+                    offset = 0
+                    calls = 0
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < seconds and offset + batch <= len(fresh):
+                        matrix = fresh[offset : offset + batch] if rows == "miss" else fresh[:batch]
+                        if cache is None:
+                            model.model.predict(matrix)
+                        else:
+                            cache.predict("bench", matrix, model.model.predict)
+                        offset += batch if rows == "miss" else 0
+                        calls += 1
+                    us = (time.perf_counter() - t0) / (calls * batch) * 1e6
+                    out.append({"batch": batch, "tier": tier, "rows": rows, "us_per_report": round(us, 2)})
+                    fresh = fresh[offset:] if rows == "miss" else fresh  # the next miss run gets unseen rows
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+        client.close()
+    return out
+
+
+if __name__ == "__main__":
+    for line in seam():
+        print(line)

@@ -300,12 +300,19 @@ def observe_predict(
     note_serving_model(model_name=model_name, model_version=model_version)
 
 
+_score_cache_hits: dict[str, Counter] = {}
+"""Label children by tier, looked up once: a cache hit costs about as much as this bookkeeping."""
+
+
 @_never_raises
 def observe_score_cache(*, hits: dict[str, int], misses: int) -> None:
     """One lookup of a model call's rows in the score cache: hits by tier, and misses."""
     for tier, n in hits.items():
         if n:
-            SCORE_CACHE_HITS.labels(tier).inc(n)
+            child = _score_cache_hits.get(tier)
+            if child is None:
+                child = _score_cache_hits[tier] = SCORE_CACHE_HITS.labels(tier)
+            child.inc(n)
     if misses:
         SCORE_CACHE_MISSES.inc(misses)
 
