@@ -96,6 +96,20 @@ class Settings(BaseSettings):
     """Score XGBoost boosters with ONNX Runtime's tree ensemble when it reproduces them to 1e-6 on probe rows (~25x
     cheaper per call for a few rows; see ``scoring/formats/tree_compiler.py``). Off: XGBoost predicts."""
 
+    score_cache_size: int = Field(default=0, ge=0)
+    """Scores each process keeps in memory, keyed by model version and the report's encoded features (least recently
+    used dropped first; about 250 bytes each). A report seen again is answered without a model call; a promotion or
+    rollback never returns another version's score (the version is in the key). 0: off (the default, see
+    docs/performance.md: it only pays when the same reports come back)."""
+
+    score_cache_redis: bool = False
+    """Also share cached scores between processes through Redis (REPORTSCORE_REDIS_URL, keys under
+    REPORTSCORE_REDIS_PREFIX), one MGET and one pipelined SET per model call. A Redis failure never fails scoring:
+    it is counted (``reportscore_score_cache_redis_errors_total``) and the cache's Redis tier is skipped for 5 s."""
+
+    score_cache_ttl_s: int = Field(default=3600, ge=1)
+    """Lifetime of a score cached in Redis (the in-process tier is bounded by size instead)."""
+
     worker_threads: int = Field(default=2, ge=1)
     """Embedded mode: scoring threads inside the API process."""
 
@@ -370,6 +384,11 @@ class Settings(BaseSettings):
                 f"task_time_limit_s={self.task_time_limit_s} must be below visibility_timeout_s="
                 f"{self.visibility_timeout_s}: otherwise the broker redelivers a task that is still running. "
                 "Raise REPORTSCORE_VISIBILITY_TIMEOUT_S or lower REPORTSCORE_TASK_TIME_LIMIT_S."
+            )
+        if self.score_cache_redis and self.effective_redis_url is None:
+            raise ConfigurationError(
+                "REPORTSCORE_SCORE_CACHE_REDIS is on but there is no Redis: set REPORTSCORE_REDIS_URL (or a redis:// "
+                "REPORTSCORE_BROKER_URL), or turn the shared score cache off."
             )
         if self.lease_renew_interval_s * 2 > self.lease_s:
             raise ConfigurationError(

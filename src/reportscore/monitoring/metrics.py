@@ -148,6 +148,27 @@ REPORT_SCORE = _histogram(
     ("abuse_type", "model_version"),
     SCORE_BUCKETS,
 )
+SCORE_CACHE_HITS = _counter(
+    "reportscore_score_cache_hits",
+    "Reports whose score came from the score cache instead of the model, by tier (memory: this process; redis: "
+    "shared). Hit ratio: hits / (hits + misses).",
+    ("tier",),
+)
+SCORE_CACHE_MISSES = _counter(
+    "reportscore_score_cache_misses",
+    "Reports the score cache did not hold (scored by the model, then stored).",
+    (),
+)
+SCORE_CACHE_ENTRIES = _gauge(
+    "reportscore_score_cache_entries",
+    "Scores held by the in-process score caches (summed over live processes).",
+    (),
+)
+SCORE_CACHE_REDIS_ERRORS = _counter(
+    "reportscore_score_cache_redis_errors",
+    "Redis calls of the score cache that failed (op: get or set); scoring went on without the Redis tier.",
+    ("op",),
+)
 MODEL_SERVING = _gauge(
     "reportscore_model_serving",
     "Processes serving this model version (each API process and each worker process counts 1; 0 once it moved on).",
@@ -277,6 +298,33 @@ def observe_predict(
             for kind in kinds:
                 observe_many(REPORT_SCORE.labels(str(kind), model_version), scores[column == kind])
     note_serving_model(model_name=model_name, model_version=model_version)
+
+
+_score_cache_hits: dict[str, Counter] = {}
+"""Label children by tier, looked up once: a cache hit costs about as much as this bookkeeping."""
+
+
+@_never_raises
+def observe_score_cache(*, hits: dict[str, int], misses: int) -> None:
+    """One lookup of a model call's rows in the score cache: hits by tier, and misses."""
+    for tier, n in hits.items():
+        if n:
+            child = _score_cache_hits.get(tier)
+            if child is None:
+                child = _score_cache_hits[tier] = SCORE_CACHE_HITS.labels(tier)
+            child.inc(n)
+    if misses:
+        SCORE_CACHE_MISSES.inc(misses)
+
+
+@_never_raises
+def set_score_cache_entries(n: int) -> None:
+    SCORE_CACHE_ENTRIES.set(n)
+
+
+@_never_raises
+def observe_score_cache_redis_error(op: str) -> None:
+    SCORE_CACHE_REDIS_ERRORS.labels(op).inc()
 
 
 @_never_raises

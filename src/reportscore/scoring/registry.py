@@ -11,13 +11,15 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reportscore.scoring import cache as score_cache
+from reportscore.scoring.cache import ScoreCache, model_key
 from reportscore.scoring.features import FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
@@ -62,10 +64,16 @@ class ServingModel:
     model: LoadedModel
     loaded_at: datetime
     warmup_ms: float
+    cache: ScoreCache | None = field(default=None, compare=False, repr=False)
+    """Scores by (this version, encoded row), when the process has a score cache (``ModelRegistry`` attaches it)."""
 
     def score(self, columns: dict[str, Any]) -> Scores:
-        """Encode columnar report fields with the schema and predict, in one vectorized call."""
-        return self.model.predict(self.schema.encode(columns))
+        """Encode columnar report fields with the schema and predict, in one vectorized call (the score cache's
+        misses only, when there is one)."""
+        matrix = self.schema.encode(columns)
+        if self.cache is None:
+            return self.model.predict(matrix)
+        return self.cache.predict(model_key(self.name, self.version, self.sha256), matrix, self.model.predict)
 
 
 def sha256_file(path: Path) -> str:
@@ -152,9 +160,15 @@ class ModelRegistry:
     """
 
     def __init__(
-        self, current: ServingModel, *, store: ArtifactStore, formats: dict[str, ModelFormat] | None = None
+        self,
+        current: ServingModel,
+        *,
+        store: ArtifactStore,
+        formats: dict[str, ModelFormat] | None = None,
+        cache: ScoreCache | None = None,
     ) -> None:
-        self._current = current
+        self._cache = cache
+        self._current = self._with_cache(current)
         self.store = store
         self._formats = formats
         self._failed: tuple[str, str] | None = None
@@ -167,8 +181,12 @@ class ModelRegistry:
 
     def swap(self, model: ServingModel) -> ServingModel:
         """Serve ``model`` from now on (jobs already handed to a worker finish with the old one); returns the old."""
-        old, self._current = self._current, model
+        old, self._current = self._current, self._with_cache(model)
         return old
+
+    def _with_cache(self, model: ServingModel) -> ServingModel:
+        """``model`` scoring through this process's score cache (its entries are keyed by version)."""
+        return model if self._cache is None or model.cache is self._cache else replace(model, cache=self._cache)
 
     def refresh(self, db: Database, *, name: str, threads: int) -> bool:
         """Switch to the database's champion if it changed; True when a switch happened."""
@@ -226,6 +244,7 @@ class ModelRegistry:
             load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats),
             store=open_store(settings),
             formats=formats,
+            cache=score_cache.from_settings(settings),
         )
         if db is not None:
             registry.refresh(db, name=settings.model_name, threads=settings.model_threads)
