@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from reportscore.reports import service as reports_service
+from reportscore.jobs import submission as jobs_submission
 from reportscore.scoring.cache import ScoreCache, from_settings
 from reportscore.scoring.features import FeatureSchema, FloatMatrix
 from reportscore.scoring.formats.base import Scores
@@ -189,7 +189,7 @@ def test_queued_jobs_score_through_the_cache_and_a_promotion_rescores(db: Databa
     same = [report(1), report(4, "PRF")]
 
     def scored(reports: list[dict[str, Any]]) -> list[float | None]:
-        job_id = reports_service.submit_job(
+        job_id = jobs_submission.submit_job(
             db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
         ).job_id
         outcome = score_jobs(db=db, model=registry.current, job_ids=[job_id])
