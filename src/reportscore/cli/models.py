@@ -118,3 +118,25 @@ def models_rollback() -> None:
     with _registry() as (settings, db):
         view = rollback(db=db, settings=settings)
     err.print(f"rolled back: {view.name} {view.version} is the champion")
+
+
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[str, typer.Argument(help="The registered version to score beside the champion.")],
+    fraction: Annotated[float, typer.Option(help="Share of reports it scores (0 < F <= 1).")] = 1.0,
+    off: Annotated[bool, typer.Option("--off", help="Stop shadowing this version (its scores stay).")] = False,
+) -> None:
+    """Score a version beside the champion off the answer's path (at most REPORTSCORE_MAX_SHADOWS at once);
+    every process follows within REPORTSCORE_MODEL_REFRESH_S."""
+    from reportscore.shadow import admin
+
+    with _registry() as (settings, db):
+        if off:
+            stopped = admin.stop_shadow(db=db, settings=settings, version=version)
+            err.print(f"{version} is no longer a shadow" if stopped else f"{version} was not a shadow")
+            return
+        try:
+            shadows = admin.start_shadow(db=db, settings=settings, version=version, fraction=fraction)
+        except ValueError as exc:
+            fail(str(exc))
+    err.print("shadows: " + ", ".join(f"{s.version} (fraction {s.fraction:g})" for s in shadows))

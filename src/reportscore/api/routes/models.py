@@ -7,15 +7,17 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
+from reportscore.api.schemas.shadow import ShadowList
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
 from reportscore.scoring.store import StoreError
+from reportscore.shadow import admin
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -212,6 +214,52 @@ async def promote(state: State, version: str) -> Any:
     except registration.UnknownVersionError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     return ModelVersionOut.of(view)
+
+
+@router.post(
+    "/{version}/shadow",
+    summary="Score a version beside the champion, off the answer's path (every process follows within "
+    "REPORTSCORE_MODEL_REFRESH_S)",
+    response_model=ShadowList,
+    responses={
+        404: {"model": ErrorBody, "description": "Not registered."},
+        409: {"model": ErrorBody, "description": "REPORTSCORE_MAX_SHADOWS shadows already run."},
+    },
+)
+async def shadow(
+    state: State,
+    version: str,
+    fraction: Annotated[float, Query(gt=0, le=1, description="Share of reports it scores")] = 1.0,
+) -> Any:
+    try:
+        shadows = await run_in_threadpool(
+            lambda: admin.start_shadow(
+                db=state.db, settings=state.settings, version=version, fraction=fraction, by="http"
+            )
+        )
+    except registration.UnknownVersionError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except admin.ShadowLimitError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return ShadowList.of(shadows)
+
+
+@router.delete(
+    "/{version}/shadow",
+    summary="Stop shadowing a version (its stored scores stay for comparisons)",
+    response_model=ShadowList,
+    responses={404: {"model": ErrorBody, "description": "Not a shadow."}},
+)
+async def stop_shadow(state: State, version: str) -> Any:
+    def stop() -> list[Any] | None:
+        if not admin.stop_shadow(db=state.db, settings=state.settings, version=version):
+            return None
+        return admin.list_shadows(db=state.db, settings=state.settings)
+
+    shadows = await run_in_threadpool(stop)
+    if shadows is None:
+        raise HTTPException(status_code=404, detail=f"{version} is not a shadow")
+    return ShadowList.of(shadows)
 
 
 async def _lookup(state: AppState, version: str) -> registration.ModelVersionView:
