@@ -19,6 +19,7 @@ from reportscore.scoring.service import score_jobs
 from reportscore.scoring.synthetic import generate_labels, generate_reports, urgency_logit, urgency_probability
 from reportscore.shadow import stats
 from reportscore.shadow.compare import compare
+from reportscore.shadow.evidence import EvidenceError, Requirement
 from reportscore.shadow.scorer import ShadowScorer
 from reportscore.storage.db import Database
 from reportscore.storage.models import ModelShadow, Report, ReportScore, ShadowScore
@@ -176,3 +177,18 @@ def test_the_streamed_comparison_equals_scikit_learn_on_the_rows_in_the_store(sc
     assert sampled.n_reports == N_REPORTS
     assert sampled.n_sampled == 1000
     assert sampled.agreement["pearson"] == result.agreement["pearson"]
+
+
+def test_promotion_evidence_passes_a_real_improvement_and_refuses_with_the_numbers_otherwise(
+    scored_store: Database,
+) -> None:
+    better = compare(db=scored_store, champion="champ", challenger="rule", resamples=300)
+    assert "meets the required 0.01" in Requirement.parse("auc:0.01").check(better)
+    assert "meets" in Requirement.parse("brier:1%").check(better)
+    with pytest.raises(EvidenceError, match=r"roc_auc 0\.\d{4} -> 0\.\d{4} .* below the required improvement of 50%"):
+        Requirement.parse("auc:50%").check(better)
+    same = compare(db=scored_store, champion="champ", challenger="copy", resamples=300)
+    with pytest.raises(EvidenceError, match="not distinguishable from no improvement"):
+        Requirement.parse("auc:0.01").check(same)
+    with pytest.raises(ValueError, match="METRIC:CHANGE"):
+        Requirement.parse("accuracy:0.1")

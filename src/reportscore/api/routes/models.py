@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -13,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
-from reportscore.api.schemas.shadow import ShadowList
+from reportscore.api.schemas.shadow import ComparisonOut, ShadowList
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
 from reportscore.scoring.store import StoreError
 from reportscore.shadow import admin
+from reportscore.shadow.compare import compare_with_champion
+from reportscore.shadow.evidence import EvidenceError, Requirement
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -191,6 +194,40 @@ async def rollback(state: State) -> Any:
 
 
 @router.get(
+    "/compare",
+    summary="Champion vs challenger on the live reports both scored: agreement, top-k overlap, histograms, and "
+    "on reviewed reports ROC AUC, PR AUC, precision@k and Brier with 95% CIs and a verdict",
+    response_model=ComparisonOut,
+    responses={404: {"model": ErrorBody, "description": "No champion registered."}},
+)
+async def compare(
+    state: State,
+    challenger: Annotated[str, Query(description="The version to compare (a shadow, or an earlier champion)")],
+    champion: Annotated[str | None, Query(description="Default: the current champion")] = None,
+    since: Annotated[datetime | None, Query(description="Scored at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[datetime | None, Query(description="Scored before (ISO 8601 with offset)")] = None,
+    abuse_type: Annotated[Literal["MSG", "PRF"] | None, Query(description="Only this abuse type")] = None,
+) -> Any:
+    if any(t is not None and t.tzinfo is None for t in (since, until)):
+        raise HTTPException(status_code=422, detail="since and until need a UTC offset, e.g. 2026-12-06T00:00:00Z")
+    try:
+        result = await run_in_threadpool(
+            lambda: compare_with_champion(
+                db=state.db,
+                settings=state.settings,
+                challenger=challenger,
+                champion=champion,
+                since=since,
+                until=until,
+                abuse_type=abuse_type,
+            )
+        )
+    except LookupError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    return ComparisonOut(**result.as_dict())
+
+
+@router.get(
     "/{version}",
     summary="Show a version: metadata, feature schema, reference distribution",
     response_model=ModelVersionDetail,
@@ -204,9 +241,31 @@ async def show(state: State, version: str) -> Any:
     "/{version}/promote",
     summary="Make a version the champion (every process switches within REPORTSCORE_MODEL_REFRESH_S)",
     response_model=ModelVersionOut,
-    responses={404: {"model": ErrorBody, "description": "Not registered."}},
+    responses={
+        404: {"model": ErrorBody, "description": "Not registered."},
+        409: {"model": ErrorBody, "description": "``require_better`` was given and the evidence is not there."},
+    },
 )
-async def promote(state: State, version: str) -> Any:
+async def promote(
+    state: State,
+    version: str,
+    require_better: Annotated[
+        str | None,
+        Query(description="Refuse unless the comparison with the champion shows this improvement: auc:0.01 or auc:5%"),
+    ] = None,
+) -> Any:
+    if require_better is not None:
+        try:
+            requirement = Requirement.parse(require_better)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        try:
+            result = await run_in_threadpool(
+                lambda: compare_with_champion(db=state.db, settings=state.settings, challenger=version)
+            )
+            requirement.check(result)
+        except (LookupError, EvidenceError) as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
     try:
         view = await run_in_threadpool(
             lambda: registration.promote(db=state.db, settings=state.settings, version=version, by="http")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -32,3 +33,21 @@ class ShadowList(BaseModel):
                 for s in shadows
             ]
         )
+
+
+class ComparisonOut(BaseModel):
+    """Champion vs challenger on the reports both scored: agreement, histograms (20 bins over 0..1), and on the
+    reviewed reports each model's metrics with the difference's 95% CI (paired bootstrap) and a verdict."""
+
+    champion: str
+    challenger: str
+    n_reports: int
+    """Reports scored by both (sums, means, extremes and histograms cover all of them)."""
+    n_sampled: int
+    """Reports kept for rank statistics (all, or a fixed-seed sample of REPORTSCORE_COMPARE_MAX_REPORTS)."""
+    n_labelled: int
+    agreement: dict[str, Any]
+    histograms: dict[str, list[int]]
+    labelled: dict[str, Any] | None
+    verdict: str
+    """``better``, ``worse`` or ``not distinguishable with n labelled reports`` (by ROC AUC)."""
