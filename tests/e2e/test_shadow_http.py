@@ -45,7 +45,9 @@ def _reports(n: int, seed: int) -> list[dict[str, Any]]:
 
 def _shadow_count(db: Database, version: str) -> int:
     with db.read() as s:
-        return int(s.scalar(select(func.count()).select_from(ShadowScore).where(ShadowScore.model_version == version)))
+        return int(
+            s.scalar(select(func.count()).select_from(ShadowScore).where(ShadowScore.model_version == version)) or 0
+        )
 
 
 def _failed(version: str) -> float:
