@@ -102,6 +102,14 @@ def test_shadows_over_http_never_touch_the_answer_and_feed_the_comparison(tmp_pa
             == 422
         )
 
+        panel = client.get("/dashboard/shadows").json()
+        assert panel["champion"] == "1.0.0"
+        rows = {row["version"]: row for row in panel["shadows"]}
+        assert rows["2.0.0"]["n_reports"] == 105
+        assert rows["9.0.0"]["n_reports"] == 0
+        assert "dashboard/shadows" in client.get("/dashboard/static/dashboard.js").text
+        assert 'id="shadows"' in client.get("/dashboard").text
+
         refused = client.post("/models/2.0.0/promote", params={"require_better": "auc:0.01"})
         assert refused.status_code == 409
         assert "0 labelled reports" in refused.json()["detail"]

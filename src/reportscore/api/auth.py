@@ -76,6 +76,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
     ("GET", "/metrics"): MONITORING,
     ("GET", "/dashboard"): MONITORING,
     ("GET", "/dashboard/data"): MONITORING,
+    ("GET", "/dashboard/shadows"): MONITORING,
     ("GET", "/dashboard/static/{name:path}"): MONITORING,
     ("GET", "/heartbeat"): None,
     ("GET", "/health/live"): None,

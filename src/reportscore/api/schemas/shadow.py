@@ -51,3 +51,26 @@ class ComparisonOut(BaseModel):
     labelled: dict[str, Any] | None
     verdict: str
     """``better``, ``worse`` or ``not distinguishable with n labelled reports`` (by ROC AUC)."""
+
+
+class ShadowPanelRow(BaseModel):
+    """One running shadow against the champion (a bounded sample; ``models compare`` has the full comparison)."""
+
+    version: str
+    fraction: float
+    n_reports: int | None = None
+    n_labelled: int | None = None
+    pearson: float | None = None
+    spearman: float | None = None
+    top_10_overlap: float | None = None
+    roc_auc_champion: float | None = None
+    roc_auc_challenger: float | None = None
+    verdict: str | None = None
+
+
+class ShadowPanel(BaseModel):
+    """The dashboard's shadow panel, recomputed at most every ``ttl_s`` seconds."""
+
+    champion: str | None
+    ttl_s: float
+    shadows: list[ShadowPanelRow]
