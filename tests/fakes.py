@@ -66,7 +66,8 @@ CRASH_TEXT_LEN = 777_777
 
 class FakeFileModel:
     """The fake model as a loadable artifact (for worker processes): popularity / 5, a poison input that raises,
-    and one that kills the process scoring it (as a segfaulting model would)."""
+    and one that kills the process scoring it (as a segfaulting model would). ``raise_on_rating``: every batch
+    holding a report with that profile rating raises (a model that loads and warms up, then fails on traffic)."""
 
     format = "fake"
     feature_names: list[str] | None = None
@@ -75,6 +76,7 @@ class FakeFileModel:
         self._names = FeatureSchema.default().names
         self._sleep_s = float(config.get("sleep_s", 0.0))
         self._nan = bool(config.get("nan", False))
+        self._raise_on_rating = config.get("raise_on_rating")
 
     def predict(self, matrix: FloatMatrix) -> Scores:
         text_len = matrix[:, self._names.index("report_text_len")]
@@ -82,6 +84,9 @@ class FakeFileModel:
             os._exit(13)
         if np.any(text_len == POISON_TEXT_LEN):
             raise ValueError("poison report")
+        rating = matrix[:, self._names.index("profile_rating")]
+        if self._raise_on_rating is not None and np.any(rating == float(self._raise_on_rating)):
+            raise RuntimeError("this model raises on every batch holding a report with this rating")
         if self._sleep_s:
             time.sleep(self._sleep_s)
         scores = matrix[:, self._names.index("popularity")].astype(np.float64) / 5.0

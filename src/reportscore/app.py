@@ -47,6 +47,7 @@ from reportscore.scoring.registry import ChampionWatcher, ModelRegistry, formats
 from reportscore.security import keys
 from reportscore.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from reportscore.settings import Settings
+from reportscore.shadow.scorer import scorer_from_settings
 from reportscore.storage import migrate
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
         )
         notifier = LocalNotifier()
         committer = GroupCommitter(db)
+        # Shadows write through the group committer where one writer does every write (embedded SQLite).
+        shadows = scorer_from_settings(settings, db, write=committer.run_sync if db.single_process else None)
         tasks_cache = TaskCache()
         runner: Runner
         reconciler: Reconciler | None = None
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
                 batch_wait_ms=settings.batch_wait_ms,
                 committer=committer,
                 cache=tasks_cache,
+                shadows=shadows,
             )
         else:
             redis_url = settings.effective_redis_url
@@ -195,6 +199,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
                 batcher=batcher,
                 tasks=tasks_cache,
                 subscriber=subscriber,
+                shadows=shadows,
             ),
             subscriber=subscriber,
         )
@@ -221,6 +226,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
             dispatcher = CallbackDispatcher(db=db, settings=settings, release_leases_at_start=db.single_process)
         committer.start()
         watcher.start()
+        shadows.start()
         await batcher.start()
         await runner.start()
         if subscriber is not None:
@@ -253,6 +259,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
             await monitoring.stop()
             await limiter.close()
             await run_in_threadpool(watcher.stop)
+            await run_in_threadpool(shadows.stop)
             await run_in_threadpool(committer.stop)
             db.dispose()
             log.info("shutdown complete")

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     model_refresh_s: float = Field(default=2.0, gt=0)
     """How often each process checks for a new champion; it then loads, verifies and warms it before switching."""
 
+    max_shadows: int = Field(default=3, ge=0, le=10)
+    """At most this many registered versions shadow the champion at once (each adds one model call per batch)."""
+
+    shadow_max_pending_batches: int = Field(default=8, ge=1)
+    """Scored batches waiting for the shadows in each process; beyond this a shadow that fell behind skips batches
+    (counted by ``reportscore_shadow_skipped_reports_total``) instead of growing a queue."""
+
+    compare_max_reports: int = Field(default=200_000, ge=1000)
+    """A comparison keeps at most this many paired reports (a fixed-seed reservoir sample beyond it) for its rank
+    statistics; sums, means, extremes and histograms always cover every report."""
+
+    compare_bootstrap_resamples: int = Field(default=1000, ge=100, le=10_000)
+    """Paired bootstrap resamples for a comparison's confidence intervals (fixed seed, so results repeat)."""
+
     model_path: Path = REFERENCE_MODEL_DIR
     """Model directory (artifact + ``schema.json`` + ``metadata.json``) registered and promoted as the first
     champion when the registry is empty. Defaults to the bundled reference model."""

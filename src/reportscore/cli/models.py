@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,11 +102,30 @@ def models_show(version: Annotated[str, typer.Argument(help="The version to show
 
 
 @models_app.command("promote")
-def models_promote(version: Annotated[str, typer.Argument(help="The version to serve.")]) -> None:
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    require_better: Annotated[
+        str | None,
+        typer.Option(
+            help="Refuse unless the comparison with the champion shows this improvement: auc:0.01 (absolute) or "
+            "auc:5% (relative); metrics auc, pr_auc, precision@10, brier."
+        ),
+    ] = None,
+) -> None:
     """Make a version the champion; every process switches within REPORTSCORE_MODEL_REFRESH_S, no restart."""
     from reportscore.scoring.registration import promote
 
     with _registry() as (settings, db):
+        if require_better is not None:
+            from reportscore.shadow.compare import compare_with_champion
+            from reportscore.shadow.evidence import EvidenceError, Requirement
+
+            try:
+                requirement = Requirement.parse(require_better)
+                evidence = requirement.check(compare_with_champion(db=db, settings=settings, challenger=version))
+            except (ValueError, LookupError) as exc:
+                fail(f"not promoted: {exc}" if isinstance(exc, EvidenceError) else str(exc))
+            err.print(evidence)
         view = promote(db=db, settings=settings, version=version)
     err.print(f"{view.name} {view.version} is the champion")
 
@@ -118,3 +138,57 @@ def models_rollback() -> None:
     with _registry() as (settings, db):
         view = rollback(db=db, settings=settings)
     err.print(f"rolled back: {view.name} {view.version} is the champion")
+
+
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[str, typer.Argument(help="The registered version to score beside the champion.")],
+    fraction: Annotated[float, typer.Option(help="Share of reports it scores (0 < F <= 1).")] = 1.0,
+    off: Annotated[bool, typer.Option("--off", help="Stop shadowing this version (its scores stay).")] = False,
+) -> None:
+    """Score a version beside the champion off the answer's path (at most REPORTSCORE_MAX_SHADOWS at once);
+    every process follows within REPORTSCORE_MODEL_REFRESH_S."""
+    from reportscore.shadow import admin
+
+    with _registry() as (settings, db):
+        if off:
+            stopped = admin.stop_shadow(db=db, settings=settings, version=version)
+            err.print(f"{version} is no longer a shadow" if stopped else f"{version} was not a shadow")
+            return
+        try:
+            shadows = admin.start_shadow(db=db, settings=settings, version=version, fraction=fraction)
+        except ValueError as exc:
+            fail(str(exc))
+    err.print("shadows: " + ", ".join(f"{s.version} (fraction {s.fraction:g})" for s in shadows))
+
+
+@models_app.command("compare")
+def models_compare(
+    challenger: Annotated[str, typer.Argument(help="The version to compare (a shadow, or an earlier champion).")],
+    champion: Annotated[str | None, typer.Option(help="Default: the current champion.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Scored at or after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Scored before (UTC).")] = None,
+    abuse_type: Annotated[str | None, typer.Option(help="Only this abuse type (MSG or PRF).")] = None,
+) -> None:
+    """Compare two versions on the reports both scored: agreement, top-k overlap, histograms and, on reviewed
+    reports, ROC AUC, PR AUC, precision@k and Brier with 95% CIs and a verdict (JSON)."""
+    from reportscore.shadow.compare import compare_with_champion
+
+    def utc(t: datetime | None) -> datetime | None:
+        return None if t is None else t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+    with _registry() as (settings, db):
+        try:
+            result = compare_with_champion(
+                db=db,
+                settings=settings,
+                challenger=challenger,
+                champion=champion,
+                since=utc(since),
+                until=utc(until),
+                abuse_type=abuse_type,
+            )
+        except LookupError as exc:
+            fail(str(exc))
+    typer.echo(json.dumps(result.as_dict(), indent=2))
+    err.print(f"verdict: {result.challenger} vs {result.champion}: {result.verdict}")

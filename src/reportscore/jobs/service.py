@@ -23,6 +23,7 @@ from reportscore.jobs.views import TaskView
 from reportscore.runners.base import Runner
 from reportscore.scoring.batching import MicroBatcher
 from reportscore.settings import Settings
+from reportscore.shadow.scorer import ShadowScorer
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
 
@@ -52,6 +53,8 @@ class JobsService:
     tasks: TaskCache
     subscriber: RedisSubscriber | None = None
     """Distributed mode: this process's subscription to finish announcements (its epoch validates pending hints)."""
+    shadows: ShadowScorer | None = None
+    """Scores persisted ``/score`` jobs with the shadow versions after the response's job is committed."""
 
     async def submit(
         self,
@@ -124,6 +127,8 @@ class JobsService:
                     received_at=received_at,
                 )
             )
+            if self.shadows is not None:  # non-blocking: the shadows read the committed job back later
+                self.shadows.offer(job_ids=[task_id], n_reports=len(reports))
         return Answer(
             200,
             {

@@ -175,6 +175,19 @@ MODEL_SERVING = _gauge(
     ("model_name", "model_version"),
 )
 
+# --- shadow challengers (scored off the answer's path, after the champion's results are committed) -------------
+SHADOW_REPORTS = _counter(
+    "reportscore_shadow_reports",
+    "Reports a shadow version handled, by outcome: scored (its score stored); failed (its model call or its write "
+    "failed: the champion's answer is unaffected).",
+    ("model_version", "outcome"),
+)
+SHADOW_SKIPPED = _counter(
+    "reportscore_shadow_skipped_reports",
+    "Reports the shadows did not score because they fell behind (the process's shadow backlog was full).",
+    (),
+)
+
 # --- workers -----------------------------------------------------------------------------------------------------
 WORKER_UP = _gauge(
     "reportscore_worker_up",
@@ -468,3 +481,16 @@ def exposition_registry(*extra: Collector) -> CollectorRegistry:
 @_never_raises
 def observe_callback_delivery(outcome: CallbackOutcome) -> None:
     CALLBACK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+@_never_raises
+def observe_shadow(*, model_version: str, scored: int = 0, failed: int = 0) -> None:
+    if scored:
+        SHADOW_REPORTS.labels(model_version, "scored").inc(scored)
+    if failed:
+        SHADOW_REPORTS.labels(model_version, "failed").inc(failed)
+
+
+@_never_raises
+def observe_shadow_skipped(reports: int) -> None:
+    SHADOW_SKIPPED.inc(reports)

@@ -22,6 +22,7 @@ from reportscore.jobs.cache import TaskCache
 from reportscore.jobs.notifications import LocalNotifier
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.scoring.service import BatchOutcome, score_jobs
+from reportscore.shadow.scorer import ShadowScorer
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.repositories import jobs as jobs_repo
@@ -50,7 +51,9 @@ class InProcessRunner:
         committer: GroupCommitter | None = None,
         cache: TaskCache | None = None,
         max_reports_in_memory: int = 100_000,
+        shadows: ShadowScorer | None = None,
     ) -> None:
+        self._shadows = shadows
         self._db = db
         self._committer = committer
         self._cache = cache
@@ -175,6 +178,8 @@ class InProcessRunner:
             self._cache.forget(batch)  # anything not in views (exhausted, skipped): the store knows
         self._notifier.notify(outcome.finished)
         self._notifier.notify(outcome.skipped)
+        if self._shadows is not None:  # after the commit and the wake-ups; never blocks
+            self._shadows.offer(job_ids=outcome.succeeded, rows=outcome.rows)
 
     async def stop(self, *, drain_s: float) -> None:
         self._closing = True

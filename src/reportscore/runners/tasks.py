@@ -60,6 +60,7 @@ def register(app: Celery, settings: Settings) -> None:
             if state.publisher is not None:
                 # The results travel with the notification: a woken long-poll answers without reading the store.
                 state.publisher.publish(outcome.finished, views=outcome.views, owners=outcome.owners)
+            state.shadows.offer(job_ids=outcome.succeeded, rows=outcome.rows)  # after the commit; never blocks
             # A job being retried went alone (it may be what killed the last worker); the others follow.
             pending = outcome.deferred
 

@@ -11,6 +11,7 @@ from reportscore.jobs.notifications import RedisPublisher
 from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ChampionWatcher, ModelRegistry
 from reportscore.settings import Settings
+from reportscore.shadow.scorer import ShadowScorer, scorer_from_settings
 from reportscore.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class WorkerState:
     registry: ModelRegistry
     publisher: RedisPublisher | None
     leases: LeaseKeeper
+    shadows: ShadowScorer
 
 
 _state: WorkerState | None = None
@@ -50,7 +52,10 @@ def get_state(settings: Settings) -> WorkerState:
                 else None
             )
             leases = LeaseKeeper(db=db, lease_s=settings.lease_s, interval_s=settings.lease_renew_interval_s).start()
-            _state = WorkerState(settings=settings, db=db, registry=registry, publisher=publisher, leases=leases)
+            shadows = scorer_from_settings(settings, db).start()
+            _state = WorkerState(
+                settings=settings, db=db, registry=registry, publisher=publisher, leases=leases, shadows=shadows
+            )
             model = registry.current
             log.info("worker process ready", extra={"model_name": model.name, "model_version": model.version})
         return _state

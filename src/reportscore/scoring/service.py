@@ -45,6 +45,8 @@ class BatchOutcome:
     """The finished jobs as ``GET /task`` shows them (what was committed), for an in-memory cache."""
     owners: dict[str, str] = field(default_factory=dict)
     """Owner of each job in ``views``."""
+    rows: jobs_repo.FeatureRows | None = None
+    """The claimed jobs' reports as scored (for the shadows, which score the ``succeeded`` ones afterwards)."""
 
     @property
     def finished(self) -> list[str]:
@@ -144,6 +146,7 @@ def _score_claimed(
     created_at = {job_id: job.created_at for job_id, job in info.items()}
     rows = _features(db, claimed, in_memory, loaded)
     outcome.n_reports = len(rows.report_ids)
+    outcome.rows = rows
 
     results: list[jobs_repo.JobResult] = []
     failures: dict[str, str] = {}

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
+from reportscore.api.schemas.shadow import ComparisonOut, ShadowList
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
 from reportscore.scoring.store import StoreError
+from reportscore.shadow import admin
+from reportscore.shadow.compare import compare_with_champion
+from reportscore.shadow.evidence import EvidenceError, Requirement
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -189,6 +194,40 @@ async def rollback(state: State) -> Any:
 
 
 @router.get(
+    "/compare",
+    summary="Champion vs challenger on the live reports both scored: agreement, top-k overlap, histograms, and "
+    "on reviewed reports ROC AUC, PR AUC, precision@k and Brier with 95% CIs and a verdict",
+    response_model=ComparisonOut,
+    responses={404: {"model": ErrorBody, "description": "No champion registered."}},
+)
+async def compare(
+    state: State,
+    challenger: Annotated[str, Query(description="The version to compare (a shadow, or an earlier champion)")],
+    champion: Annotated[str | None, Query(description="Default: the current champion")] = None,
+    since: Annotated[datetime | None, Query(description="Scored at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[datetime | None, Query(description="Scored before (ISO 8601 with offset)")] = None,
+    abuse_type: Annotated[Literal["MSG", "PRF"] | None, Query(description="Only this abuse type")] = None,
+) -> Any:
+    if any(t is not None and t.tzinfo is None for t in (since, until)):
+        raise HTTPException(status_code=422, detail="since and until need a UTC offset, e.g. 2026-12-06T00:00:00Z")
+    try:
+        result = await run_in_threadpool(
+            lambda: compare_with_champion(
+                db=state.db,
+                settings=state.settings,
+                challenger=challenger,
+                champion=champion,
+                since=since,
+                until=until,
+                abuse_type=abuse_type,
+            )
+        )
+    except LookupError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    return ComparisonOut(**result.as_dict())
+
+
+@router.get(
     "/{version}",
     summary="Show a version: metadata, feature schema, reference distribution",
     response_model=ModelVersionDetail,
@@ -202,9 +241,31 @@ async def show(state: State, version: str) -> Any:
     "/{version}/promote",
     summary="Make a version the champion (every process switches within REPORTSCORE_MODEL_REFRESH_S)",
     response_model=ModelVersionOut,
-    responses={404: {"model": ErrorBody, "description": "Not registered."}},
+    responses={
+        404: {"model": ErrorBody, "description": "Not registered."},
+        409: {"model": ErrorBody, "description": "``require_better`` was given and the evidence is not there."},
+    },
 )
-async def promote(state: State, version: str) -> Any:
+async def promote(
+    state: State,
+    version: str,
+    require_better: Annotated[
+        str | None,
+        Query(description="Refuse unless the comparison with the champion shows this improvement: auc:0.01 or auc:5%"),
+    ] = None,
+) -> Any:
+    if require_better is not None:
+        try:
+            requirement = Requirement.parse(require_better)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        try:
+            result = await run_in_threadpool(
+                lambda: compare_with_champion(db=state.db, settings=state.settings, challenger=version)
+            )
+            requirement.check(result)
+        except (LookupError, EvidenceError) as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
     try:
         view = await run_in_threadpool(
             lambda: registration.promote(db=state.db, settings=state.settings, version=version, by="http")
@@ -212,6 +273,52 @@ async def promote(state: State, version: str) -> Any:
     except registration.UnknownVersionError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     return ModelVersionOut.of(view)
+
+
+@router.post(
+    "/{version}/shadow",
+    summary="Score a version beside the champion, off the answer's path (every process follows within "
+    "REPORTSCORE_MODEL_REFRESH_S)",
+    response_model=ShadowList,
+    responses={
+        404: {"model": ErrorBody, "description": "Not registered."},
+        409: {"model": ErrorBody, "description": "REPORTSCORE_MAX_SHADOWS shadows already run."},
+    },
+)
+async def shadow(
+    state: State,
+    version: str,
+    fraction: Annotated[float, Query(gt=0, le=1, description="Share of reports it scores")] = 1.0,
+) -> Any:
+    try:
+        shadows = await run_in_threadpool(
+            lambda: admin.start_shadow(
+                db=state.db, settings=state.settings, version=version, fraction=fraction, by="http"
+            )
+        )
+    except registration.UnknownVersionError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except admin.ShadowLimitError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return ShadowList.of(shadows)
+
+
+@router.delete(
+    "/{version}/shadow",
+    summary="Stop shadowing a version (its stored scores stay for comparisons)",
+    response_model=ShadowList,
+    responses={404: {"model": ErrorBody, "description": "Not a shadow."}},
+)
+async def stop_shadow(state: State, version: str) -> Any:
+    def stop() -> list[Any] | None:
+        if not admin.stop_shadow(db=state.db, settings=state.settings, version=version):
+            return None
+        return admin.list_shadows(db=state.db, settings=state.settings)
+
+    shadows = await run_in_threadpool(stop)
+    if shadows is None:
+        raise HTTPException(status_code=404, detail=f"{version} is not a shadow")
+    return ShadowList.of(shadows)
 
 
 async def _lookup(state: AppState, version: str) -> registration.ModelVersionView:

@@ -15,8 +15,10 @@ from prometheus_client.exposition import choose_encoder
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.schemas.monitoring import DashboardData
+from reportscore.api.schemas.shadow import ShadowPanel as ShadowPanelOut
 from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.monitoring.service import Monitoring
+from reportscore.shadow.panel import ShadowPanel
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "static"
 
@@ -108,6 +110,19 @@ async def dashboard_data(request: Request) -> Any:
     monitoring = _monitoring(request)
     data = await run_in_threadpool(monitoring.dashboard_data)
     return data
+
+
+@router.get(
+    "/dashboard/shadows",
+    summary="The dashboard's shadow panel: each running shadow against the champion (cached for a minute)",
+    response_model=ShadowPanelOut,
+)
+async def dashboard_shadows(request: Request) -> Any:
+    panel: ShadowPanel | None = getattr(request.app.state, "shadow_panel", None)
+    if panel is None:
+        state = request.app.state.rs
+        panel = request.app.state.shadow_panel = ShadowPanel(db=state.db, settings=state.settings)
+    return await run_in_threadpool(panel.summary)
 
 
 @router.get(

@@ -219,6 +219,46 @@
     }
   }
 
+  // The shadow panel: each running shadow against the champion (the service recomputes it at most once a minute).
+  const SHADOWS_REFRESH_MS = 15000;
+
+  function renderShadows(d) {
+    const rows = d.shadows.map((s) => {
+      const tr = document.createElement("tr");
+      const auc = s.roc_auc_champion === null || s.roc_auc_champion === undefined
+        ? "–" : `${num(s.roc_auc_champion, 3)} → ${num(s.roc_auc_challenger, 3)}`;
+      const cells = [
+        s.version, num(s.fraction, 2), num(s.n_reports, 0), num(s.pearson, 3), num(s.spearman, 3),
+        num(s.top_10_overlap, 2), num(s.n_labelled, 0), auc, s.verdict || "–",
+      ];
+      for (const text of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = '<td colspan="9" class="muted">no shadow running (reportscore models shadow V)</td>';
+      rows.push(tr);
+    }
+    $("shadows").replaceChildren(...rows);
+    $("shadows-champion").textContent = d.champion ? `against champion ${d.champion}` : "";
+    board.shadows = d;
+  }
+
+  async function refreshShadows() {
+    try {
+      const response = await fetch("dashboard/shadows", { cache: "no-store", headers: { Accept: "application/json" } });
+      if (response.ok) renderShadows(await response.json());
+    } catch (_error) {
+      // the main panel reports connectivity
+    } finally {
+      setTimeout(refreshShadows, SHADOWS_REFRESH_MS);
+    }
+  }
+
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
@@ -228,4 +268,5 @@
   });
 
   refresh();
+  refreshShadows();
 })();

@@ -8,6 +8,7 @@ from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
 from reportscore.storage.models.reports import Report, ReportScore
+from reportscore.storage.models.shadow import ModelShadow, ShadowScore
 
 __all__ = [
     "ApiKey",
@@ -18,9 +19,11 @@ __all__ = [
     "Job",
     "JobStatus",
     "ModelPromotion",
+    "ModelShadow",
     "ModelVersion",
     "Report",
     "ReportFeedback",
     "ReportReasons",
     "ReportScore",
+    "ShadowScore",
 ]
