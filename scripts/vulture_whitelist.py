@@ -78,3 +78,9 @@ _.recorded_by
 # Response and ORM fields that pydantic serializes or operators read in the database.
 _.versions
 _.updated_at
+
+# The dashboard's shadow panel fields (serialized by pydantic), and the shadow scorer's synchronous drain (tests).
+_.top_10_overlap
+_.roc_auc_champion
+_.roc_auc_challenger
+_.run_pending
