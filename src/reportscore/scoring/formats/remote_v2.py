@@ -188,6 +188,11 @@ class RemoteV2Model:
     def close(self) -> None:
         self._client.close()
 
+    def __del__(self) -> None:  # a replaced champion is dropped, not closed: its connections close with it
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
     def predict(self, matrix: FloatMatrix) -> Scores:
         if matrix.ndim != 2 or (self.n_features is not None and matrix.shape[1] != self.n_features):
             raise ValueError(f"the remote model takes {self.n_features} columns, got a matrix of shape {matrix.shape}")
