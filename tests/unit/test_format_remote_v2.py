@@ -51,6 +51,8 @@ class V2Stub:
     """Answer this many next requests (metadata or inference) with HTTP 503."""
     delay_s: float = 0.0
     scores: str = "ok"  # "ok", "nan" or "above-one"
+    ready: bool = True
+    """False: the model is loading, inference answers 400 (as MLServer does) and ``/ready`` does not answer 200."""
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -62,11 +64,19 @@ class V2Stub:
                 return gate
             return {"name": MODEL, "platform": "stub", "inputs": [{"name": "input-0", "shape": [-1, WIDTH]}]}
 
+        @app.get("/v2/models/{name}/ready")
+        async def ready(name: str) -> Any:
+            if name != MODEL or not self.ready:
+                return JSONResponse({"error": f"model {name} not ready"}, status_code=400)
+            return {}
+
         @app.post("/v2/models/{name}/infer")
         async def infer(name: str, request: Request) -> Any:
             gate = self._gate(name)
             if gate is not None:
                 return gate
+            if not self.ready:
+                return JSONResponse({"error": f"Model {name} is not ready yet."}, status_code=400)
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             spec = (await request.json())["inputs"][0]
@@ -128,7 +138,7 @@ def stub() -> Iterator[V2Stub]:
 def v2(stub: V2Stub) -> V2Stub:
     """The module's stub, reset to answering normally."""
     stub.rows.clear()
-    stub.requests, stub.unavailable_next, stub.delay_s, stub.scores = 0, 0, 0.0, "ok"
+    stub.requests, stub.unavailable_next, stub.delay_s, stub.scores, stub.ready = 0, 0, 0.0, "ok", True
     return stub
 
 
@@ -228,6 +238,20 @@ def test_an_endpoint_that_stays_down_is_unavailable_after_the_tries(v2: V2Stub) 
     refused = _model(_closed_port_url(), sleeps, retries=1)
     with pytest.raises(ModelUnavailableError, match="unavailable after 2 tries: ConnectError"):
         refused.predict(_matrix(2))
+
+
+def test_a_refusal_while_the_model_is_not_ready_is_an_outage(v2: V2Stub) -> None:
+    v2.ready = False
+    model = _model(v2.url, [], retries=0)
+    with pytest.raises(ModelUnavailableError, match=r"the model is not ready \(HTTP 400: .*not ready yet"):
+        model.predict(_matrix(2))
+    loading = RemoteV2Model(
+        Endpoint(url=v2.url, model=MODEL, output_name="predict_proba"),
+        RemoteOptions(retries=1),
+        sleep=lambda _: setattr(v2, "ready", True),  # it finishes loading while the client waits
+    )
+    matrix = _matrix(3)
+    np.testing.assert_allclose(loading.predict(matrix), truth(matrix), rtol=1e-6)
 
 
 def test_a_slow_answer_times_out(v2: V2Stub) -> None:
@@ -349,7 +373,7 @@ def test_register_remote_refuses_scores_that_are_not_finite_in_0_1(
 
 def test_register_remote_refuses_an_unknown_model_or_a_dead_endpoint(v2: V2Stub, tmp_path: Path, db: Database) -> None:
     settings = _settings(tmp_path)
-    with pytest.raises(registration.RegistrationError, match="HTTP 404"):
+    with pytest.raises(registration.RegistrationError, match=r"not ready.*HTTP 404: .*model other not found"):
         registration.register_remote(db=db, settings=settings, url=f"{v2.url}/v2/models/other", version="x")
     with pytest.raises(registration.RegistrationError, match=r"ModelUnavailableError.*unavailable after 1 tries"):
         registration.register_remote(db=db, settings=settings, url=f"{_closed_port_url()}/v2/models/m", version="x")

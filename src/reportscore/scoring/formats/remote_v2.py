@@ -10,7 +10,8 @@ Rows are sent in schema order as one ``FP32`` tensor ``[N, n_features]`` per req
 ``batch_rows``. The score is the named output (or the only/first one): column 1 of an ``[N, 2]`` class-probability
 output, or an ``[N]`` / ``[N, 1]`` output already in 0..1 (``output_column`` picks another column).
 
-A request that cannot be answered (connection refused, timeout, HTTP 429/5xx) is tried again with exponential
+A request that cannot be answered (connection refused, timeout, HTTP 408/429/5xx, or any refusal while the server
+says the model is not ready) is tried again with exponential
 backoff; when the tries run out, or the circuit breaker is open (after ``breaker_failures`` consecutive failed
 calls it fails fast for ``breaker_reset_s``, then lets one probe through), :class:`ModelUnavailableError` is raised:
 the scoring service treats it as retryable and the job runs again later.
@@ -248,6 +249,9 @@ class RemoteV2Model:
             if answer.status_code in _RETRYABLE_STATUS:
                 reason = f"HTTP {answer.status_code}: {answer.text[:200]}"
                 continue
+            if answer.status_code >= 400 and not self._ready():  # e.g. MLServer's 400 while the model loads
+                reason = f"the model is not ready (HTTP {answer.status_code}: {answer.text[:200]})"
+                continue
             self.breaker.record(ok=True)  # the server answered: it is up, even when it refuses the request
             if answer.status_code >= 400:
                 raise ValueError(f"{method} {where} answered HTTP {answer.status_code}: {answer.text[:500]}")
@@ -257,6 +261,13 @@ class RemoteV2Model:
             f"remote model {self.endpoint.model} at {self.endpoint.url} unavailable after "
             f"{self.options.retries + 1} tries: {reason}"
         )
+
+    def _ready(self) -> bool:
+        """Whether the server says the model is ready (``GET /v2/models/NAME/ready`` answers 200)."""
+        try:
+            return self._client.get(f"{self.endpoint.model_path}/ready").status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 def _json(answer: httpx.Response, endpoint: Endpoint) -> dict[str, Any]:
