@@ -43,14 +43,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
         yield running
 
 
-@pytest.fixture
-def up(server: HttpServer) -> HttpServer:
-    """MLServer, started again if an earlier test left it down."""
-    if not server.alive():
-        restart(server)
-    return server
-
-
 def _truth(reports: list[dict[str, Any]]) -> np.ndarray:
     classifier = xgb.XGBClassifier()
     classifier.load_model(REFERENCE_MODEL_DIR / "model.ubj")
@@ -76,11 +68,13 @@ def _register_remote(tmp_path: Path, server: HttpServer, version: str) -> None:
 
 
 def _serving(client: TestClient, version: str, timeout_s: float = 10) -> None:
+    """Wait until ``/score`` answers with ``version`` (while the old champion's endpoint is down it answers 503)."""
     deadline = time.monotonic() + timeout_s
-    while (
-        client.post("/score", params={"persist": "false"}, json=sample_reports(1, seed=1)).json()["model"]["version"]
-        != version
-    ):
+    while True:
+        answer = client.post("/score", params={"persist": "false"}, json=sample_reports(1, seed=1))
+        assert answer.status_code in (200, 503), answer.text
+        if answer.status_code == 200 and answer.json()["model"]["version"] == version:
+            return
         assert time.monotonic() < deadline, f"{version} never started serving"
         time.sleep(0.05)
 
@@ -106,8 +100,10 @@ def _attempts(client: TestClient, ids: list[str]) -> list[int]:
         return list(s.scalars(select(Job.attempts).where(Job.id.in_(ids))))
 
 
-def test_a_remote_champion_scores_survives_an_outage_and_rolls_back(tmp_path: Path, up: HttpServer) -> None:
-    _register_remote(tmp_path, up, "remote-1")
+def test_a_remote_champion_scores_survives_an_outage_then_fails_clearly_and_rolls_back(
+    tmp_path: Path, server: HttpServer
+) -> None:
+    _register_remote(tmp_path, server, "remote-1")
     with app_client(tmp_path, max_attempts=60, **REMOTE) as client:
         assert client.post("/models/remote-1/promote").json()["is_champion"] is True
         _serving(client, "remote-1")
@@ -116,13 +112,13 @@ def test_a_remote_champion_scores_survives_an_outage_and_rolls_back(tmp_path: Pa
         np.testing.assert_allclose(scored["score"], _truth(reports), atol=1e-6)
 
         before = _submit(client, 5, seed=100)
-        kill(up)  # mid-load: these jobs may be scored or caught by the outage
+        kill(server)  # mid-load: these jobs may be scored or caught by the outage
         during = _submit(client, 10, seed=200)
         deadline = time.monotonic() + 30
         while max(_attempts(client, during)) < 2:  # the outage made them go round again
             assert time.monotonic() < deadline, "no job was retried during the outage"
             time.sleep(0.05)
-        restart(up)
+        restart(server)
         after = _submit(client, 5, seed=300)
 
         ids = before + during + after
@@ -138,23 +134,23 @@ def test_a_remote_champion_scores_survives_an_outage_and_rolls_back(tmp_path: Pa
             )
         assert n_reports == n_scores == 3 * len(ids)  # nothing lost, nothing scored twice
 
-        assert client.post("/models/rollback").json()["version"] == "1.0.0"
-        _serving(client, "1.0.0")
-        kill(up)  # the local model needs no endpoint
-        task = _result(client, _submit(client, 1, seed=400)[0])
-        assert task["status"] == "SUCCESS"
-        assert task["model"]["version"] == "1.0.0"
-
-
-def test_jobs_fail_with_the_outage_as_reason_once_their_attempts_are_used_up(tmp_path: Path, up: HttpServer) -> None:
-    _register_remote(tmp_path, up, "remote-2")
+    # The same store, restarted with fewer attempts: an outage that outlasts them fails the job with its reason.
     with app_client(tmp_path, max_attempts=2, **REMOTE) as client:
-        client.post("/models/remote-2/promote")
-        _serving(client, "remote-2")
-        kill(up)
+        _serving(client, "remote-1")  # the champion, loaded from the registry at start
+        kill(server)
+        outage = client.post("/score", json=sample_reports(2, seed=6))
+        assert outage.status_code == 503
+        assert outage.headers["retry-after"] == "1"
+        assert outage.json() == {"detail": "the model is unavailable; retry shortly"}
         [task_id] = _submit(client, 1, seed=500)
         body = _result(client, task_id)
         assert body["status"] == "FAILURE"
         assert body["error"].startswith("scoring failed: the model was unavailable at each of 2 attempts: ")
-        assert f"remote model {mlserver_anchor.MODEL_NAME} at {up.url}" in body["error"]
+        assert f"remote model {mlserver_anchor.MODEL_NAME} at {server.url}" in body["error"]
         assert _attempts(client, [task_id]) == [2]
+
+        assert client.post("/models/rollback").json()["version"] == "1.0.0"
+        _serving(client, "1.0.0")  # the local model needs no endpoint
+        task = _result(client, _submit(client, 1, seed=400)[0])
+        assert task["status"] == "SUCCESS"
+        assert task["model"]["version"] == "1.0.0"

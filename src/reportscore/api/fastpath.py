@@ -31,10 +31,11 @@ from starlette.types import Message, Receive, Scope, Send
 
 from reportscore.api.auth import API_KEY_HEADER, PRINCIPAL_STATE, Authenticator, Principal
 from reportscore.api.deps import AppState, is_json_media_type
-from reportscore.api.errors import store_unavailable_response
+from reportscore.api.errors import model_unavailable_response, store_unavailable_response
 from reportscore.api.middleware import record_request
 from reportscore.api.routes.tasks import dump_reports, score_answer, submit_answer, task_answer, task_view
 from reportscore.api.schemas.reports import ReportIn
+from reportscore.scoring.formats.base import ModelUnavailableError
 from reportscore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,11 @@ class FastPath:
         except OperationalError as exc:
             log.error("store unavailable", extra={"path": path, "error": type(exc.orig).__name__})
             await store_unavailable_response()(scope, receive, send)
+            record_request(scope, route, 503, time.perf_counter() - t0)
+            return None
+        except ModelUnavailableError as exc:
+            log.error("model unavailable", extra={"path": path, "error": str(exc)[:500]})
+            await model_unavailable_response()(scope, receive, send)
             record_request(scope, route, 503, time.perf_counter() - t0)
             return None
         except Exception as exc:
