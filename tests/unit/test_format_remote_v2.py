@@ -382,6 +382,26 @@ def test_register_remote_refuses_an_unknown_model_or_a_dead_endpoint(v2: V2Stub,
     assert registration.list_models(db=db, settings=settings) == []
 
 
+def test_register_remote_over_http(v2: V2Stub, tmp_path: Path) -> None:
+    from tests.e2e.conftest import app_client
+
+    with app_client(tmp_path) as client:
+        url = f"{v2.url}/v2/models/{MODEL}"
+        created = client.post("/models/remote", json={"version": "r-1", "url": url, "output": "predict_proba"})
+        assert created.status_code == 201, created.text
+        assert created.json()["format"] == "remote_v2"
+        assert created.json()["is_champion"] is False
+        assert client.get("/models/r-1").json()["metadata"]["remote"]["output_name"] == "predict_proba"
+        again = client.post("/models/remote", json={"version": "r-1", "url": url})
+        assert again.status_code == 409
+        v2.scores = "nan"
+        refused = client.post("/models/remote", json={"version": "r-2", "url": url, "output": "predict_proba"})
+        assert refused.status_code == 422
+        assert "finite score in 0..1" in refused.json()["detail"]
+        assert client.post("/models/remote", json={"version": "r 3", "url": url}).status_code == 422
+        assert [v["version"] for v in client.get("/models").json()["versions"]] == ["1.0.0", "r-1"]
+
+
 # --- scoring jobs while the endpoint is down --------------------------------------------------------------------
 def _job(db: Database, n: int) -> str:
     report = {
