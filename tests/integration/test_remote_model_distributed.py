@@ -82,6 +82,11 @@ def test_a_remote_champion_survives_an_outage_in_the_distributed_deployment(
 
 
 def _run(cluster: Cluster, server: HttpServer) -> None:
+    t0 = time.monotonic()
+
+    def phase(name: str) -> None:
+        print(f"remote model, distributed: {name} at {time.monotonic() - t0:.1f} s")  # -s shows the figures
+
     url = f"{server.url}/v2/models/{mlserver_anchor.MODEL_NAME}"
     out = _cli(cluster, "models", "register", "--remote", url, "--output", mlserver_anchor.OUTPUT, "--version", "r-1")
     assert "(remote_v2" in out
@@ -89,6 +94,7 @@ def _run(cluster: Cluster, server: HttpServer) -> None:
     cluster.start_worker(concurrency=1)
     _cli(cluster, "models", "promote", "r-1")
     _serving(api.url, "r-1")
+    phase("r-1 serving")
 
     bodies = small_bodies(30, reports_per_job=3, seed=9)
     first = cluster.submit_many(bodies[:10], threads=2)
@@ -98,11 +104,14 @@ def _run(cluster: Cluster, server: HttpServer) -> None:
     while _max_attempts(cluster, during) < 2:  # the outage sent jobs round again
         assert time.monotonic() < deadline, f"no job was retried during the outage:\n{cluster.logs()[-3000:]}"
         time.sleep(0.1)
+    phase("a job retried during the outage")
     restart(server)
+    phase("MLServer back")
     after = cluster.submit_many(bodies[20:], threads=2)
     ids = first + during + after
     statuses = cluster.wait_all_finished(ids, timeout_s=120)
     assert set(statuses.values()) == {"SUCCESS"}, statuses
+    phase("every job finished")
     cluster.assert_scored_exactly_once(dict(zip(ids, bodies, strict=True)), model_dir=REFERENCE_MODEL_DIR)
     with psycopg.connect(psycopg_url(cluster.database_url)) as conn:
         versions = conn.execute(
@@ -117,3 +126,4 @@ def _run(cluster: Cluster, server: HttpServer) -> None:
     kill(server)  # the local model needs no endpoint
     [last] = cluster.submit_many(small_bodies(1, seed=10), threads=1)
     assert cluster.wait_all_finished([last], timeout_s=60) == {last: "SUCCESS"}
+    phase("rolled back")
