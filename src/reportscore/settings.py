@@ -124,6 +124,34 @@ class Settings(BaseSettings):
     score_cache_ttl_s: int = Field(default=3600, ge=1)
     """Lifetime of a score cached in Redis (the in-process tier is bounded by size instead)."""
 
+    remote_connect_timeout_s: float = Field(default=2.0, gt=0)
+    """A model served by a V2 endpoint (``models register --remote``): how long connecting to it may take."""
+
+    remote_timeout_s: float = Field(default=10.0, gt=0)
+    """A model served by a V2 endpoint: how long one inference request may take (reading, writing, pool wait)."""
+
+    remote_batch_rows: int = Field(default=1000, ge=1)
+    """A model served by a V2 endpoint: the most rows sent in one inference request (larger calls are split)."""
+
+    remote_retries: int = Field(default=2, ge=0)
+    """A model served by a V2 endpoint: a request that failed (refused, timed out, HTTP 408/429/5xx) is sent again
+    this many more times, after exponential backoff; then the jobs are retried later (up to max_attempts)."""
+
+    remote_backoff_base_s: float = Field(default=0.2, gt=0)
+    """A model served by a V2 endpoint: the wait before the first resend; it doubles each time, up to
+    remote_backoff_max_s."""
+
+    remote_backoff_max_s: float = Field(default=2.0, gt=0)
+    """A model served by a V2 endpoint: the longest wait between two sends of a request."""
+
+    remote_breaker_failures: int = Field(default=5, ge=1)
+    """A model served by a V2 endpoint: after this many consecutive failed requests (each after its resends) the
+    circuit breaker opens: calls fail at once, without waiting for the endpoint, for remote_breaker_reset_s."""
+
+    remote_breaker_reset_s: float = Field(default=10.0, gt=0)
+    """A model served by a V2 endpoint: how long an open circuit breaker fails calls before letting one probe
+    request through (its success closes the breaker, its failure opens it again)."""
+
     worker_threads: int = Field(default=2, ge=1)
     """Embedded mode: scoring threads inside the API process."""
 

@@ -6,11 +6,8 @@ The first run downloads MLServer and its dependencies (about 1 GB); later runs r
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import numpy as np
@@ -24,27 +21,14 @@ from benchmarks.services import HttpServer
 from reportscore.reference_model import REFERENCE_MODEL_DIR
 from reportscore.scoring.registry import load_model_dir
 from reportscore.scoring.synthetic import sample_reports
-from tests.conftest import require
+from tests.mlserver import mlserver
 
 pytestmark = pytest.mark.slow
 
 
-def _index_reachable() -> bool:
-    index = os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
-    parts = urlsplit(index)
-    try:
-        with socket.create_connection((parts.hostname or "pypi.org", parts.port or 443), timeout=5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
-    if not (mlserver_anchor.venv_dir() / ".complete").exists():
-        require(_index_reachable(), "the MLServer venv is not cached and the package index is unreachable")
-    out = tmp_path_factory.mktemp("mlserver")
-    with mlserver_anchor.serving(out, None) as server:
+    with mlserver(tmp_path_factory.mktemp("mlserver")) as server:
         yield server
 
 

@@ -352,7 +352,7 @@ def test_onnx_with_zipmap_output_is_refused_with_a_hint(
 # --- catalog and lazy imports ------------------------------------------------------------------------------------
 def test_catalog_names_and_suffixes_agree() -> None:
     formats = builtin_formats()
-    assert sorted(formats) == ["keras", "onnx", "pickle", "skops", "xgboost"]
+    assert sorted(formats) == ["keras", "onnx", "pickle", "remote_v2", "skops", "xgboost"]
     for name, fmt in formats.items():
         assert fmt.name == name
         for suffix in fmt.suffixes:

@@ -64,6 +64,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
     ("POST", "/feedback"): "feedback",
     ("GET", "/models"): "admin",
     ("POST", "/models"): "admin",
+    ("POST", "/models/remote"): "admin",
     ("GET", "/models/{version}"): "admin",
     ("POST", "/models/{version}/promote"): "admin",
     ("POST", "/models/{version}/shadow"): "admin",

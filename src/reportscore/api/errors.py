@@ -18,6 +18,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from reportscore.scoring.formats.base import ModelUnavailableError
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +47,13 @@ def store_unavailable_response() -> JSONResponse:
     """The answer while the store is down or broken (also sent by middleware outside the exception handlers)."""
     return JSONResponse(
         {"detail": "the store is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
+def model_unavailable_response() -> JSONResponse:
+    """The answer while a remote model's endpoint does not answer (its jobs are retried meanwhile)."""
+    return JSONResponse(
+        {"detail": "the model is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
     )
 
 
@@ -114,6 +123,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # the client only learns that it was not its fault.
         log.error("unhandled error", extra={"path": request.url.path, "error": type(exc).__name__}, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(ModelUnavailableError)
+    async def model_unavailable(request: Request, exc: ModelUnavailableError) -> JSONResponse:
+        # A remote model's endpoint is down: like the store, a 503 the client retries, not an internal error.
+        log.error("model unavailable", extra={"path": request.url.path, "error": str(exc)[:500]})
+        return model_unavailable_response()
 
     @app.exception_handler(OperationalError)
     async def store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:

@@ -62,22 +62,70 @@ def _print_versions(views: list[Any]) -> None:
 
 @models_app.command("register")
 def models_register(
-    path: Annotated[
-        Path, typer.Argument(help="The artifact: .json/.ubj, .skops, .onnx, .keras (.pkl/.joblib if trusted)")
-    ],
     version: Annotated[str, typer.Option(help="The new version's name, e.g. 1.1.0.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The artifact: .json/.ubj, .skops, .onnx, .keras (.pkl/.joblib if trusted)"),
+    ] = None,
     schema: Annotated[Path | None, typer.Option(help="Feature schema JSON (default: the service's own).")] = None,
     reference: Annotated[
         Path | None, typer.Option(help="A Parquet sample of real reports for the reference distribution.")
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of an artifact: a model served by a V2 (Open Inference Protocol) endpoint, "
+            "http://host:port/v2/models/NAME[/versions/V].",
+            rich_help_panel="Remote model",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="With --remote: the output holding the score, e.g. predict_proba (default: the first one).",
+            rich_help_panel="Remote model",
+        ),
+    ] = None,
+    output_column: Annotated[
+        int | None,
+        typer.Option(
+            help="With --remote: the output's column holding the score (default: 1 of [N, 2], else 0).",
+            rich_help_panel="Remote model",
+        ),
+    ] = None,
+    input_name: Annotated[
+        str | None,
+        typer.Option(
+            help="With --remote: the name of the input tensor (default: input-0).", rich_help_panel="Remote model"
+        ),
+    ] = None,
 ) -> None:
-    """Validate and register a new version (it does not serve until promoted)."""
-    from reportscore.scoring.registration import register_model
+    """Validate and register a new version (it does not serve until promoted): an artifact, or with --remote a
+    model served by a V2 endpoint."""
+    from reportscore.scoring.registration import register_model, register_remote
 
+    if (path is None) == (remote is None):
+        fail("give either an artifact or --remote URL")
+    if remote is None and (output, output_column, input_name) != (None, None, None):
+        fail("--output, --output-column and --input-name go with --remote")
     with _registry() as (settings, db):
-        view = register_model(
-            db=db, settings=settings, artifact=path, version=version, schema=schema, reference=reference
-        )
+        if remote is not None:
+            view = register_remote(
+                db=db,
+                settings=settings,
+                url=remote,
+                version=version,
+                schema=schema,
+                reference=reference,
+                output=output,
+                output_column=output_column,
+                input_name=input_name,
+            )
+        else:
+            assert path is not None
+            view = register_model(
+                db=db, settings=settings, artifact=path, version=version, schema=schema, reference=reference
+            )
     err.print(f"registered {view.name} {view.version} ({view.format}, sha256 {view.sha256[:12]}); not serving yet")
     err.print(f"promote it with: reportscore models promote {view.version}")
 

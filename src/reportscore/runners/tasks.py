@@ -14,6 +14,7 @@ from reportscore.monitoring import metrics
 from reportscore.monitoring.logs import flush_logs
 from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.runners.worker_state import get_state, reset_state
+from reportscore.scoring.formats.base import ModelUnavailableError
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
 
@@ -56,6 +57,8 @@ def register(app: Celery, settings: Settings) -> None:
                 log.warning(
                     "database unavailable; retrying", extra={"task_id": pending[0], "error": type(exc.orig).__name__}
                 )
+                raise task.retry(countdown=2) from exc
+            except ModelUnavailableError as exc:  # a remote model is down: its jobs were released, try them again
                 raise task.retry(countdown=2) from exc
             if state.publisher is not None:
                 # The results travel with the notification: a woken long-poll answers without reading the store.

@@ -19,7 +19,7 @@ import numpy as np
 from reportscore.scoring import store as artifact_store
 from reportscore.scoring.features import REPORT_FIELDS, FeatureSchema, SchemaError
 from reportscore.scoring.formats.base import ModelLoadError
-from reportscore.scoring.registry import ServingModel, formats_with, load_model_dir, sha256_file
+from reportscore.scoring.registry import ServingModel, formats_for, load_model_dir, sha256_file
 from reportscore.scoring.store import StoreError
 from reportscore.scoring.stores import open_store
 from reportscore.settings import Settings
@@ -145,13 +145,8 @@ def register_model(
             "registered_at": datetime.now(UTC).isoformat(),
         }
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        formats = formats_with(
-            settings.extra_model_formats,
-            trust_pickle=settings.trust_pickle,
-            compile_trees=settings.compile_trees,
-        )
         try:
-            candidate = load_model_dir(staging, threads=settings.model_threads, formats=formats)
+            candidate = load_model_dir(staging, threads=settings.model_threads, formats=formats_for(settings))
         except ModelLoadError as exc:
             raise RegistrationError(f"artifact rejected: {_without(staging, exc)}") from exc
         except Exception as exc:  # a framework error while loading or warming up (wrong input width, ...)
@@ -195,6 +190,48 @@ def register_model(
         raise
 
 
+def register_remote(
+    *,
+    db: Database,
+    settings: Settings,
+    url: str,
+    version: str,
+    schema: Path | None = None,
+    reference: Path | None = None,
+    output: str | None = None,
+    output_column: int | None = None,
+    input_name: str | None = None,
+    by: str = "cli",
+) -> ModelVersionView:
+    """Register a model served by a V2 (Open Inference Protocol) endpoint, ``http://host:port/v2/models/NAME``.
+
+    Its artifact is a descriptor of the endpoint, stored and checked like any other; the same validation applies:
+    the endpoint must answer the warm-up and the reference sample with finite scores in 0..1 for the schema's
+    features, or nothing is registered."""
+    import tempfile
+
+    from reportscore.scoring.formats.remote_v2 import Endpoint
+
+    try:
+        endpoint = Endpoint.parse_url(url, output_name=output, output_column=output_column, input_name=input_name)
+    except ValueError as exc:
+        raise RegistrationError(f"remote model {url}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="remote-") as tmp:
+        descriptor = Path(tmp) / "remote.json"
+        descriptor.write_text(json.dumps(endpoint.to_dict(), indent=2) + "\n")
+        return register_model(
+            db=db,
+            settings=settings,
+            artifact=descriptor,
+            version=version,
+            schema=schema,
+            reference=reference,
+            format_name="remote_v2",
+            by=by,
+            extra_metadata={"remote": endpoint.to_dict()},
+        )
+
+
 def _registered_elsewhere(db: Database, *, name: str, version: str) -> bool:
     """Whether a concurrent registration of the same version won the insert (then its files stay)."""
     try:
@@ -216,7 +253,10 @@ def _reference(model: ServingModel, sample: Path | None) -> tuple[dict[str, Any]
     else:
         columns, labels = _read_sample(sample)
         source = "sample"
-    scores = model.score(columns)
+    try:
+        scores = model.score(columns)
+    except Exception as exc:  # a framework error, or a remote model that stopped answering
+        raise RegistrationError(f"the model failed on the reference sample: {type(exc).__name__}: {exc}") from exc
     if not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
         raise RegistrationError("the model returned scores that are not finite numbers in 0..1 on the reference")
     doc = build_reference({k: np.asarray(columns[k]) for k in REPORT_FIELDS}, labels, scores, population=source)

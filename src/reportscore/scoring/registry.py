@@ -21,7 +21,14 @@ import numpy as np
 from reportscore.scoring import cache as score_cache
 from reportscore.scoring.cache import ScoreCache, model_key
 from reportscore.scoring.features import FeatureSchema, SchemaError
-from reportscore.scoring.formats.base import LoadedModel, ModelFormat, ModelLoadError, Scores
+from reportscore.scoring.formats.base import (
+    LoadedModel,
+    ModelFormat,
+    ModelLoadError,
+    ModelUnavailableError,
+    Scores,
+)
+from reportscore.scoring.formats.remote_v2 import RemoteOptions
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
 from reportscore.scoring.store import ArtifactStore, StoreUnavailableError
 from reportscore.scoring.stores import open_store
@@ -34,13 +41,15 @@ FORMATS: dict[str, ModelFormat] = {"xgboost": XGBoostFormat()}
 STORE_RETRY_S = 10.0
 
 
-def formats_with(extra: list[str], *, trust_pickle: bool = False, compile_trees: bool = True) -> dict[str, ModelFormat]:
+def formats_with(
+    extra: list[str], *, trust_pickle: bool = False, compile_trees: bool = True, remote: RemoteOptions | None = None
+) -> dict[str, ModelFormat]:
     """The built-in formats plus custom runtimes given as ``module:Class`` import paths."""
     import importlib
 
     from reportscore.scoring.formats.catalog import builtin_formats
 
-    formats = builtin_formats(trust_pickle=trust_pickle, compile_trees=compile_trees)
+    formats = builtin_formats(trust_pickle=trust_pickle, compile_trees=compile_trees, remote=remote)
     for path in extra:
         module_name, _, class_name = path.partition(":")
         try:
@@ -50,6 +59,26 @@ def formats_with(extra: list[str], *, trust_pickle: bool = False, compile_trees:
         fmt: ModelFormat = cls()
         formats[fmt.name] = fmt
     return formats
+
+
+def formats_for(settings: Settings) -> dict[str, ModelFormat]:
+    """The formats a process of these settings loads: built-in ones (configured by them) and the extra ones."""
+    remote = RemoteOptions(
+        connect_timeout_s=settings.remote_connect_timeout_s,
+        timeout_s=settings.remote_timeout_s,
+        batch_rows=settings.remote_batch_rows,
+        retries=settings.remote_retries,
+        backoff_base_s=settings.remote_backoff_base_s,
+        backoff_max_s=settings.remote_backoff_max_s,
+        breaker_failures=settings.remote_breaker_failures,
+        breaker_reset_s=settings.remote_breaker_reset_s,
+    )
+    return formats_with(
+        settings.extra_model_formats,
+        trust_pickle=settings.trust_pickle,
+        compile_trees=settings.compile_trees,
+        remote=remote,
+    )
 
 
 @dataclass(frozen=True)
@@ -209,10 +238,10 @@ class ModelRegistry:
                 loaded = load_model_dir(model_dir, threads=threads, formats=self._formats)
                 if loaded.sha256 != sha256:
                     raise ModelLoadError(f"artifact sha256 {loaded.sha256} differs from the registry's {sha256}")
-            except StoreUnavailableError as exc:
+            except (StoreUnavailableError, ModelUnavailableError) as exc:  # tried again: it may come back
                 self._unreachable = (version, sha256, time.monotonic() + STORE_RETRY_S)
                 log.error(
-                    "new champion not loaded: the model store is unreachable; the previous model keeps serving",
+                    "new champion not loaded: its store or endpoint is unreachable; the previous model keeps serving",
                     extra={"model_version": version, "retry_in_s": STORE_RETRY_S, "error": str(exc)[:500]},
                 )
                 return False
@@ -237,9 +266,7 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> ModelRegistry:
         """The champion from the database when there is one, else the model directory of ``settings.model_path``."""
-        formats = formats_with(
-            settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=settings.compile_trees
-        )
+        formats = formats_for(settings)
         registry = cls(
             load_model_dir(settings.model_path, threads=settings.model_threads, formats=formats),
             store=open_store(settings),
@@ -293,9 +320,7 @@ def load_version(*, db: Database, settings: Settings, version: str | None = None
         if row is None:
             raise ModelLoadError(f"{name} {version or '(champion)'} is not registered (see `reportscore models list`)")
         uri, sha256 = row.artifact_uri, row.sha256
-    formats = formats_with(
-        settings.extra_model_formats, trust_pickle=settings.trust_pickle, compile_trees=settings.compile_trees
-    )
+    formats = formats_for(settings)
     loaded = load_model_dir(
         open_store(settings).model_dir(uri, sha256=sha256), threads=settings.model_threads, formats=formats
     )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from reportscore.jobs.views import TaskView
 from reportscore.monitoring import metrics
+from reportscore.scoring.formats.base import ModelUnavailableError
 from reportscore.scoring.leases import LeaseKeeper
 from reportscore.scoring.registry import ServingModel
 from reportscore.storage.db import Database
@@ -126,6 +127,7 @@ def score_jobs(
             run_write=run_write,
             outcome=outcome,
             claimed_at=claimed_at,
+            max_attempts=max_attempts,
         )
 
 
@@ -141,6 +143,7 @@ def _score_claimed(
     run_write: Writer,
     outcome: BatchOutcome,
     claimed_at: datetime,
+    max_attempts: int,
 ) -> BatchOutcome:
     """Predict the claimed jobs and write their results (fenced by each claim's attempt number)."""
     created_at = {job_id: job.created_at for job_id, job in info.items()}
@@ -150,12 +153,15 @@ def _score_claimed(
 
     results: list[jobs_repo.JobResult] = []
     failures: dict[str, str] = {}
+    unavailable: ModelUnavailableError | None = None
     t0 = time.perf_counter()
     try:
         scores = _checked_predict(model, rows.columns)
         predict_ms = (time.perf_counter() - t0) * 1000
         _observe_predict(model, rows, scores, predict_ms)
         results = _split(rows, scores, model, predict_ms, attempts)
+    except ModelUnavailableError as exc:  # no job is at fault: all of them are tried again later
+        unavailable = exc
     except Exception:  # isolate the job(s) at fault by scoring each alone
         metrics.observe_predict_error(model_version=model.version, source="queue")
         log.warning("batch predict failed; re-scoring %d jobs one by one", len(claimed), exc_info=True)
@@ -164,6 +170,9 @@ def _score_claimed(
             t1 = time.perf_counter()
             try:
                 job_scores = _checked_predict(model, sub.columns)
+            except ModelUnavailableError as exc:
+                unavailable = exc
+                break
             except Exception as exc:
                 metrics.observe_predict_error(model_version=model.version, source="queue")
                 failures[job_id] = f"scoring failed: {type(exc).__name__}: {exc}"
@@ -172,6 +181,11 @@ def _score_claimed(
             _observe_predict(model, sub, job_scores, job_ms)
             results.extend(_split(sub, job_scores, model, job_ms, attempts))
     outcome.predict_ms = (time.perf_counter() - t0) * 1000
+    if unavailable is not None:
+        metrics.observe_predict_error(model_version=model.version, source="queue")
+        _retry_later(claimed, attempts, max_attempts, info, run_write, unavailable)
+        failures = {j: _unavailable_reason(max_attempts, unavailable) for j in claimed}
+        results = []
     with_result = {r.job_id for r in results}
     for job_id in claimed:
         if job_id not in with_result and job_id not in failures:
@@ -218,6 +232,45 @@ def _score_claimed(
     for job_id in failures:
         log.error("job failed", extra={"task_id": job_id, "error": failures[job_id]})
     return outcome
+
+
+def _unavailable_reason(max_attempts: int, exc: ModelUnavailableError) -> str:
+    return f"scoring failed: the model was unavailable at each of {max_attempts} attempts: {exc}"
+
+
+def _retry_later(
+    claimed: Sequence[str],
+    attempts: Mapping[str, int],
+    max_attempts: int,
+    info: Mapping[str, jobs_repo.ClaimedJob],
+    run_write: Writer,
+    exc: ModelUnavailableError,
+) -> None:
+    """The model's runtime did not answer, so no job is at fault: nothing is written for them. A job with attempts
+    left is released (its lease ends now, so the next claim takes it again and counts an attempt) and the error is
+    raised for the runner to try again later; a job that used up its attempts is left to fail with the reason."""
+    retry = {j: attempts[j] for j in claimed if attempts[j] < max_attempts}
+    if not retry:
+        return
+    now = datetime.now(UTC)
+    give_up = [j for j in claimed if j not in retry]
+    reason = _unavailable_reason(max_attempts, exc)
+
+    def release(session: Session) -> None:
+        jobs_repo.renew_leases(session, held=retry, now=now, lease_s=0.0)
+        failed = [
+            j
+            for j in give_up
+            if jobs_repo.save_failure(session, job_id=j, attempt=attempts[j], error=reason, finished_at=now)
+        ]
+        callbacks_repo.enqueue_for_jobs(session, job_ids=[j for j in failed if info[j].has_callback], now=now)
+
+    run_write(release)
+    log.warning(
+        "model unavailable; jobs released to be tried again",
+        extra={"jobs": len(retry), "failed_jobs": len(give_up), "error": str(exc)[:500]},
+    )
+    raise exc
 
 
 def _in_transaction(db: Database, work: Callable[[Session], T]) -> T:

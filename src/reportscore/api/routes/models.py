@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
-from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut
+from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut, RemoteModelIn
 from reportscore.api.schemas.shadow import ComparisonOut, ShadowList
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
 from reportscore.scoring import registration
@@ -169,6 +169,52 @@ async def register(
             raise HTTPException(status_code=status, detail=reason) from None
         except StoreError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from None
+    return ModelVersionOut.of(view)
+
+
+@router.post(
+    "/remote",
+    status_code=201,
+    summary="Register a model served by a V2 (Open Inference Protocol) endpoint (validated like an upload)",
+    response_model=ModelVersionOut,
+    responses={
+        409: REGISTER_REFUSALS[409],
+        422: {
+            "model": ErrorBody | ValidationErrorBody,
+            "description": "The endpoint did not answer, or not with one finite score in 0..1 per row (``detail`` "
+            "says why; nothing is registered), or a field is invalid.",
+            **_examples(
+                endpoint_down=(
+                    "The endpoint does not answer",
+                    {
+                        "detail": "artifact rejected: ModelUnavailableError: remote model fraud at "
+                        "http://mlserver:8080 unavailable after 3 tries: ConnectError: [Errno 111] Connection refused"
+                    },
+                )
+            ),
+        },
+        503: REGISTER_REFUSALS[503],
+    },
+)
+async def register_remote(state: State, body: RemoteModelIn) -> Any:
+    try:
+        view = await run_in_threadpool(
+            lambda: registration.register_remote(
+                db=state.db,
+                settings=state.settings,
+                url=body.url,
+                version=body.version,
+                output=body.output,
+                output_column=body.output_column,
+                input_name=body.input_name,
+                by="http",
+            )
+        )
+    except registration.RegistrationError as exc:
+        status = 409 if isinstance(exc, registration.VersionExistsError) else 422
+        raise HTTPException(status_code=status, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
     return ModelVersionOut.of(view)
 
 

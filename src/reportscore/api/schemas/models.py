@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from reportscore.api.schemas.tasks import UTCTimestamp
-from reportscore.scoring.registration import ModelVersionView
+from reportscore.scoring.registration import VERSION_PATTERN, ModelVersionView
 
 _EXAMPLE: dict[str, Any] = {
     "name": "reportscore-reference",
@@ -79,3 +79,30 @@ class ModelList(BaseModel):
 
     champion: str | None
     versions: list[ModelVersionOut]
+
+
+class RemoteModelIn(BaseModel):
+    """A model served by a V2 (Open Inference Protocol) endpoint, to register as a new version."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "2.0.0-remote",
+                    "url": "http://mlserver:8080/v2/models/reportscore-reference",
+                    "output": "predict_proba",
+                }
+            ]
+        },
+    )
+
+    version: str = Field(pattern=VERSION_PATTERN.pattern, description="The new version's name")
+    url: str = Field(
+        min_length=1, max_length=2000, description="http(s)://host:port[/prefix]/v2/models/NAME[/versions/V]"
+    )
+    output: str | None = Field(default=None, description="The output holding the score (default: the first one)")
+    output_column: int | None = Field(
+        default=None, ge=0, description="The output's column holding the score (default: 1 of [N, 2], else 0)"
+    )
+    input_name: str | None = Field(default=None, description="The input tensor's name (default: input-0)")

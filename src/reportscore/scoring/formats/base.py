@@ -22,6 +22,12 @@ class ModelLoadError(RuntimeError):
     """An artifact could not be loaded or does not fit its feature schema."""
 
 
+class ModelUnavailableError(RuntimeError):
+    """The model's runtime did not answer (a remote endpoint down, timing out or overloaded): retryable.
+
+    Scoring leaves the job to be tried again later rather than failing it, until its attempts are used up."""
+
+
 class LoadedModel(Protocol):
     """A model in memory, ready to score."""
 

@@ -11,6 +11,7 @@ from reportscore.scoring.formats.base import ModelFormat
 from reportscore.scoring.formats.keras_format import KerasFormat
 from reportscore.scoring.formats.onnx_format import OnnxFormat
 from reportscore.scoring.formats.pickle_format import PickleFormat
+from reportscore.scoring.formats.remote_v2 import RemoteOptions, RemoteV2Format
 from reportscore.scoring.formats.skops_format import SkopsFormat
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
 
@@ -25,15 +26,19 @@ _FORMAT_BY_SUFFIX: dict[str, str] = {
 }
 
 
-def builtin_formats(*, trust_pickle: bool = False, compile_trees: bool = True) -> dict[str, ModelFormat]:
+def builtin_formats(
+    *, trust_pickle: bool = False, compile_trees: bool = True, remote: RemoteOptions | None = None
+) -> dict[str, ModelFormat]:
     """Every built-in format by name; the pickle format refuses to load unless ``trust_pickle``; XGBoost boosters
-    are compiled for ONNX Runtime when ``compile_trees`` and they reproduce the booster."""
+    are compiled for ONNX Runtime when ``compile_trees`` and they reproduce the booster; a model served by a V2
+    endpoint is called with the timeouts, retries and breaker of ``remote``."""
     formats: list[ModelFormat] = [
         XGBoostFormat(compile_trees=compile_trees),
         SkopsFormat(),
         OnnxFormat(),
         KerasFormat(),
         PickleFormat(trusted=trust_pickle),
+        RemoteV2Format(remote),
     ]
     return {fmt.name: fmt for fmt in formats}
 
