@@ -84,3 +84,7 @@ _.top_10_overlap
 _.roc_auc_champion
 _.roc_auc_challenger
 _.run_pending
+
+# The maintenance pass's result (tests read both counts).
+_.idempotency_keys
+_.invalidate  # the drift collector's cache, dropped by tests before a scrape

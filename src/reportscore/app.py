@@ -26,6 +26,7 @@ from reportscore.api.deps import AppState
 from reportscore.api.errors import install_error_handlers
 from reportscore.api.fastpath import FastPath
 from reportscore.api.middleware import AccessLog, BodySizeLimit
+from reportscore.api.routes import drift as drift_routes
 from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
@@ -37,6 +38,7 @@ from reportscore.jobs.service import JobsService
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
+from reportscore.retention.maintenance import Maintenance
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
 from reportscore.runners.celery_runner import CeleryRunner, Reconciler
@@ -236,6 +238,8 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
         await monitoring.start()
         if dispatcher is not None:
             await dispatcher.start()
+        maintenance = Maintenance(db=db, settings=settings)
+        maintenance.start()
         tune_gc()  # the heap built at start leaves the collector's reach (gc_tuning)
         state.ready = True
         model = registry.current
@@ -248,6 +252,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
         finally:
             state.ready = False
             log.info("shutting down: draining in-flight work", extra={"pending": runner.pending()})
+            await run_in_threadpool(maintenance.stop)
             if reconciler is not None:
                 await run_in_threadpool(reconciler.stop)
             if subscriber is not None:
@@ -273,6 +278,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
     )
     app.include_router(tasks.build_router(settings), responses=AUTH_RESPONSES)
     app.include_router(health.router)
+    app.include_router(drift_routes.router, responses=AUTH_RESPONSES)  # before /models/{version}
     app.include_router(models.router, responses=AUTH_RESPONSES)
     app.include_router(moderation.router, responses=AUTH_RESPONSES)
     app.include_router(keys_routes.router, responses=AUTH_RESPONSES)

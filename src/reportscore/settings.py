@@ -345,6 +345,41 @@ class Settings(BaseSettings):
     callback_concurrency: int = Field(default=16, ge=1)
     """Deliveries one API process makes at the same time."""
 
+    drift_window_s: int = Field(default=3600, ge=3600, multiple_of=3600)
+    """Drift: the window PSI is computed over (by ``GET /models/drift``, ``reportscore drift`` and the gauges) unless
+    a request names another. A multiple of 3600: counts are kept per hour."""
+
+    drift_psi_warn: float = Field(default=0.1, gt=0)
+    """Drift: PSI from which a feature or the score is reported ``warn`` (a moderate shift)."""
+
+    drift_psi_alert: float = Field(default=0.25, gt=0)
+    """Drift: PSI from which a feature or the score is reported ``alert`` (a significant shift; alert rules fire)."""
+
+    drift_min_reports: int = Field(default=200, ge=1)
+    """Drift: a window with fewer scored reports is reported ``too_few`` and exported to no gauge (PSI on a small
+    sample is noise)."""
+
+    maintenance_interval_s: float = Field(default=300.0, gt=0)
+    """How often each API process runs the maintenance pass (one process at a time on PostgreSQL): it clears expired
+    idempotency keys and removes delivered callbacks older than ``callback_retention_s``."""
+
+    callback_retention_s: float = Field(default=7 * 86400, gt=0)
+    """How long a delivered callback's outbox row is kept (for ``GET /task`` and audits) before the maintenance pass
+    removes it. Failed deliveries are kept with their job."""
+
+    purge_batch_jobs: int = Field(default=1000, ge=1, le=100_000)
+    """``reportscore purge`` and the maintenance pass delete at most this many rows per transaction, so writers
+    (scoring) never wait long for them."""
+
+    @model_validator(mode="after")
+    def _check_drift_thresholds(self) -> Settings:
+        if self.drift_psi_alert <= self.drift_psi_warn:
+            raise ConfigurationError(
+                f"REPORTSCORE_DRIFT_PSI_ALERT ({self.drift_psi_alert}) must be above REPORTSCORE_DRIFT_PSI_WARN "
+                f"({self.drift_psi_warn})"
+            )
+        return self
+
     @property
     def effective_callback_lease_s(self) -> float:
         """How long a claimed delivery is reserved for the claiming process (then another may send it)."""

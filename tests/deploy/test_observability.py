@@ -240,6 +240,30 @@ ALERT_CASES: list[dict[str, Any]] = [
             },
         ],
     },
+    {  # profile_rating drifts past the alert threshold and stays there; the score's PSI stays below it
+        "input_series": [
+            {"series": 'reportscore_drift_psi_threshold{level="alert"}', "values": "0.25x50"},
+            {"series": 'reportscore_drift_psi_threshold{level="warn"}', "values": "0.1x50"},
+            {
+                "series": 'reportscore_drift_psi{instance="a:8081", model_version="2.0.0", feature="profile_rating"}',
+                "values": "0.02x5 0.4x45",
+            },
+            {
+                "series": 'reportscore_drift_psi{instance="a:8081", model_version="2.0.0", feature="score"}',
+                "values": "0.2x50",
+            },
+        ],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "ReportscoreDrift", "exp_alerts": []},
+            {
+                "eval_time": "45m",
+                "alertname": "ReportscoreDrift",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "ticket", "model_version": "2.0.0", "feature": "profile_rating"}}
+                ],
+            },
+        ],
+    },
     {  # a healthy service: nothing fires
         "input_series": [
             {"series": 'up{job="reportscore-api", instance="a:8081"}', "values": "1x40"},

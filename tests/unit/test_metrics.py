@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from reportscore.jobs import submission as jobs_submission
-from reportscore.monitoring import metrics
+from reportscore.monitoring import exposition, metrics
 from reportscore.monitoring.dashboard import histogram_quantile
 from reportscore.scoring.service import score_jobs
 from reportscore.storage.db import Database
@@ -196,7 +196,7 @@ def test_queue_gauges_come_from_the_store_and_survive_its_failure(db: Database) 
             return stats_repo.queue_stats(session)
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics.StoreCollector(read, max_age_s=0))
+    registry.register(exposition.StoreCollector(read, max_age_s=0))
     assert registry.get_sample_value("reportscore_jobs_unfinished", {"status": "PENDING"}) == 1
     assert registry.get_sample_value("reportscore_jobs_unfinished", {"status": "STARTED"}) == 1
     age = registry.get_sample_value("reportscore_queue_oldest_pending_age_seconds")
@@ -208,7 +208,7 @@ def test_queue_gauges_come_from_the_store_and_survive_its_failure(db: Database) 
         raise OSError("disk gone")
 
     failing = CollectorRegistry(auto_describe=False)
-    failing.register(metrics.StoreCollector(broken, max_age_s=0))
+    failing.register(exposition.StoreCollector(broken, max_age_s=0))
     assert failing.get_sample_value("reportscore_store_up") == 0
     assert failing.get_sample_value("reportscore_jobs_unfinished", {"status": "PENDING"}) is None
 

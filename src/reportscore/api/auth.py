@@ -63,6 +63,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
     ("GET", "/reports/queue"): "read",
     ("POST", "/feedback"): "feedback",
     ("GET", "/models"): "admin",
+    ("GET", "/models/drift"): "admin",
     ("POST", "/models"): "admin",
     ("POST", "/models/remote"): "admin",
     ("GET", "/models/{version}"): "admin",

@@ -14,6 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from reportscore.drift import service as drift
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import jobs as jobs_repo
 
@@ -53,9 +54,18 @@ class ChunkJobs:
             for row, rid in zip(zip(*values, strict=True), report_ids, strict=True)
         ]
         now = datetime.now(UTC)
+        drift_counts = drift.batch_counts(
+            self.db,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            columns=columns,
+            scores=scores,
+            scored_at=now,
+        )
         with self.db.write() as session:
             if jobs_repo.get_job(session, job_id) is not None:
                 return False
+            drift.record(session, drift_counts)
             jobs_repo.insert_scored_job(
                 session,
                 job_id=job_id,

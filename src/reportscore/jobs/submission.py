@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reportscore.storage.db import Database
+from reportscore.storage.repositories import drift as drift_repo
 from reportscore.storage.repositories import jobs as jobs_repo
 
 
@@ -160,8 +161,10 @@ def scored_submission(
     model_version: str,
     predict_ms: float,
     received_at: datetime,
+    drift_counts: Mapping[tuple[str, datetime, str, str], int] | None = None,
 ) -> Callable[[Session], str]:
-    """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job."""
+    """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job (and adds
+    ``drift_counts`` to the drift histograms in the same transaction)."""
 
     def work(session: Session) -> str:
         job_id = str(uuid.uuid4())
@@ -177,6 +180,8 @@ def scored_submission(
             created_at=received_at,
             finished_at=datetime.now(UTC),
         )
+        if drift_counts:
+            drift_repo.add_counts(session, drift_counts)
         return job_id
 
     return work

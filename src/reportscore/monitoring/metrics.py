@@ -3,7 +3,7 @@
 ``docs/metrics.md`` lists them (a test fails when a metric is missing there or the page names one that does not
 exist). Processes record through the small ``observe_*`` functions below. ``serve`` and ``worker`` run in
 Prometheus multiprocess mode (see ``monitoring/multiproc.py``); everything else (tests, one-off scripts) records in
-the default in-process registry. ``exposition_registry`` builds what ``/metrics`` renders in either case.
+the default in-process registry. ``monitoring/exposition.py`` builds what ``/metrics`` renders in either case.
 """
 
 from __future__ import annotations
@@ -12,22 +12,15 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, ParamSpec
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import Collector
+from prometheus_client import Counter, Gauge, Histogram
 
-from reportscore.monitoring.process_files import mark_dead_processes, mark_this_process_dead, multiprocess_dir
-from reportscore.storage.repositories.stats import QueueStats
+from reportscore.monitoring.process_files import mark_this_process_dead
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +216,17 @@ OLDEST_PENDING_AGE = _from_store(
     "Age of the oldest PENDING job (0 when none is pending).",
     unit="seconds",
 )
+DRIFT_PSI = _from_store(
+    "reportscore_drift_psi",
+    "PSI of each feature and of the score (feature=score) of the served version against its reference, over the "
+    "latest drift window with enough scored reports (REPORTSCORE_DRIFT_MIN_REPORTS).",
+    ("model_version", "feature"),
+)
+DRIFT_PSI_THRESHOLD = _from_store(
+    "reportscore_drift_psi_threshold",
+    "The configured PSI thresholds (level=warn or alert), for alert rules to compare reportscore_drift_psi with.",
+    ("level",),
+)
 STORE_UP = _from_store(
     "reportscore_store_up",
     "1 when the last read of the queue gauges from the store succeeded, 0 when it failed (the other store gauges "
@@ -397,85 +401,6 @@ def observe_lease_renewals(*, renewed: int = 0, lost: int = 0, failed: int = 0) 
     for outcome, count in (("renewed", renewed), ("lost", lost), ("failed", failed)):
         if count:
             LEASE_RENEWALS.labels(outcome).inc(count)
-
-
-# --- exposition --------------------------------------------------------------------------------------------------
-class StoreCollector(Collector):
-    """The queue gauges, read from the store when scraped, at most once per ``max_age_s`` (several scrapers and
-    the dashboard share one read)."""
-
-    def __init__(self, read: Callable[[], QueueStats], *, max_age_s: float = 1.0) -> None:
-        self._read = read
-        self._max_age_s = max_age_s
-        self._lock = threading.Lock()
-        self._cached: tuple[float, QueueStats | None] = (-float("inf"), None)
-
-    def stats(self) -> QueueStats | None:
-        """The latest queue statistics, or None when the store could not be read."""
-        with self._lock:
-            at, stats = self._cached
-            if time.monotonic() - at < self._max_age_s:
-                return stats
-            try:
-                stats = self._read()
-            except Exception as exc:
-                log.warning("could not read queue statistics from the store", extra={"error": repr(exc)[:300]})
-                stats = None
-            self._cached = (time.monotonic(), stats)
-            return stats
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self.stats()
-        yield GaugeMetricFamily(STORE_UP.name, STORE_UP.help, value=0 if stats is None else 1)
-        if stats is None:
-            return
-        unfinished = GaugeMetricFamily(JOBS_UNFINISHED.name, JOBS_UNFINISHED.help, labels=JOBS_UNFINISHED.labels)
-        unfinished.add_metric(["PENDING"], stats.pending)
-        unfinished.add_metric(["STARTED"], stats.started)
-        yield unfinished
-        yield GaugeMetricFamily(
-            OLDEST_PENDING_AGE.name,
-            OLDEST_PENDING_AGE.help,
-            value=oldest_pending_age_s(stats),
-            unit=OLDEST_PENDING_AGE.unit,
-        )
-
-
-def oldest_pending_age_s(stats: QueueStats, now: datetime | None = None) -> float:
-    if stats.oldest_pending_created_at is None:
-        return 0.0
-    age = ((now or datetime.now(UTC)) - stats.oldest_pending_created_at).total_seconds()
-    return max(age, 0.0)
-
-
-class _LiveProcesses(Collector):
-    """Multiprocess mode: merge the files of every process of this command, after dropping dead ones' live gauges."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._merged = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-
-    def collect(self) -> Iterable[Metric]:
-        mark_dead_processes(Path(self._path))
-        merged: Iterable[Metric] = self._merged.collect()  # type: ignore[no-untyped-call]
-        return merged
-
-
-class _DefaultRegistry(Collector):
-    """Single-process mode: everything recorded in prometheus_client's default registry."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
-
-
-def exposition_registry(*extra: Collector) -> CollectorRegistry:
-    """What ``/metrics`` renders: this command's recorded metrics (all its processes) plus ``extra`` collectors."""
-    registry = CollectorRegistry(auto_describe=False)
-    directory = multiprocess_dir()
-    registry.register(_LiveProcesses(str(directory)) if directory is not None else _DefaultRegistry())
-    for collector in extra:
-        registry.register(collector)
-    return registry
 
 
 @_never_raises

@@ -109,7 +109,8 @@ def serve_metrics(host: str, port: int) -> Callable[[], None] | None:
     """
     from prometheus_client import start_http_server
 
-    from reportscore.monitoring.metrics import exposition_registry, set_workers_up
+    from reportscore.monitoring.exposition import exposition_registry
+    from reportscore.monitoring.metrics import set_workers_up
 
     set_workers_up("celery", 0)  # this process scores nothing, but keeps the series (at 0) when no pool process lives
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from reportscore.monitoring import dashboard, metrics
+from reportscore.drift.metrics import DriftCollector
+from reportscore.monitoring import dashboard, exposition, metrics
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -23,8 +24,9 @@ class Monitoring:
         self._settings = settings
         self._db = db
         self._models = registry
-        self.store = metrics.StoreCollector(self._read_queue)
-        self.registry = metrics.exposition_registry(self.store)
+        self.store = exposition.StoreCollector(self._read_queue)
+        self.drift = DriftCollector(db=db, settings=settings, served_version=lambda: registry.current.version)
+        self.registry = exposition.exposition_registry(self.store, self.drift)
         self.sampler = dashboard.Sampler(self.registry)
         self.errors = dashboard.RecentErrors()
 

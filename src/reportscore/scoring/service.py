@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from sqlalchemy.orm import Session
 
+from reportscore.drift import service as drift
 from reportscore.jobs.views import TaskView
 from reportscore.monitoring import metrics
 from reportscore.scoring.formats.base import ModelUnavailableError
@@ -192,9 +193,12 @@ def _score_claimed(
             failures[job_id] = "scoring failed: the job has no stored reports"
 
     finished_at = datetime.now(UTC)
+    batch_drift = _drift_counts(db, model, rows, results, finished_at)
 
     def save(session: Session) -> tuple[list[str], list[str]]:
         succeeded = jobs_repo.save_results(session, results=results, finished_at=finished_at)
+        # The drift histograms move with the scores they count: one UPSERT, in the same transaction.
+        drift.record(session, batch_drift(succeeded))
         failed = [
             job_id
             for job_id, error in failures.items()
@@ -271,6 +275,40 @@ def _retry_later(
         extra={"jobs": len(retry), "failed_jobs": len(give_up), "error": str(exc)[:500]},
     )
     raise exc
+
+
+def _drift_counts(
+    db: Database,
+    model: ServingModel,
+    rows: jobs_repo.FeatureRows,
+    results: Sequence[jobs_repo.JobResult],
+    scored_at: datetime,
+) -> Callable[[Sequence[str]], Mapping[tuple[str, datetime, str, str], int]]:
+    """The drift counts of the jobs a result write succeeds for (every job, in the usual case, counted up front)."""
+    count = functools.partial(drift.batch_counts, db, model_name=model.name, model_version=model.version)
+    if not results:
+        return lambda _succeeded: {}
+    in_row_order = [rid for r in results for rid in r.report_ids] == rows.report_ids
+    full = (
+        count(columns=rows.columns, scores=[s for r in results for s in r.scores], scored_at=scored_at)
+        if in_row_order
+        else None
+    )
+
+    def for_jobs(succeeded: Sequence[str]) -> Mapping[tuple[str, datetime, str, str], int]:
+        if full is not None and len(succeeded) == len(results):
+            return full
+        done = set(succeeded)
+        written = [r for r in results if r.job_id in done]
+        if not written:
+            return {}
+        position = {rid: i for i, rid in enumerate(rows.report_ids)}
+        idx = [position[rid] for r in written for rid in r.report_ids]
+        columns = {name: [values[i] for i in idx] for name, values in rows.columns.items()}
+        scores = [s for r in written for s in r.scores]
+        return count(columns=columns, scores=scores, scored_at=scored_at)
+
+    return for_jobs
 
 
 def _in_transaction(db: Database, work: Callable[[Session], T]) -> T:
