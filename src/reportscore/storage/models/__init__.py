@@ -7,6 +7,7 @@ from reportscore.storage.models.exports import ExportWatermark
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
+from reportscore.storage.models.quality import QualityBin, QualityLabelDelay
 from reportscore.storage.models.reports import Report, ReportScore
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "JobStatus",
     "ModelPromotion",
     "ModelVersion",
+    "QualityBin",
+    "QualityLabelDelay",
     "Report",
     "ReportFeedback",
     "ReportReasons",
