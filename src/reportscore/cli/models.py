@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from reportscore.cli.common import HELP, ensure_schema, err, fail, load_settings, wide_console
+from reportscore.cli.quality import metrics_command
 
 models_app = typer.Typer(
     help="The model registry: register, list, show, promote and roll back versions of the served model.", **HELP
@@ -118,3 +119,6 @@ def models_rollback() -> None:
     with _registry() as (settings, db):
         view = rollback(db=db, settings=settings)
     err.print(f"rolled back: {view.name} {view.version} is the champion")
+
+
+models_app.command("metrics")(metrics_command)

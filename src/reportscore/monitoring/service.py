@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from reportscore.monitoring import dashboard, metrics
+from reportscore.quality.collector import QualityCollector
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -24,7 +25,7 @@ class Monitoring:
         self._db = db
         self._models = registry
         self.store = metrics.StoreCollector(self._read_queue)
-        self.registry = metrics.exposition_registry(self.store)
+        self.registry = metrics.exposition_registry(self.store, QualityCollector(db=db, settings=settings))
         self.sampler = dashboard.Sampler(self.registry)
         self.errors = dashboard.RecentErrors()
 

@@ -43,6 +43,10 @@ class Binned:
             self.score_sq_sum += r.score_sq_sum
             self.positive_score_sum += r.positive_score_sum
 
+    @property
+    def labelled(self) -> int:
+        return int(self.positives.sum() + self.negatives.sum())
+
     def add_delays(self, rows: Iterable[tuple[int, int]]) -> None:
         for bucket, reports in rows:
             self.delays[bucket] += reports

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from reportscore.quality.metrics import Binned, summary
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import quality as quality_repo
@@ -32,6 +34,15 @@ class WindowMetrics:
 def _floor(at: datetime, window_s: int) -> datetime:
     seconds = int((at - EPOCH).total_seconds()) // window_s * window_s
     return EPOCH + timedelta(seconds=seconds)
+
+
+def binned(
+    session: Session, *, model_name: str, version: str, since: datetime | None, until: datetime | None
+) -> Binned:
+    """One version's outcome counts over the hours in ``[since, until)``, as one window."""
+    out = Binned()
+    out.add(quality_repo.read_bins(session, model_name=model_name, model_version=version, since=since, until=until))
+    return out
 
 
 def version_metrics(
