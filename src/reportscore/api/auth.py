@@ -67,6 +67,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
     ("GET", "/models/{version}"): "admin",
     ("POST", "/models/{version}/promote"): "admin",
     ("POST", "/models/rollback"): "admin",
+    ("GET", "/models/metrics"): "admin",
     ("GET", "/keys"): "admin",
     ("POST", "/keys"): "admin",
     ("DELETE", "/keys/{prefix}"): "admin",
