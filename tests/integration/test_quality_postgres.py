@@ -30,3 +30,7 @@ def test_windows_on_postgresql(pg_db: Database) -> None:
 
 def test_rollback_policy_on_postgresql(pg_db: Database, tmp_path: Path) -> None:
     test_quality_rollback.test_a_worse_champion_is_rolled_back_once_with_its_reason_and_numbers(pg_db, tmp_path)
+
+
+def test_migration_counts_earlier_outcomes_on_postgresql(pg_db: Database) -> None:
+    test_quality_metrics.test_the_migration_counts_outcomes_recorded_before_it_as_recording_them_did(pg_db)

@@ -150,3 +150,34 @@ def test_undefined_metrics_are_none() -> None:
     assert roc_auc(only_negatives) is None
     assert pr_auc(only_negatives) is None
     assert precision_at_k(only_negatives, 3) is None
+
+
+def test_the_migration_counts_outcomes_recorded_before_it_as_recording_them_did(db: Database) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from reportscore.storage import migrate
+
+    rng = np.random.default_rng(6)
+    t0 = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    for hour, version in ((0, "v1"), (2, "v2")):
+        scores = rng.random(80)
+        ids = _store_scored(db, scores, version=version, at=t0 + timedelta(hours=hour))
+        _feed(db, ids, (rng.random(80) < scores).astype(int), at=t0 + timedelta(hours=hour, minutes=20))
+        _feed(db, ids[:10], np.ones(10, dtype=int), at=t0 + timedelta(hours=hour + 30))  # some corrections
+    live = quality_service.version_metrics(db=db, model_name="m", window_s=3600, k=K)
+
+    cfg = migrate.alembic_config(db.url)
+    before = ScriptDirectory.from_config(cfg).get_revision("0010").down_revision
+    with db.write_engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, str(before))
+        conn.commit()
+    migrate.upgrade_to_head(db)
+    rebuilt = quality_service.version_metrics(db=db, model_name="m", window_s=3600, k=K)
+    assert [(w.model_version, w.start) for w in rebuilt] == [(w.model_version, w.start) for w in live]
+    for a, b in zip(rebuilt, live, strict=True):
+        assert a.metrics["labelled"] == b.metrics["labelled"] == 80
+        assert a.metrics["label_delay"] == b.metrics["label_delay"]
+        for name in ("positive_rate", "roc_auc", "pr_auc", "precision_at_k", "brier", "ece"):
+            assert a.metrics[name] == pytest.approx(b.metrics[name], abs=1e-12), name
