@@ -14,7 +14,7 @@ from reportscore.storage.db import Database
 from tests.integration.cluster import Cluster
 from tests.quality_scenarios import POLICY_ENV, bad_champion_rolled_back
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 COUNTER = re.compile(r"^reportscore_model_auto_rollbacks_total\{[^}]*\} ([0-9.]+)$", re.MULTILINE)
 
