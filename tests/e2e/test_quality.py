@@ -38,6 +38,10 @@ def test_metrics_endpoint_and_gauges_follow_outcomes(tmp_path: Path) -> None:
         while gauge not in client.get("/metrics").text:
             assert time.monotonic() < deadline, "the quality gauges never showed the outcomes"
             time.sleep(0.2)
+        [row] = client.get("/dashboard/data").json()["quality"]
+        assert row["model_version"] == version
+        assert row["labelled"] == 300
+        assert row["roc_auc"] == pytest.approx(window["roc_auc"], abs=1e-12)
     printed = run_cli(
         ["models", "metrics", "--json", "--k", "50"], env={"REPORTSCORE_DATA_DIR": str(tmp_path / "data")}
     )

@@ -25,7 +25,8 @@ class Monitoring:
         self._db = db
         self._models = registry
         self.store = metrics.StoreCollector(self._read_queue)
-        self.registry = metrics.exposition_registry(self.store, QualityCollector(db=db, settings=settings))
+        self.quality = QualityCollector(db=db, settings=settings)
+        self.registry = metrics.exposition_registry(self.store, self.quality)
         self.sampler = dashboard.Sampler(self.registry)
         self.errors = dashboard.RecentErrors()
 
@@ -75,4 +76,5 @@ class Monitoring:
             },
             errors=dashboard.recent_errors(failures, self.errors.entries(), limit=RECENT_ERRORS),
             score_bounds=metrics.SCORE_BUCKETS,
+            quality=self.quality.rows(),
         )

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -58,6 +59,13 @@ class QualityCollector(Collector):
                 values = []
             self._cached = (time.monotonic(), values)
             return values
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The same values by version, for the dashboard."""
+        by_version: dict[str, dict[str, Any]] = {}
+        for version, name, value in self.values():
+            by_version.setdefault(version, {"model_version": version})[name] = value
+        return [{**row, "labelled": int(row.get("labelled", 0))} for _, row in sorted(by_version.items())]
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(MODEL_QUALITY.name, MODEL_QUALITY.help, labels=MODEL_QUALITY.labels)
