@@ -31,8 +31,13 @@ def test_metrics_endpoint_and_gauges_follow_outcomes(tmp_path: Path) -> None:
         assert window["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=2e-3)
         hourly = client.get("/models/metrics", params={"version": version, "window": 3600}).json()["windows"]
         assert sum(w["labelled"] for w in hourly) == 300
-        assert client.get("/models/metrics", params={"window": 60}).status_code == 400
+        assert client.get("/models/metrics", params={"window": 60}).status_code == 422
         assert client.get("/models/metrics", params={"since": "2026-01-01T00:00:00"}).status_code == 400
+        assert client.get("/models/metrics", params={"until": "0.5"}).status_code == 422
+        empty = {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+        assert client.get("/models/metrics", params=empty).json()["windows"] == []
+        edges = {"since": "0001-01-01T00:00:00+14:00", "until": "9999-12-31T23:59:59-14:00"}
+        assert [w["labelled"] for w in client.get("/models/metrics", params=edges).json()["windows"]] == [300]
         gauge = f'reportscore_model_quality{{metric="labelled",model_version="{version}"}} 300.0'
         deadline = time.monotonic() + 10  # the gauges are read from the store at most every 5 s
         while gauge not in client.get("/metrics").text:
