@@ -9,6 +9,7 @@ exact sums.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +37,15 @@ class Binned:
     )
 
     def add(self, rows: Iterable[BinRow]) -> None:
-        for r in rows:
-            self.positives[r.bin] += r.positives
-            self.negatives[r.bin] += r.negatives
-            self.score_sum[r.bin] += r.score_sum
-            self.score_sq_sum += r.score_sq_sum
-            self.positive_score_sum += r.positive_score_sum
+        rows = list(rows)
+        if not rows:
+            return
+        bins = np.fromiter((r.bin for r in rows), dtype=np.int64, count=len(rows))
+        np.add.at(self.positives, bins, np.fromiter((r.positives for r in rows), dtype=np.int64, count=len(rows)))
+        np.add.at(self.negatives, bins, np.fromiter((r.negatives for r in rows), dtype=np.int64, count=len(rows)))
+        np.add.at(self.score_sum, bins, np.fromiter((r.score_sum for r in rows), dtype=np.float64, count=len(rows)))
+        self.score_sq_sum += math.fsum(r.score_sq_sum for r in rows)
+        self.positive_score_sum += math.fsum(r.positive_score_sum for r in rows)
 
     @property
     def labelled(self) -> int:

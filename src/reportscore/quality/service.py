@@ -41,7 +41,11 @@ def binned(
 ) -> Binned:
     """One version's outcome counts over the hours in ``[since, until)``, as one window."""
     out = Binned()
-    out.add(quality_repo.read_bins(session, model_name=model_name, model_version=version, since=since, until=until))
+    out.add(
+        quality_repo.read_bins(
+            session, model_name=model_name, model_version=version, since=since, until=until, hourly=False
+        )
+    )
     return out
 
 
@@ -68,12 +72,17 @@ def version_metrics(
             else quality_repo.versions_with_outcomes(session, model_name=model_name, since=since, until=until)
         )
         for v in versions:
-            rows = quality_repo.read_bins(session, model_name=model_name, model_version=v, since=since, until=until)
+            rows = quality_repo.read_bins(
+                session, model_name=model_name, model_version=v, since=since, until=until, hourly=bool(window_s)
+            )
             delays = quality_repo.read_delays(session, model_name=model_name, model_version=v, since=since, until=until)
-            groups: dict[datetime | None, Binned] = {}
+            grouped: dict[datetime | None, list[quality_repo.BinRow]] = {}
             for r in rows:
-                key = _floor(r.window_start, window_s) if window_s else None
-                groups.setdefault(key, Binned()).add([r])
+                grouped.setdefault(_floor(r.window_start, window_s) if window_s else None, []).append(r)
+            groups: dict[datetime | None, Binned] = {}
+            for key, members in grouped.items():
+                groups[key] = Binned()
+                groups[key].add(members)
             for at, bucket, reports in delays:
                 key = _floor(at, window_s) if window_s else None
                 if key in groups:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -148,18 +148,27 @@ class BinRow:
 
 
 def read_bins(
-    session: Session, *, model_name: str, model_version: str, since: datetime | None, until: datetime | None
+    session: Session,
+    *,
+    model_name: str,
+    model_version: str,
+    since: datetime | None,
+    until: datetime | None,
+    hourly: bool = True,
 ) -> list[BinRow]:
-    """The non-empty bins of a version for the hours in ``[since, until)`` (hours that start in it)."""
-    query = select(
-        QualityBin.window_start,
-        QualityBin.bin,
-        QualityBin.positives,
-        QualityBin.negatives,
-        QualityBin.score_sum,
-        QualityBin.score_sq_sum,
-        QualityBin.positive_score_sum,
-    ).where(QualityBin.model_name == model_name, QualityBin.model_version == model_version)
+    """The non-empty bins of a version for the hours in ``[since, until)`` (hours that start in it): one row per
+    hour and bin, or (``hourly=False``) summed over the hours: one row per bin, its first hour as ``window_start``."""
+    q = QualityBin
+    columns = (q.positives, q.negatives, q.score_sum, q.score_sq_sum, q.positive_score_sum)
+    selected: list[Any] = (
+        [q.window_start, q.bin, *columns]
+        if hourly
+        else [func.min(q.window_start), q.bin, *(func.sum(c) for c in columns)]
+    )
+    query = select(*selected)
+    if not hourly:
+        query = query.group_by(q.bin)
+    query = query.where(QualityBin.model_name == model_name, QualityBin.model_version == model_version)
     if since is not None:
         query = query.where(QualityBin.window_start >= since)
     if until is not None:
