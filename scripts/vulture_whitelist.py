@@ -88,3 +88,11 @@ _.run_pending
 # The maintenance pass's result (tests read both counts).
 _.idempotency_keys
 _.invalidate  # the drift collector's cache, dropped by tests before a scrape
+
+# Online quality: response fields (serialized by pydantic) and a judgement's numbers (stored as its details).
+_.mean_score
+_.positive_rate
+_.le_s
+_.p50_le_s
+_.p90_le_s
+_.min_labelled

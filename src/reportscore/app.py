@@ -30,6 +30,7 @@ from reportscore.api.routes import drift as drift_routes
 from reportscore.api.routes import health, models, moderation, tasks
 from reportscore.api.routes import keys as keys_routes
 from reportscore.api.routes import monitoring as monitoring_routes
+from reportscore.api.routes import quality as quality_routes
 from reportscore.callbacks.dispatcher import CallbackDispatcher
 from reportscore.gc_tuning import tune_gc
 from reportscore.jobs.cache import TaskCache
@@ -38,6 +39,7 @@ from reportscore.jobs.service import JobsService
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.monitoring.logs import flush_logs
 from reportscore.monitoring.service import Monitoring
+from reportscore.quality.rollback import RollbackGuard
 from reportscore.retention.maintenance import Maintenance
 from reportscore.runners.base import Runner
 from reportscore.runners.celery_app import create_celery_app
@@ -240,6 +242,9 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
             await dispatcher.start()
         maintenance = Maintenance(db=db, settings=settings)
         maintenance.start()
+        rollback_guard = RollbackGuard(db=db, settings=settings) if settings.auto_rollback else None
+        if rollback_guard is not None:
+            rollback_guard.start()
         tune_gc()  # the heap built at start leaves the collector's reach (gc_tuning)
         state.ready = True
         model = registry.current
@@ -253,6 +258,8 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
             state.ready = False
             log.info("shutting down: draining in-flight work", extra={"pending": runner.pending()})
             await run_in_threadpool(maintenance.stop)
+            if rollback_guard is not None:
+                await run_in_threadpool(rollback_guard.stop)
             if reconciler is not None:
                 await run_in_threadpool(reconciler.stop)
             if subscriber is not None:
@@ -279,6 +286,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
     app.include_router(tasks.build_router(settings), responses=AUTH_RESPONSES)
     app.include_router(health.router)
     app.include_router(drift_routes.router, responses=AUTH_RESPONSES)  # before /models/{version}
+    app.include_router(quality_routes.router, responses=AUTH_RESPONSES)  # before /models/{version}
     app.include_router(models.router, responses=AUTH_RESPONSES)
     app.include_router(moderation.router, responses=AUTH_RESPONSES)
     app.include_router(keys_routes.router, responses=AUTH_RESPONSES)

@@ -380,6 +380,35 @@ class Settings(BaseSettings):
             )
         return self
 
+    quality_precision_k: int = Field(default=100, ge=1)
+    """The k of precision@k in online quality metrics: how many of the highest-scored reports a moderation team
+    reviews (for example in a day). ``GET /models/metrics?k=`` overrides it per request."""
+
+    quality_gauge_window_s: int = Field(default=86400, ge=3600)
+    """The span of the Prometheus quality gauges: reports scored in the last this-many seconds (whole hours)."""
+
+    auto_rollback: bool = False
+    """Roll a new champion back by itself when its online quality falls below the previous champion's (policy in
+    docs/quality.md). Off by default."""
+
+    auto_rollback_metric: Literal["roc_auc", "pr_auc", "precision_at_k"] = "roc_auc"
+    """The metric the automatic rollback compares (higher is better)."""
+
+    auto_rollback_min_labelled: int = Field(default=200, ge=1)
+    """Labelled reports each of the two versions needs before the automatic rollback compares them."""
+
+    auto_rollback_margin: float = Field(default=0.05, ge=0)
+    """How far below the previous champion's metric the new champion's must be for the automatic rollback."""
+
+    auto_rollback_guard_s: float = Field(default=86400.0, gt=0)
+    """The guard period: how long after a promotion the automatic rollback watches the new champion."""
+
+    auto_rollback_baseline_s: float = Field(default=7 * 86400.0, gt=0)
+    """The previous champion is judged on the reports it scored in this span before the promotion."""
+
+    auto_rollback_interval_s: float = Field(default=30.0, gt=0)
+    """How often the automatic rollback checks (one process at a time, by lock)."""
+
     @property
     def effective_callback_lease_s(self) -> float:
         """How long a claimed delivery is reserved for the claiming process (then another may send it)."""

@@ -72,6 +72,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | None]] = {
     ("DELETE", "/models/{version}/shadow"): "admin",
     ("GET", "/models/compare"): "admin",
     ("POST", "/models/rollback"): "admin",
+    ("GET", "/models/metrics"): "admin",
     ("GET", "/keys"): "admin",
     ("POST", "/keys"): "admin",
     ("DELETE", "/keys/{prefix}"): "admin",

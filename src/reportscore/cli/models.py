@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from reportscore.cli.common import HELP, ensure_schema, err, fail, load_settings, wide_console
+from reportscore.cli.quality import metrics_command
 
 models_app = typer.Typer(
     help="The model registry: register, list, show, promote and roll back versions of the served model.", **HELP
@@ -240,3 +241,6 @@ def models_compare(
             fail(str(exc))
     typer.echo(json.dumps(result.as_dict(), indent=2))
     err.print(f"verdict: {result.challenger} vs {result.champion}: {result.verdict}")
+
+
+models_app.command("metrics")(metrics_command)

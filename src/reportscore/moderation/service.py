@@ -11,6 +11,7 @@ from typing import Any, Literal
 from reportscore.moderation.reasons import ReasonExplainer
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import moderation as moderation_repo
+from reportscore.storage.repositories import quality as quality_repo
 from reportscore.storage.repositories.moderation import ReviewRow
 
 Outcome = Literal["actioned", "dismissed"]
@@ -135,6 +136,14 @@ def record_feedback(*, db: Database, owner: str, items: Sequence[FeedbackItem]) 
                 reviewer=item.reviewer,
                 reviewed_at=item.reviewed_at or recorded_at,
                 recorded_at=recorded_at,
+            )
+            # the online quality aggregates move in the same transaction (a correction moves counts, never adds)
+            quality_repo.apply_outcome(
+                session,
+                report_id=target.id,
+                previous=target.review_outcome,
+                outcome=item.outcome,
+                reviewed_at=item.reviewed_at or recorded_at,
             )
             results.append(
                 FeedbackResult(

@@ -283,6 +283,7 @@ def build(
     model: Mapping[str, Any],
     errors: list[dict[str, Any]],
     score_bounds: Sequence[float],
+    quality: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``GET /dashboard/data`` (shape: ``reportscore.api.schemas.monitoring.DashboardData``)."""
     if not snapshots:
@@ -339,6 +340,7 @@ def build(
         "series": out_series,
         "scores": score_distribution(snapshots[0], last, score_bounds),
         "recent_errors": errors,
+        "quality": quality or [],
     }
 
 

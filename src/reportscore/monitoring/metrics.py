@@ -205,6 +205,22 @@ CALLBACK_DELIVERIES = _counter(
     ("outcome",),
 )
 
+# --- model quality (online metrics from moderators' outcomes; the automatic rollback) ---------------------------
+AUTO_ROLLBACKS = _counter(
+    "reportscore_model_auto_rollbacks",
+    "Champions rolled back by the automatic rollback policy (their online quality fell below the previous "
+    "champion's), by model name and the metric compared; counted by the API process that wrote the rollback.",
+    ("model_name", "metric"),
+)
+MODEL_QUALITY = _from_store(
+    "reportscore_model_quality",
+    "Online quality of each model version with labelled reports scored in the last REPORTSCORE_QUALITY_GAUGE_WINDOW_S, "
+    "from moderators' outcomes (actioned = 1, dismissed = 0), by version and metric: labelled, positive_rate, "
+    "roc_auc, pr_auc, precision_at_k, brier, ece (a metric without a value, e.g. AUC with one label only, is left "
+    "out).",
+    ("model_version", "metric"),
+)
+
 # --- the queue, read from the store at scrape time (API processes only; equal on every API instance) -------------
 JOBS_UNFINISHED = _from_store(
     "reportscore_jobs_unfinished",
@@ -419,3 +435,8 @@ def observe_shadow(*, model_version: str, scored: int = 0, failed: int = 0) -> N
 @_never_raises
 def observe_shadow_skipped(reports: int) -> None:
     SHADOW_SKIPPED.inc(reports)
+
+
+@_never_raises
+def observe_auto_rollback(*, model_name: str, metric: str) -> None:
+    AUTO_ROLLBACKS.labels(model_name=model_name, metric=metric).inc()

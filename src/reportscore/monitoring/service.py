@@ -11,6 +11,7 @@ from typing import Any
 
 from reportscore.drift.metrics import DriftCollector
 from reportscore.monitoring import dashboard, exposition, metrics
+from reportscore.quality.collector import QualityCollector
 from reportscore.scoring.registry import ModelRegistry
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -26,7 +27,8 @@ class Monitoring:
         self._models = registry
         self.store = exposition.StoreCollector(self._read_queue)
         self.drift = DriftCollector(db=db, settings=settings, served_version=lambda: registry.current.version)
-        self.registry = exposition.exposition_registry(self.store, self.drift)
+        self.quality = QualityCollector(db=db, settings=settings)
+        self.registry = exposition.exposition_registry(self.store, self.drift, self.quality)
         self.sampler = dashboard.Sampler(self.registry)
         self.errors = dashboard.RecentErrors()
 
@@ -76,4 +78,5 @@ class Monitoring:
             },
             errors=dashboard.recent_errors(failures, self.errors.entries(), limit=RECENT_ERRORS),
             score_bounds=metrics.SCORE_BUCKETS,
+            quality=self.quality.rows(),
         )

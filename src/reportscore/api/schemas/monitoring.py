@@ -94,6 +94,20 @@ class RecentError(BaseModel):
     message: str
 
 
+class QualityRow(BaseModel):
+    """One version's online quality over the last ``REPORTSCORE_QUALITY_GAUGE_WINDOW_S`` of scoring."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_version: str
+    labelled: int
+    roc_auc: float | None = None
+    pr_auc: float | None = None
+    precision_at_k: float | None = None
+    brier: float | None = None
+    ece: float | None = None
+
+
 class DashboardData(BaseModel):
     """Everything the dashboard page draws, over the last ``window_s`` seconds."""
 
@@ -174,3 +188,8 @@ class DashboardData(BaseModel):
     series: Series
     scores: ScoreDistribution
     recent_errors: list[RecentError]
+    quality: list[QualityRow] = Field(
+        default_factory=list,
+        description="Online quality per model version, from moderators' outcomes (the reportscore_model_quality "
+        "gauges); empty before the first outcome.",
+    )

@@ -193,6 +193,22 @@
     }
     $("errors").replaceChildren(...rows);
 
+    const quality = (d.quality || []).map((q) => {
+      const tr = document.createElement("tr");
+      for (const text of [q.model_version, num(q.labelled, 0), ...["roc_auc", "pr_auc", "precision_at_k", "brier", "ece"].map((m) => (q[m] === null || q[m] === undefined ? "–" : q[m].toFixed(3)))]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    if (!quality.length) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = '<td colspan="7" class="muted">no outcomes yet</td>';
+      quality.push(tr);
+    }
+    $("quality").replaceChildren(...quality);
+
     const status = $("status");
     status.className = "status live";
     const store = d.queue.store_up === false ? " · store unreachable" : "";

@@ -8,6 +8,7 @@ from reportscore.storage.models.exports import ExportWatermark
 from reportscore.storage.models.jobs import Job, JobStatus
 from reportscore.storage.models.model_versions import ModelPromotion, ModelVersion
 from reportscore.storage.models.moderation import ReportFeedback, ReportReasons
+from reportscore.storage.models.quality import QualityBin, QualityLabelDelay
 from reportscore.storage.models.reports import Report, ReportScore
 from reportscore.storage.models.retention import *  # noqa: F403  (indexes only)
 from reportscore.storage.models.shadow import ModelShadow, ShadowScore
@@ -24,6 +25,8 @@ __all__ = [
     "ModelPromotion",
     "ModelShadow",
     "ModelVersion",
+    "QualityBin",
+    "QualityLabelDelay",
     "Report",
     "ReportFeedback",
     "ReportReasons",

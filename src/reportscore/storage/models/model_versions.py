@@ -46,5 +46,9 @@ class ModelPromotion(Base):
     action: Mapped[str] = mapped_column(String(16), nullable=False)
     promoted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     promoted_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    """Why an automatic change was made (the policy, in words, with its numbers); null for a person's command."""
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The numbers behind ``reason`` (metric, values, labelled counts, margin), for tools."""
 
     __table_args__ = (Index("ix_model_promotions_name_id", "name", "id"),)

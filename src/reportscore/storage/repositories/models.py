@@ -46,9 +46,25 @@ def insert_promotion(
     action: str,
     at: datetime,
     by: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     session.execute(
         insert(ModelPromotion).values(
-            name=name, version=version, previous_version=previous_version, action=action, promoted_at=at, promoted_by=by
+            name=name,
+            version=version,
+            previous_version=previous_version,
+            action=action,
+            promoted_at=at,
+            promoted_by=by,
+            reason=reason,
+            details=details,
         )
     )
+
+
+def latest_promotion(session: Session, *, name: str) -> ModelPromotion | None:
+    """The latest row of ``name``'s promotion history (it names the champion)."""
+    return session.scalars(
+        select(ModelPromotion).where(ModelPromotion.name == name).order_by(ModelPromotion.id.desc()).limit(1)
+    ).first()
