@@ -53,10 +53,19 @@ API_HOSTS = ("api1", "api2")
 WORKER_HOSTS = ("w1", "w2", "w3")
 
 API_PORT = 8000
+READY_TIMEOUT_S = 150.0
+"""Starting two APIs and three workers at once on a busy 2-core machine takes a while."""
 
-SERVER_KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 """The server drops a connection whose client host went silent after ~11 s, releasing its locks."""
-CLIENT_KEEPALIVES = "keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3&tcp_user_timeout=10000"
+CLIENT_KEEPALIVES = (
+    "connect_timeout=5&keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3&tcp_user_timeout=10000"
+)
 """libpq options: a client notices a silent server (or unacknowledged writes) within ~10 s instead of minutes."""
 
 
@@ -205,7 +214,7 @@ class HostCluster(Cluster):
 
     def start_api_on(self, host: str) -> NsApi:
         api = NsApi(self.lab, host, env=self.env, work_dir=self.work_dir)
-        api.start()
+        api.start(ready_timeout_s=READY_TIMEOUT_S)
         self.apis.append(api)
         self.on_host.setdefault(host, []).append(api)
         return api
@@ -216,7 +225,7 @@ class HostCluster(Cluster):
         worker = NsWorker(
             self.lab, host, env=env, log_path=self.work_dir / f"{host}-worker-{n}.log", concurrency=concurrency
         )
-        worker.start()
+        worker.start(ready_timeout_s=READY_TIMEOUT_S)
         self.workers.append(worker)
         self.on_host.setdefault(host, []).append(worker)
         return worker
