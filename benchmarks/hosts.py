@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from tests.infra.hosts import LAYOUT, NETWORKS, HostCluster, NsPostgres, NsRedis
+from tests.infra.hosts import API_HOSTS, LAYOUT, NETWORKS, WORKER_HOSTS, HostCluster, NsPostgres, NsRedis
 from tests.infra.netlab import NetLab, inside, probe
 from tests.integration.cluster import small_bodies
 
@@ -42,6 +42,10 @@ def cpu_seconds(lab: NetLab, host: str) -> float:
             continue
         total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return total / CLK_TCK
+
+
+def _cpu_of(lab: NetLab, hosts: tuple[str, ...]) -> float:
+    return sum(cpu_seconds(lab, h) for h in hosts)
 
 
 def burst(lab: NetLab, cluster: HostCluster, bodies: list[list[dict[str, Any]]]) -> float:
@@ -101,8 +105,10 @@ def main() -> None:
                 burst(lab, cluster, small_bodies(20, reports_per_job=args.reports, seed=100 + n))  # warm-up
                 bodies = small_bodies(args.jobs, reports_per_job=args.reports, seed=n)
                 pg0, rd0 = cpu_seconds(lab, "pg"), cpu_seconds(lab, "redis")
+                api0, wk0 = _cpu_of(lab, API_HOSTS), _cpu_of(lab, WORKER_HOSTS)
                 elapsed = burst(lab, cluster, bodies)
                 pg_cpu, rd_cpu = cpu_seconds(lab, "pg") - pg0, cpu_seconds(lab, "redis") - rd0
+                api_cpu, wk_cpu = _cpu_of(lab, API_HOSTS) - api0, _cpu_of(lab, WORKER_HOSTS) - wk0
                 n_reports = args.jobs * args.reports
                 row = {
                     "api_hosts": len(cluster.apis),
@@ -113,17 +119,20 @@ def main() -> None:
                     "redis_cpu_ms_per_report": round(1000 * rd_cpu / n_reports, 3),
                     "pg_cpu_ms_per_job": round(1000 * pg_cpu / args.jobs, 2),
                     "redis_cpu_ms_per_job": round(1000 * rd_cpu / args.jobs, 2),
+                    "api_cpu_ms_per_job": round(1000 * api_cpu / args.jobs, 2),
+                    "worker_cpu_ms_per_job": round(1000 * wk_cpu / args.jobs, 2),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         finally:
             cluster.stop()
-    header = "| API hosts | worker hosts | jobs/s | reports/s | PG CPU ms/job | Redis CPU ms/job |"
-    print("\n" + header + "\n|---|---|---|---|---|---|")
+    header = "| API hosts | worker hosts | jobs/s | reports/s | CPU ms/job: PostgreSQL | Redis | API | workers |"
+    print("\n" + header + "\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['api_hosts']} | {r['worker_hosts']} | {r['jobs_per_s']} | {r['reports_per_s']} | "
-            f"{r['pg_cpu_ms_per_job']} | {r['redis_cpu_ms_per_job']} |"
+            f"{r['pg_cpu_ms_per_job']} | {r['redis_cpu_ms_per_job']} | {r['api_cpu_ms_per_job']} | "
+            f"{r['worker_cpu_ms_per_job']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
