@@ -10,6 +10,7 @@ afterwards). ``throwaway_redis`` and ``throwaway_postgres`` start a private serv
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +26,9 @@ from tests.infra.isolation import (
 )
 from tests.infra.s3server import S3Server
 from tests.infra.throwaway import PostgresServer, RedisServer
+
+if TYPE_CHECKING:
+    from tests.infra.netlab import NetLab
 
 
 @pytest.fixture
@@ -65,3 +69,17 @@ def s3_server() -> Iterator[S3Server]:
     """A moto S3 server on a free port for the session; tests isolate themselves with ``new_bucket()``."""
     with S3Server() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def host_lab() -> Iterator[NetLab]:
+    """Network hosts for one test module (``tests.infra.hosts.LAYOUT``: PostgreSQL, Redis, two API hosts, three
+    worker hosts, a load generator), each a network namespace; all removed afterwards, also after a failure.
+    Skipped where namespaces cannot be made (not root, no ``ip``); required under ``CI=true``."""
+    from tests.infra.hosts import LAYOUT, NETWORKS
+    from tests.infra.netlab import NetLab, probe
+
+    why_not = probe()
+    require(why_not is None, f"network namespaces are needed for the multi-host tests: {why_not}")
+    with NetLab(NETWORKS, LAYOUT) as lab:
+        yield lab

@@ -257,6 +257,10 @@ def find_stranded(session: Session, *, now: datetime, pending_age_s: float, limi
 
     An expired lease is reported at once (not after ``pending_age_s``: its message was consumed by the worker that
     died), then again only every ``pending_age_s`` while no worker has claimed it.
+
+    Rows another transaction has locked are skipped (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so a worker cut off
+    in the middle of a transaction, whose locks the server keeps until it notices the client is gone, never blocks
+    the pass (which runs under the reconciler's exclusive lock); its jobs are taken on a later pass.
     """
     not_recently_enqueued = or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=pending_age_s))
     rows = session.scalars(
@@ -273,6 +277,7 @@ def find_stranded(session: Session, *, now: datetime, pending_age_s: float, limi
         )
         .order_by(Job.created_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return list(rows)
 
