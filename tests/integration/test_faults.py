@@ -201,6 +201,13 @@ def test_whole_worker_killed_mid_job_recovers_within_seconds_with_the_shipped_de
             f"longest wait of a job from the kill or its later acceptance={worst_s:.1f}s"
         )
         assert worst_s <= RECOVERY_BOUND_S
+        # The reconciler's counter shows it on the API's /metrics: the stranded jobs were handed out again.
+        published = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in httpx.get(f"{cluster.apis[0].url}/metrics", timeout=10).text.splitlines()
+            if line.startswith('reportscore_reconciler_republished_jobs_total{outcome="published"}')
+        )
+        assert published >= len(stranded)
     finally:
         if cluster.workers and cluster.workers[0].alive():
             os.killpg(cluster.workers[0].pid, signal.SIGCONT)  # so it can stop gracefully

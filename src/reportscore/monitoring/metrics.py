@@ -189,6 +189,13 @@ WORKER_UP = _gauge(
     ("runner",),
 )
 
+RECONCILER_REPUBLISHED = _counter(
+    "reportscore_reconciler_republished_jobs",
+    "Jobs the reconciler handed to the broker again, by outcome: published (a PENDING job whose message may be lost, "
+    "or a STARTED job whose lease ran out, i.e. whose worker died or was cut off); unsent (the broker did not take "
+    "them: tried again at the next pass).",
+    ("outcome",),
+)
 LEASE_RENEWALS = _counter(
     "reportscore_job_lease_renewals",
     "Lease renewals of jobs being scored (the heartbeat of a Celery pool process), per job, by outcome: renewed; "
@@ -410,6 +417,14 @@ def worker_process_stopping() -> None:
     """A Celery pool process exits cleanly (``worker_process_shutdown``): it no longer counts as live."""
     set_workers_up("celery", 0)
     mark_this_process_dead()
+
+
+@_never_raises
+def observe_reconciler_pass(*, published: int, unsent: int) -> None:
+    if published:
+        RECONCILER_REPUBLISHED.labels("published").inc(published)
+    if unsent:
+        RECONCILER_REPUBLISHED.labels("unsent").inc(unsent)
 
 
 @_never_raises

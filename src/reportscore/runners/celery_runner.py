@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from reportscore.batching import Limits, ThreadBatches
+from reportscore.monitoring import metrics
 from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -245,6 +246,7 @@ class Reconciler:
             # next re-publish).
             jobs_repo.mark_enqueued(session, job_ids=stranded, at=now)
         sent = self._runner.publish_now(stranded)
+        metrics.observe_reconciler_pass(published=sent, unsent=len(stranded) - sent)
         if sent < len(stranded):  # the broker is away: the rest are found again at the next pass
             with self._db.write() as session:
                 jobs_repo.mark_enqueued(session, job_ids=stranded[sent:], at=None)
