@@ -394,6 +394,10 @@ class Settings(BaseSettings):
     auto_rollback_metric: Literal["roc_auc", "pr_auc", "precision_at_k"] = "roc_auc"
     """The metric the automatic rollback compares (higher is better)."""
 
+    auto_rollback_on_drift: bool = True
+    """With ``auto_rollback`` on, also roll a new champion back when the PSI of its score distribution against its
+    reference reaches ``drift_psi_alert`` in an hour with at least ``drift_min_reports`` reports (no labels needed)."""
+
     auto_rollback_min_labelled: int = Field(default=200, ge=1)
     """Labelled reports each of the two versions needs before the automatic rollback compares them."""
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from reportscore.drift import service as drift
 from reportscore.quality import rollback
+from reportscore.reference_model import REFERENCE_MODEL_DIR
+from reportscore.scoring import synthetic
+from reportscore.scoring.features import REPORT_FIELDS
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.repositories import models as models_repo
@@ -114,3 +119,86 @@ def test_a_persons_rollback_is_not_judged(db: Database, tmp_path: Path) -> None:
     _labelled(db, "v2", n=150, good=False, at=now - timedelta(minutes=5), seed=2)
     _promote(db, "v1", "v2", now - timedelta(minutes=1), action="rollback")
     assert rollback.judge(db=db, settings=_policy(tmp_path)) is None
+
+
+def test_a_champion_whose_scores_drift_past_the_alert_threshold_is_rolled_back_without_labels(
+    db: Database, tmp_path: Path
+) -> None:
+    """The drift trigger: no outcome at all, but every report the new champion scored lands in its reference's top
+    score bins, so its score PSI passes the alert threshold in its first hour with enough reports."""
+    settings = _policy(tmp_path, drift_min_reports=100)
+    now = datetime.now(UTC)
+    _register(db, "v2")
+    _promote(db, "v1", None, now - timedelta(days=3))
+    _promote(db, "v2", "v1", now - timedelta(minutes=1))
+    columns = synthetic.generate_reports(150, seed=4)
+    for scores in (np.full(99, 0.99), np.full(51, 0.99)):
+        counts = drift.batch_counts(
+            db,
+            model_name=NAME,
+            model_version="v2",
+            columns={name: columns[name][: len(scores)] for name in REPORT_FIELDS},
+            scores=scores,
+            scored_at=now,
+        )
+        with db.write() as session:
+            drift.record(session, counts)
+        verdict = rollback.judge(db=db, settings=settings)
+        assert verdict is not None
+        if len(scores) == 99:  # 99 < 100 reports in the hour: not judged yet
+            assert (verdict.score_psi, verdict.roll_back) == (None, False)
+
+    done = rollback.check_once(db=db, settings=settings)
+    assert done is not None
+    assert done.trigger == "score_drift"
+    assert done.champion_labelled == 0
+    assert done.score_psi is not None
+    assert done.score_psi >= settings.drift_psi_alert
+    assert done.score_psi_reports == 150
+    assert _history(db)[-1] == ("rollback", "v1", "auto-rollback")
+    with db.read() as session:
+        latest = models_repo.latest_promotion(session, name=NAME)
+        assert latest is not None
+        assert latest.reason == done.reason
+        assert "score PSI of v2" in done.reason
+
+
+def test_the_drift_trigger_can_be_turned_off(db: Database, tmp_path: Path) -> None:
+    settings = _policy(tmp_path, drift_min_reports=100, auto_rollback_on_drift=False)
+    now = datetime.now(UTC)
+    _register(db, "v2")
+    _promote(db, "v1", None, now - timedelta(days=3))
+    _promote(db, "v2", "v1", now - timedelta(minutes=1))
+    columns = synthetic.generate_reports(150, seed=5)
+    counts = drift.batch_counts(
+        db,
+        model_name=NAME,
+        model_version="v2",
+        columns={name: columns[name] for name in REPORT_FIELDS},
+        scores=np.full(150, 0.99),
+        scored_at=now,
+    )
+    with db.write() as session:
+        drift.record(session, counts)
+    assert rollback.check_once(db=db, settings=settings) is None
+    assert _history(db)[-1] == ("promote", "v2", "test")
+
+
+def _register(db: Database, version: str) -> None:
+    """``version`` of the policy's model, with the bundled model's reference distribution."""
+    with db.write() as session:
+        models_repo.insert_version(
+            session,
+            name=NAME,
+            version=version,
+            format="fake",
+            artifact_uri="file:///nowhere",
+            sha256="0" * 64,
+            size_bytes=1,
+            feature_schema={},
+            metadata_doc={},
+            reference=json.loads((REFERENCE_MODEL_DIR / "reference.json").read_text()),
+            reference_source="synthetic",
+            registered_at=datetime.now(UTC),
+            registered_by="test",
+        )

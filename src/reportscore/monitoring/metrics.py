@@ -215,8 +215,9 @@ CALLBACK_DELIVERIES = _counter(
 # --- model quality (online metrics from moderators' outcomes; the automatic rollback) ---------------------------
 AUTO_ROLLBACKS = _counter(
     "reportscore_model_auto_rollbacks",
-    "Champions rolled back by the automatic rollback policy (their online quality fell below the previous "
-    "champion's), by model name and the metric compared; counted by the API process that wrote the rollback.",
+    "Champions rolled back by the automatic rollback policy, by model name and trigger: the quality metric compared "
+    "(its online quality fell below the previous champion's) or score_psi (its scores drifted past the alert "
+    "threshold); counted by the API process that wrote the rollback.",
     ("model_name", "metric"),
 )
 MODEL_QUALITY = _from_store(

@@ -3,7 +3,9 @@
 After a promotion, for a guard period (``auto_rollback_guard_s``), the new champion's metric (``auto_rollback_metric``)
 on the reports it scored since the promotion is compared with the previous champion's on the reports it scored in
 ``auto_rollback_baseline_s`` before it. Once both have at least ``auto_rollback_min_labelled`` labelled reports, a
-new champion whose metric is lower by more than ``auto_rollback_margin`` is rolled back: a ``rollback`` row in the
+new champion whose metric is lower by more than ``auto_rollback_margin`` is rolled back; so is one whose score
+distribution drifted past the alert threshold (``drift_psi_alert``) in its latest hour with enough reports, when
+``auto_rollback_on_drift`` is on (no labels needed for that). A rollback is a ``rollback`` row in the
 promotion history (by ``auto-rollback``, with the reason and the numbers), a log line and a counter. Every process
 follows the champion as after a person's rollback. Aggregates are hourly, so both spans are rounded out to whole
 hours (the hour of the promotion counts for both).
@@ -19,6 +21,9 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
+from reportscore.drift import service as drift_service
+from reportscore.drift.metrics import judged_window
+from reportscore.drift.query import thresholds_of
 from reportscore.monitoring import metrics
 from reportscore.quality.metrics import Binned, pr_auc, precision_at_k, roc_auc
 from reportscore.quality.service import binned
@@ -49,9 +54,20 @@ class Verdict:
     margin: float
     min_labelled: int
     roll_back: bool
+    score_psi: float | None = None
+    """The new champion's score PSI in its latest hour with enough reports (when the drift trigger is on)."""
+    score_psi_reports: int = 0
+    psi_alert: float | None = None
+    trigger: str | None = None
+    """What the rollback is for: ``metric`` (online quality) or ``score_drift``; None when it does not roll back."""
 
     @property
     def reason(self) -> str:
+        if self.trigger == "score_drift":
+            return (
+                f"score PSI of {self.champion} ({self.score_psi:.4f} on {self.score_psi_reports} reports in an hour)"
+                f" passed the alert threshold {self.psi_alert}"
+            )
         return (
             f"{self.metric} of {self.champion} ({self.champion_value:.4f} on {self.champion_labelled} labelled reports)"
             f" is below {self.previous}'s ({self.previous_value:.4f} on {self.previous_labelled}) by more than"
@@ -87,11 +103,18 @@ def judge(*, db: Database, settings: Settings, now: datetime | None = None) -> V
             until=hour + timedelta(hours=1),
         )
         promotion_id, champion, previous = latest.id, latest.version, latest.previous_version
+    score_psi, psi_reports = (
+        _score_psi(db=db, settings=settings, version=champion, since=hour, now=now)
+        if settings.auto_rollback_on_drift
+        else (None, 0)
+    )
     metric, k = settings.auto_rollback_metric, settings.quality_precision_k
     new_value, old_value = _metric(metric, new, k=k), _metric(metric, old, k=k)
     new_n, old_n = new.labelled, old.labelled
     enough = min(new_n, old_n) >= settings.auto_rollback_min_labelled
     worse = new_value is not None and old_value is not None and old_value - new_value > settings.auto_rollback_margin
+    drifted = score_psi is not None and score_psi >= settings.drift_psi_alert
+    trigger = "metric" if enough and worse else "score_drift" if drifted else None
     return Verdict(
         promotion_id=promotion_id,
         champion=champion,
@@ -103,8 +126,35 @@ def judge(*, db: Database, settings: Settings, now: datetime | None = None) -> V
         previous_labelled=old_n,
         margin=settings.auto_rollback_margin,
         min_labelled=settings.auto_rollback_min_labelled,
-        roll_back=enough and worse,
+        roll_back=trigger is not None,
+        score_psi=score_psi,
+        score_psi_reports=psi_reports,
+        psi_alert=settings.drift_psi_alert,
+        trigger=trigger,
     )
+
+
+def _score_psi(
+    *, db: Database, settings: Settings, version: str, since: datetime, now: datetime
+) -> tuple[float | None, int]:
+    """The version's score PSI in its latest hour (since ``since``) with enough scored reports, and that count;
+    (None, 0) when there is none or the version has no reference."""
+    try:
+        report = drift_service.drift_report(
+            db,
+            model_name=settings.model_name,
+            model_version=version,
+            window_s=3600,
+            since=since,
+            until=now + timedelta(seconds=1),
+            thresholds=thresholds_of(settings),
+        )
+    except LookupError:
+        return None, 0
+    window = judged_window(report)
+    if window is None:
+        return None, 0
+    return window.psi.get("score"), window.n_reports
 
 
 def check_once(*, db: Database, settings: Settings) -> Verdict | None:
@@ -130,9 +180,12 @@ def check_once(*, db: Database, settings: Settings) -> Verdict | None:
             reason=verdict.reason,
             details=asdict(verdict),
         )
-    metrics.observe_auto_rollback(model_name=name, metric=verdict.metric)
+    metrics.observe_auto_rollback(
+        model_name=name, metric="score_psi" if verdict.trigger == "score_drift" else verdict.metric
+    )
     log.warning(
-        "champion rolled back automatically: its online quality fell below the previous champion's",
+        "champion rolled back automatically: its online quality fell below the previous champion's, or its scores"
+        " drifted past the alert threshold",
         extra={"model_version": verdict.champion, "restored_version": verdict.previous, "reason": verdict.reason},
     )
     return verdict
