@@ -129,6 +129,35 @@ def fill(url: str, n_reports: int, *, chunk: int = 50_000) -> float:
     return time.perf_counter() - started
 
 
+INCREMENTAL = "bench"
+"""The export runs as an incremental one, so that a second run can show it exports nothing more."""
+
+
+def _read_back(out: str, fmt: str) -> tuple[int, bool]:
+    """Rows in the exported files, read with pyarrow, and whether their schema is the export's."""
+    import pyarrow.dataset as ds
+
+    from reportscore.export.schema import SCHEMA
+
+    fmt_of = {"parquet": "parquet", "csv": ds.CsvFileFormat(), "jsonl": "json"}[fmt]
+    dataset = ds.dataset(out, format=fmt_of, schema=SCHEMA if fmt != "parquet" else None, partitioning="hive")
+    table = dataset.to_table(columns=SCHEMA.names)
+    return table.num_rows, table.schema.equals(SCHEMA, check_metadata=False)
+
+
+def _second_run(url: str, out: str, fmt: str) -> int:
+    """Rows exported by a second incremental run right after the first (nothing new: 0)."""
+    from reportscore.export.service import export_reports
+    from reportscore.export.sinks import Target
+    from reportscore.storage.db import Database
+
+    db = Database(url)
+    try:
+        return export_reports(db=db, target=Target(out), fmt=fmt, incremental_name=INCREMENTAL).rows
+    finally:
+        db.dispose()
+
+
 def _child(url: str, out: str, fmt: str, page_size: int, answer: Any) -> None:
     """Export in this process; send back the RSS figures."""
     from reportscore.export.service import export_reports
@@ -141,7 +170,9 @@ def _child(url: str, out: str, fmt: str, page_size: int, answer: Any) -> None:
     before = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     started = time.perf_counter()
-    result = export_reports(db=db, target=Target(out), fmt=fmt, page_size=page_size, now=datetime.now(UTC))
+    result = export_reports(
+        db=db, target=Target(out), fmt=fmt, page_size=page_size, incremental_name=INCREMENTAL, now=datetime.now(UTC)
+    )
     elapsed = time.perf_counter() - started
     answer.send(
         {
@@ -176,6 +207,12 @@ def main() -> None:
         if child.exitcode != 0:
             raise SystemExit(f"the export failed (exit code {child.exitcode})")
         written = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+        read_rows, schema_ok = _read_back(out, args.format)
+        figures.update(
+            read_back_rows=read_rows,
+            read_back_schema_equal=schema_ok,
+            second_incremental_run_rows=_second_run(url, out, args.format),
+        )
         figures.update(
             reports=args.reports,
             format=args.format,
