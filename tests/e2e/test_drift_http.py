@@ -34,6 +34,11 @@ def test_scored_reports_show_up_as_drift_over_http_in_metrics_and_in_the_cli(tmp
         assert window["status"]["profile_rating"] == "ok"
         assert window["psi"]["score"] < 0.25  # the reference model scoring data like its own holdout
         assert client.get("/models/drift", params={"window": "90m"}).status_code == 422
+        at = "2026-01-01T00:00:00Z"
+        assert client.get("/models/drift", params={"since": at, "until": at}).json()["windows"] == []  # empty range
+        number = client.get("/models/drift", params={"until": "2191"})  # a number is not a time
+        assert number.status_code == 422
+        assert number.json()["detail"][0]["loc"] == ["query", "until"]
         assert client.get("/models/drift", params={"version": "9.9.9"}).status_code == 404
         hourly = client.get("/models/drift").json()["windows"]  # the default window: 1h
         assert sum(w["n_reports"] for w in hourly) == 400

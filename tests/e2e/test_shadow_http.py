@@ -113,7 +113,10 @@ def test_shadows_over_http_never_touch_the_answer_and_feed_the_comparison(tmp_pa
         refused = client.post("/models/2.0.0/promote", params={"require_better": "auc:0.01"})
         assert refused.status_code == 409
         assert "0 labelled reports" in refused.json()["detail"]
-        assert client.post("/models/2.0.0/promote", params={"require_better": "accuracy:1"}).status_code == 422
+        malformed = client.post("/models/2.0.0/promote", params={"require_better": "accuracy:1"})
+        assert malformed.status_code == 422
+        assert malformed.json()["detail"][0]["loc"] == ["query", "require_better"]  # FastAPI's validation shape
+        assert client.get("/models/compare", params={"challenger": "2.0.0", "until": "2191"}).status_code == 422
         assert client.get("/models").json()["champion"] == "1.0.0"
 
         assert client.delete("/models/9.0.0/shadow").json()["shadows"][0]["version"] == "2.0.0"

@@ -10,10 +10,16 @@ from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import State
+from reportscore.api.params import EARLIEST, LATEST, IsoTime, utc
 from reportscore.api.schemas.drift import DriftOut
 from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.drift.query import DriftQueryError, DriftWindowError, drift_for
 from reportscore.durations import parse_duration
+
+WINDOW_PATTERN = r"^[1-9][0-9]{0,5}[hdw]$"
+"""Whole hours, days or weeks (drift is counted per hour), at most 999999 of them."""
+
+_LAST = LATEST - timedelta(days=1)
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -24,27 +30,43 @@ router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requ
     response_model=DriftOut,
     responses={
         404: {"model": ErrorBody, "description": "Unknown version, or it has no reference distribution."},
-        422: {"model": ErrorBody, "description": "A window that is not a multiple of 1h, or a bad range."},
+        400: {"model": ErrorBody, "description": "A window that is not a multiple of the stored resolution."},
     },
 )
 async def drift(
     state: State,
     version: Annotated[str | None, Query(description="Model version (default: the champion).")] = None,
     window: Annotated[
-        str | None, Query(description="Window length, a multiple of 1h: 1h, 6h, 1d (default: drift_window_s).")
+        str | None,
+        Query(
+            pattern=WINDOW_PATTERN,
+            description="Window length in whole hours, days or weeks: 1h, 6h, 1d, 1w (default: drift_window_s).",
+        ),
     ] = None,
-    since: Annotated[datetime | None, Query(description="First window to include (default: 24 windows ago).")] = None,
-    until: Annotated[datetime | None, Query(description="End of the range (default: now).")] = None,
+    since: Annotated[
+        IsoTime | None, Query(description="First window to include, ISO 8601 (default: 24 windows ago).")
+    ] = None,
+    until: Annotated[IsoTime | None, Query(description="End of the range, ISO 8601 (default: now).")] = None,
 ) -> Any:
+    """Windows aligned to the epoch that start in ``[since, until)``; an empty range (``since >= until``) answers
+    no windows. Times without an offset are UTC; times beyond the calendar's ends are clamped to them."""
     settings = state.settings
-    try:
-        window_s = int(parse_duration(window)) if window is not None else settings.drift_window_s
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=f"window: {exc}") from None
-    end = _utc(until) if until is not None else datetime.now(UTC)
-    start = _utc(since) if since is not None else end - timedelta(seconds=24 * window_s)
-    if start >= end:
-        raise HTTPException(status_code=422, detail="since must be before until")
+    window_s = int(parse_duration(window)) if window is not None else settings.drift_window_s
+    end = utc(until) if until is not None else datetime.now(UTC)
+    if since is not None:
+        start = utc(since)
+    else:
+        try:
+            start = end - timedelta(seconds=24 * window_s)
+        except OverflowError:
+            start = EARLIEST
+    try:  # the window that holds the first time must itself start within the calendar
+        start = max(start, EARLIEST + timedelta(seconds=window_s))
+    except OverflowError:  # a window longer than the calendar: nothing can be in it
+        start = LATEST
+    # windows are aligned on whole-second timestamps: keep a day's margin before the calendar's end
+    start, end = min(start, _LAST), min(end, _LAST)
+    empty = start >= end
     try:
         report = await run_in_threadpool(
             lambda: drift_for(
@@ -58,10 +80,8 @@ async def drift(
             )
         )
     except DriftQueryError as exc:
-        status = 422 if isinstance(exc, DriftWindowError) else 404
+        status = 400 if isinstance(exc, DriftWindowError) else 404
         raise HTTPException(status_code=status, detail=str(exc)) from None
+    if empty:
+        report.windows.clear()
     return DriftOut.of(report)
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

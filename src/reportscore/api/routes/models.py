@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import AppState, State
+from reportscore.api.params import AwareIsoTime, utc
 from reportscore.api.schemas.models import ModelList, ModelVersionDetail, ModelVersionOut, RemoteModelIn
 from reportscore.api.schemas.shadow import ComparisonOut, ShadowList
 from reportscore.api.schemas.tasks import ErrorBody, ValidationErrorBody
@@ -20,7 +21,10 @@ from reportscore.scoring import registration
 from reportscore.scoring.store import StoreError
 from reportscore.shadow import admin
 from reportscore.shadow.compare import compare_with_champion
-from reportscore.shadow.evidence import EvidenceError, Requirement
+from reportscore.shadow.evidence import METRICS, EvidenceError, Requirement
+
+REQUIREMENT_PATTERN = "^(" + "|".join(re.escape(m) for m in sorted(METRICS)) + r"):[0-9]*\.?[0-9]+%?$"
+"""``require_better``: METRIC:CHANGE or METRIC:PERCENT% (what ``Requirement.parse`` reads), refused by validation."""
 
 router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requires("admin")])
 
@@ -250,12 +254,13 @@ async def compare(
     state: State,
     challenger: Annotated[str, Query(description="The version to compare (a shadow, or an earlier champion)")],
     champion: Annotated[str | None, Query(description="Default: the current champion")] = None,
-    since: Annotated[datetime | None, Query(description="Scored at or after (ISO 8601 with offset)")] = None,
-    until: Annotated[datetime | None, Query(description="Scored before (ISO 8601 with offset)")] = None,
+    since: Annotated[AwareIsoTime | None, Query(description="Scored at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[AwareIsoTime | None, Query(description="Scored before (ISO 8601 with offset)")] = None,
     abuse_type: Annotated[Literal["MSG", "PRF"] | None, Query(description="Only this abuse type")] = None,
 ) -> Any:
-    if any(t is not None and t.tzinfo is None for t in (since, until)):
-        raise HTTPException(status_code=422, detail="since and until need a UTC offset, e.g. 2026-12-06T00:00:00Z")
+    """Times without a UTC offset, or numbers, are refused; times beyond the calendar's ends are clamped to them."""
+    since = utc(since) if since is not None else None
+    until = utc(until) if until is not None else None
     try:
         result = await run_in_threadpool(
             lambda: compare_with_champion(
@@ -297,14 +302,14 @@ async def promote(
     version: str,
     require_better: Annotated[
         str | None,
-        Query(description="Refuse unless the comparison with the champion shows this improvement: auc:0.01 or auc:5%"),
+        Query(
+            pattern=REQUIREMENT_PATTERN,
+            description="Refuse unless the comparison with the champion shows this improvement: auc:0.01 or auc:5%",
+        ),
     ] = None,
 ) -> Any:
     if require_better is not None:
-        try:
-            requirement = Requirement.parse(require_better)
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        requirement = Requirement.parse(require_better)  # the pattern admits only what parses
         try:
             result = await run_in_threadpool(
                 lambda: compare_with_champion(db=state.db, settings=state.settings, challenger=version)
