@@ -166,8 +166,8 @@ def _assert_scored_exactly_once(d: Deployment, accepted: dict[str, list[dict[str
     with psycopg.connect(psycopg_url(d.cluster.database_url)) as conn:
         rows = conn.execute(
             "SELECT j.id::text, j.status, j.n_reports, array_agg(r.position ORDER BY r.position), "
-            "array_agg(r.score ORDER BY r.position) FROM jobs j LEFT JOIN reports r ON r.job_id = j.id "
-            "WHERE j.id = ANY(%s) GROUP BY j.id",
+            "array_agg(s.score ORDER BY r.position) FROM jobs j LEFT JOIN reports r ON r.job_id = j.id "
+            "LEFT JOIN report_scores s ON s.report_id = r.id WHERE j.id = ANY(%s) GROUP BY j.id",
             (list(accepted),),
         ).fetchall()
     assert len(rows) == len(accepted)
@@ -303,8 +303,9 @@ def test_worker_host_partitioned_past_its_lease_is_fenced_when_it_returns(deploy
 def _results_of(d: Deployment, ids: list[str]) -> dict[str, tuple[int, Any, list[float]]]:
     with psycopg.connect(psycopg_url(d.cluster.database_url)) as conn:
         rows = conn.execute(
-            "SELECT j.id::text, j.attempts, j.finished_at, array_agg(r.score ORDER BY r.position) FROM jobs j "
-            "JOIN reports r ON r.job_id = j.id WHERE j.id = ANY(%s) GROUP BY j.id",
+            "SELECT j.id::text, j.attempts, j.finished_at, array_agg(s.score ORDER BY r.position) FROM jobs j "
+            "JOIN reports r ON r.job_id = j.id LEFT JOIN report_scores s ON s.report_id = r.id "
+            "WHERE j.id = ANY(%s) GROUP BY j.id",
             (ids,),
         ).fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}

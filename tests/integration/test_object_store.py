@@ -211,7 +211,7 @@ def test_a_store_outage_delays_a_promotion_without_losing_it(
     with caplog.at_level(logging.ERROR, logger="reportscore.scoring.registry"):
         assert registry.refresh(db, name=settings.model_name, threads=1) is False
     assert registry.current.version == "1.0.0"
-    [record] = [r for r in caplog.records if "model store is unreachable" in r.getMessage()]
+    [record] = [r for r in caplog.records if "its store or endpoint is unreachable" in r.getMessage()]
     assert "Check that the store is reachable" in record.__dict__["error"]
     registry.store = open_store(settings.model_copy(update={"model_cache_dir": tmp_path / "c"}))  # store is back
     deadline = time.monotonic() + 10
