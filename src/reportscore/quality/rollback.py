@@ -17,7 +17,6 @@ at a time (``try_exclusive_pass``) after checking that the promotion it judged i
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +24,7 @@ from reportscore.drift import service as drift_service
 from reportscore.drift.metrics import judged_window
 from reportscore.drift.query import thresholds_of
 from reportscore.monitoring import metrics
+from reportscore.periodic import Periodic
 from reportscore.quality.metrics import Binned, pr_auc, precision_at_k, roc_auc
 from reportscore.quality.service import binned
 from reportscore.settings import Settings
@@ -191,26 +191,13 @@ def check_once(*, db: Database, settings: Settings) -> Verdict | None:
     return verdict
 
 
-class RollbackGuard:
+class RollbackGuard(Periodic):
     """A background thread that runs :func:`check_once` every ``auto_rollback_interval_s``."""
 
     def __init__(self, *, db: Database, settings: Settings) -> None:
+        super().__init__(name="auto-rollback", interval_s=settings.auto_rollback_interval_s)
         self._db = db
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="auto-rollback", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.auto_rollback_interval_s):
-            try:
-                check_once(db=self._db, settings=self._settings)
-            except Exception:
-                log.warning("automatic rollback check failed", exc_info=True)
+    def run_once(self) -> Verdict | None:
+        return check_once(db=self._db, settings=self._settings)

@@ -3,38 +3,17 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-
+from reportscore.periodic import Periodic
 from reportscore.retention.service import maintenance_pass
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 
-log = logging.getLogger(__name__)
 
-
-class Maintenance:
+class Maintenance(Periodic):
     def __init__(self, *, db: Database, settings: Settings) -> None:
+        super().__init__(name="maintenance", interval_s=settings.maintenance_interval_s)
         self._db = db
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="maintenance", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.maintenance_interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                log.warning("maintenance pass failed", exc_info=True)
 
     def run_once(self) -> None:
         maintenance_pass(

@@ -22,6 +22,7 @@ from celery import Celery
 
 from reportscore.batching import Limits, ThreadBatches
 from reportscore.monitoring import metrics
+from reportscore.periodic import Periodic
 from reportscore.runners.task_names import SCORE_JOBS_TASK, SCORE_TASK
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
@@ -199,7 +200,7 @@ def _batch(producer: Any) -> AbstractContextManager[Any]:
     return batch(max_size=2 * PUBLISH_BATCH_MAX) if batch is not None else nullcontext()
 
 
-class Reconciler:
+class Reconciler(Periodic):
     """Re-publishes stranded jobs: PENDING ones whose message was lost and STARTED ones whose lease expired.
 
     Every API process runs one; a PostgreSQL advisory lock makes sure only one of them works at a time.
@@ -208,27 +209,10 @@ class Reconciler:
     LOCK_KEY = 0x5265_7073_6372  # "Repscr"
 
     def __init__(self, *, db: Database, runner: CeleryRunner, settings: Settings) -> None:
+        super().__init__(name="reconciler", interval_s=settings.reconcile_interval_s)
         self._db = db
         self._runner = runner
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.reconcile_interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                log.warning("reconciler pass failed", exc_info=True)
 
     def run_once(self) -> int:
         """One pass; returns how many jobs were re-published (0 when another process holds the lock)."""
