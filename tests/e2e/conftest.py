@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from reportscore.api.deps import AppState
 from reportscore.app import create_app
 from tests.conftest import make_settings
-from tests.infra.fixtures import s3_server
+from tests.infra.fixtures import pg_url, redis_url_and_prefix, s3_server
 
-__all__ = ["s3_server"]
+__all__ = ["pg_url", "redis_url_and_prefix", "s3_server"]
 
 
 def app_client(tmp_path: Path, **overrides: Any) -> TestClient:

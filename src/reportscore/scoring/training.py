@@ -146,7 +146,7 @@ def train_reference(
     }
 
     started = time.perf_counter()
-    with _progress_display(enabled=progress) as display:
+    with progress_display(enabled=progress) as display:
         phases = display.add_task("Training the reference model", total=5)
 
         display.update(phases, description=f"Generating {n_reports:,} synthetic reports")
@@ -188,13 +188,13 @@ def train_reference(
             "train_positive_rate": float(y_train.mean()),
         }
         reference = build_reference(holdout_columns, y_holdout, scores)
-        _write_json(output_dir / REFERENCE_NAME, reference)
+        write_json(output_dir / REFERENCE_NAME, reference)
         metadata = {
             "name": MODEL_NAME,
             "version": MODEL_VERSION,
             "format": MODEL_FORMAT,
             "artifact": ARTIFACT_NAME,
-            "sha256": _sha256(artifact),
+            "sha256": sha256_file(artifact),
             "schema": SCHEMA_NAME,
             "reference": REFERENCE_NAME,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -221,7 +221,7 @@ def train_reference(
             "reproduce": REPRODUCE_COMMAND,
             "reproduce_python": _reproduce_call(n_reports=n_reports, seed=seed, threads=threads),
         }
-        _write_json(output_dir / METADATA_NAME, metadata)
+        write_json(output_dir / METADATA_NAME, metadata)
         (output_dir / MODEL_CARD_NAME).write_text(render_model_card(metadata, reference, schema))
         display.advance(phases)
         display.update(phases, description=f"Done: holdout ROC AUC {metrics['holdout_roc_auc']:.4f}")
@@ -445,7 +445,7 @@ class _RoundProgress(xgboost.callback.TrainingCallback):
 
 
 @contextmanager
-def _progress_display(*, enabled: bool) -> Iterator[Progress]:
+def progress_display(*, enabled: bool) -> Iterator[Progress]:
     columns = (
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -468,7 +468,7 @@ def _reproduce_call(*, n_reports: int, seed: int, threads: int) -> str:
     return call + ")"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -476,5 +476,5 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -60,7 +60,7 @@ class KerasFormat:
     suffixes = (".keras",)
 
     def load(self, path: Path, *, threads: int) -> KerasModel:
-        tf, keras = _import_tensorflow(threads)
+        tf, keras = import_tensorflow(threads)
         if not zipfile.is_zipfile(path):  # Keras itself reports any non-zip file as "File not found"
             raise ModelLoadError(f"{path.name}: not a loadable Keras model (not a .keras zip archive)")
         try:
@@ -81,7 +81,7 @@ class KerasFormat:
         return KerasModel(model, call=call, n_features=n_features)
 
 
-def _import_tensorflow(threads: int) -> tuple[Any, Any]:
+def import_tensorflow(threads: int) -> tuple[Any, Any]:
     """Import TensorFlow (quietly) and Keras, and set TensorFlow's thread pools once per process."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
