@@ -36,7 +36,7 @@ def main_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
-        if row["deployment"] in ("floor", "mlserver"):
+        if row["deployment"] in ("floor", "mlserver") or row.get("shadow"):
             continue
         metric = primary_metric(row)
         unit = "reports/s" if row["batch"] != 1 else ("jobs/s" if row["flow"] == "async" else "req/s")
@@ -113,6 +113,32 @@ def anchor_table(rows: list[Row], evaluation: list[Row], anchor: Row | None) -> 
             f"{ev['goal']} | **{ev['result']}** |"
         )
     return out
+
+
+def shadow_table(rows: list[Row], evaluation: list[Row]) -> list[str]:
+    """The champion without and with one shadow at fraction 1 (``shadow_cost.py``), and the shadow's accounting."""
+    shadowed = {ev["workload"]: ev for ev in evaluation if ev.get("baseline") == "shadow off"}
+    out = [
+        "| workload | metric | without a shadow | with one shadow | ratio | p99 ms (with) | errors | shadow scored "
+        "| shadow skipped | target | result |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        if row.get("shadow") != "on" or row.get("status", "ok") != "ok":
+            continue
+        metric = primary_metric(row)
+        unit = "reports/s" if row["batch"] != 1 else ("jobs/s" if row["flow"] == "async" else "req/s")
+        off = find(rows, row["name"].replace("shadow on", "shadow off", 1))
+        off_value = off[metric] if off is not None and off.get("status", "ok") == "ok" else None
+        counts = row.get("shadow_reports") or {}
+        ev = shadowed.get(row["name"])
+        out.append(
+            f"| {row['name'].removeprefix('shadow on ')} | {unit} | {fmt_num(off_value)} | {fmt_num(row[metric])} | "
+            f"{fmt_pct(ratio(row[metric], off_value))} | {_ms(row['latency']['p99_ms'])} | "
+            f"{_errors_text(row['errors'])} | {fmt_num(counts.get('scored'))} | {fmt_num(counts.get('skipped'))} | "
+            f"{ev['goal'] if ev else '-'} | {('**' + ev['result'] + '**') if ev else '-'} |"
+        )
+    return out if len(out) > 2 else []
 
 
 def other_cpu(row: Row) -> float | None:
@@ -251,7 +277,9 @@ def observations(rows: list[Row], evaluation: list[Row], service_cpus: int) -> l
             continue
         res = row.get("resources") or {}
         cpu = res.get("service_cpu_pct")
-        of = "MLServer" if ev.get("baseline") == "mlserver" else "the floor"
+        of = {"mlserver": "MLServer", "shadow off": "the champion without a shadow"}.get(
+            ev.get("baseline", ""), "the floor"
+        )
         parts = [f"**{ev['target']}** ({fmt_pct(ev['ratio'])} of {of}, p99 {_ms(ev['p99_ms'])} ms)"]
         if cpu is not None:
             saturated = cpu >= 85 * service_cpus
@@ -323,6 +351,20 @@ def render(results: dict[str, Any]) -> str:
         "",
         *anchor_table(rows, evaluation, results.get("mlserver")),
         "",
+        *(
+            [
+                "## One shadow at fraction 1 (the champion's throughput without and with it)",
+                "",
+                "The embedded service started twice in this run (`benchmarks/shadow_cost.py`), the second time with "
+                "a copy of the reference model shadowing the champion on every report. The shadow's scored and "
+                "skipped reports are counted over the workload (warm-up included) from the service's `/metrics`.",
+                "",
+                *shadow_table(rows, evaluation),
+                "",
+            ]
+            if shadow_table(rows, evaluation)
+            else []
+        ),
         "## Raw-model floor (reference XGBoost model, in-process: XGBoost's own predictor and the compiled trees)",
         "",
         *model_table(results["model_floors"]),

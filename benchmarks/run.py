@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import model_floor, report, score_cache, services, storage_floor, targets
+from benchmarks import model_floor, report, score_cache, services, shadow_cost, storage_floor, targets
 from benchmarks.machine import machine_info
 from benchmarks.profiling import profile_embedded
 from benchmarks.suite import ANCHOR_MATRIX, CLOSED_MATRIX, NOPERSIST_MATRIX, Suite
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 suite.guarded("distributed", suite.phase_distributed)
             if not args.no_embedded and any(suite.selected(n) for n in score_cache.names()):
                 suite.guarded("score-cache", lambda: score_cache.phase(suite), ())
+            if not args.no_embedded and any(suite.selected(n) for n in shadow_cost.names()):
+                suite.guarded("shadow", lambda: shadow_cost.phase(suite), ())
             if args.profile:
                 try:
                     profile = profile_embedded(suite)

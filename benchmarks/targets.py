@@ -60,6 +60,8 @@ class Target:
     def text(self) -> str:
         if self.baseline == "mlserver":
             out = f">= {self.min_ratio:g}x MLServer's {self.unit}"
+        elif self.baseline == "shadow off":
+            out = f">= {self.min_ratio:.0%} of the champion's {self.unit} without a shadow"
         else:
             floor = "submit/poll" if self.flow == "async" else "sync"
             out = f">= {self.min_ratio:.0%} of the {floor} floor's {self.unit}"
@@ -80,6 +82,8 @@ TARGETS: tuple[Target, ...] = (
         "vs MLServer: /score?persist=false B=100, C=8", "embedded", "sync-nopersist", 100, 8, 2.0, baseline="mlserver"
     ),
     Target("vs MLServer: durable /score B=1, C=8", "embedded", "sync", 1, 8, 3.0, 20.0, baseline="mlserver"),
+    Target("one shadow at fraction 1: async B=100, C=64", "shadow on", "async", 100, 64, 0.80, baseline="shadow off"),
+    Target("one shadow at fraction 1: /score B=100, C=8", "shadow on", "sync", 100, 8, 0.80, baseline="shadow off"),
 )
 FLOOR_TARGETS: tuple[Target, ...] = tuple(t for t in TARGETS if t.baseline == "floor")
 ANCHOR_TARGETS: tuple[Target, ...] = tuple(t for t in TARGETS if t.baseline == "mlserver")

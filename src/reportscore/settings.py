@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     """Scored batches waiting for the shadows in each process; beyond this a shadow that fell behind skips batches
     (counted by ``reportscore_shadow_skipped_reports_total``) instead of growing a queue."""
 
+    shadow_max_busy_share: float = Field(default=0.2, gt=0, le=1)
+    """Each process's shadow thread is busy at most this share of the time: it scores every batch waiting at once,
+    then rests t x (1/share - 1) after a pass that took t seconds. Under light load it keeps up; at full load it skips
+    batches (counted) rather than take the champion's CPU or writer. 1 turns the limit off."""
+
     compare_max_reports: int = Field(default=200_000, ge=1000)
     """A comparison keeps at most this many paired reports (a fixed-seed reservoir sample beyond it) for its rank
     statistics; sums, means, extremes and histograms always cover every report."""

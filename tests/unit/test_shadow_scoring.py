@@ -3,6 +3,9 @@ champion's answer, a working one stores its scores beside it, and a shadow that 
 
 from __future__ import annotations
 
+import itertools
+import queue
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +21,7 @@ from reportscore.scoring.registration import UnknownVersionError
 from reportscore.scoring.service import score_jobs
 from reportscore.settings import Settings
 from reportscore.shadow import admin
-from reportscore.shadow.scorer import ShadowScorer, chosen
+from reportscore.shadow.scorer import PendingBatch, ShadowScorer, chosen
 from reportscore.storage.db import Database
 from reportscore.storage.models import JobStatus, ModelVersion, ShadowScore
 from tests.fakes import FakeModel, fake_serving_model
@@ -166,6 +169,66 @@ def test_a_shadow_that_falls_behind_skips_batches_and_counts_the_reports(db: Dat
         scorer.offer(job_ids=[job], rows=outcome.rows)
     assert _counter("reportscore_shadow_skipped_reports_total") - before == 6
     assert scorer.run_pending() == 1
+
+
+class SpinningModel(FakeModel):
+    """The fake model with a known cost per call (it spins for ``cost_s``), reporting each call's span."""
+
+    def __init__(self, cost_s: float) -> None:
+        super().__init__()
+        self.cost_s = cost_s
+        self.spans: queue.Queue[tuple[float, float]] = queue.Queue()
+
+    def predict(self, matrix: FloatMatrix) -> Scores:
+        start = time.monotonic()
+        while time.monotonic() - start < self.cost_s:  # the model's CPU cost, simulated
+            pass
+        self.spans.put((start, time.monotonic()))
+        return super().predict(matrix)
+
+
+def test_the_shadow_thread_rests_after_each_pass_so_it_is_busy_at_most_its_share(
+    db: Database, fake_settings: Settings
+) -> None:
+    _register(db, "spinning")
+    admin.start_shadow(db=db, settings=fake_settings, version="spinning")
+    model = SpinningModel(cost_s=0.03)
+    scorer = ShadowScorer(
+        db=db,
+        name="fake",
+        loader=lambda version: fake_serving_model(model, version=version),
+        refresh_s=3600,
+        max_pending_batches=8,
+        max_busy_share=0.25,  # rests 3x the time a pass took
+    )
+    scorer.refresh()
+    jobs = [_submit(db, [1, 2]) for _ in range(3)]
+    outcomes = [score_jobs(db=db, model=fake_serving_model(version="champ"), job_ids=[job]) for job in jobs]
+    spans = []
+    scorer.start()
+    try:
+        for outcome in outcomes:  # the next batch waits while the thread rests after the previous one
+            scorer.offer(job_ids=outcome.succeeded, rows=outcome.rows)
+            spans.append(model.spans.get(timeout=30))
+    finally:
+        scorer.stop()
+    for (start, end), (next_start, _) in itertools.pairwise(spans):
+        assert next_start - end >= 3 * (end - start) * 0.95, spans  # the model's time alone, rested 3x
+
+
+def test_batches_waiting_together_are_scored_with_one_model_call(db: Database, fake_settings: Settings) -> None:
+    _register(db, "half")
+    admin.start_shadow(db=db, settings=fake_settings, version="half")
+    model = HalfModel()
+    scorer = _scorer(db, {"half": model})
+    scorer.refresh()
+    jobs = [_submit(db, [p, 5 - p]) for p in range(3)]
+    outcomes = [score_jobs(db=db, model=fake_serving_model(version="champ"), job_ids=[job]) for job in jobs]
+    scorer.score_batches([PendingBatch(o.succeeded, o.rows, 0) for o in outcomes])
+    with db.read() as s:
+        stored = s.execute(select(ShadowScore.report_id, ShadowScore.score)).all()
+    assert len(stored) == 6
+    assert model.calls == [6]  # one call for the three batches
 
 
 def test_the_shadow_set_is_limited_follows_stops_and_refuses_unknown_versions(

@@ -3,7 +3,11 @@
 Runners hand it a batch after the champion's results are committed (``offer`` never blocks and never raises). One
 background thread takes batches from a bounded backlog, calls each shadow once per batch on the share of reports
 its fraction selects, and stores the scores in ``shadow_scores``. When the backlog is full the batch is skipped and
-counted: a shadow that falls behind sheds load instead of growing a queue. Every ``refresh_s`` the thread follows
+counted: a shadow that falls behind sheds load instead of growing a queue. The thread takes every batch waiting
+at once (one model call per shadow and one write for all of them) and is busy at most ``max_busy_share`` of the
+time: after a pass that took t seconds (wall clock: its model calls, and its write, which shares the store with the
+champion's) it rests t x (1/share - 1). Under full load it cannot take the champion's CPU or writer: it falls
+behind and sheds instead. Every ``refresh_s`` the thread follows
 the shadow set recorded in the database (loading new versions, dropping stopped ones), like the champion watcher.
 """
 
@@ -50,7 +54,9 @@ def chosen(report_ids: Sequence[int], fraction: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Batch:
+class PendingBatch:
+    """Jobs whose champion results are committed, with their reports (or None: read them back)."""
+
     job_ids: list[str]
     rows: jobs_repo.FeatureRows | None
     n_reports: int
@@ -71,6 +77,7 @@ class ShadowScorer:
         loader: Loader,
         refresh_s: float,
         max_pending_batches: int,
+        max_busy_share: float = 1.0,
         write: Writer | None = None,
     ) -> None:
         self._db = db
@@ -78,7 +85,9 @@ class ShadowScorer:
         self._loader = loader
         self._refresh_s = refresh_s
         self._write = write
-        self._backlog: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending_batches)
+        self._rest_factor = 1.0 / max_busy_share - 1.0
+        self._stopping = threading.Event()
+        self._backlog: queue.Queue[PendingBatch | None] = queue.Queue(maxsize=max_pending_batches)
         self._active: dict[str, _Active] = {}
         self._failed: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="shadow-scorer", daemon=True)
@@ -95,6 +104,7 @@ class ShadowScorer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stopped = True
+        self._stopping.set()
         with contextlib.suppress(queue.Full):
             self._backlog.put_nowait(None)
         if self._thread.is_alive():
@@ -105,7 +115,7 @@ class ShadowScorer:
         if not job_ids or not self._active or self._stopped:
             return
         try:
-            self._backlog.put_nowait(_Batch(list(job_ids), rows, n_reports))
+            self._backlog.put_nowait(PendingBatch(list(job_ids), rows, n_reports))
         except queue.Full:
             wanted = set(job_ids)
             skipped = n_reports if rows is None else sum(1 for j in rows.job_ids if j in wanted)
@@ -148,18 +158,28 @@ class ShadowScorer:
 
     def score_batch(self, job_ids: Sequence[str], rows: jobs_repo.FeatureRows | None) -> None:
         """Score one batch with every shadow; a failure is logged and counted, never raised."""
+        self.score_batches([PendingBatch(list(job_ids), rows, 0)])
+
+    def score_batches(self, batches: Sequence[PendingBatch]) -> None:
+        """Score batches together with every shadow (one model call and one write per shadow); a failure is
+        logged and counted, never raised."""
         active = dict(self._active)
         if not active:
             return
         try:
-            if rows is not None and len(set(rows.job_ids) - set(job_ids)):
-                rows = subset_rows(rows, set(job_ids))
-            if rows is None:
-                with self._db.read() as session:
-                    rows = jobs_repo.load_features(session, list(job_ids))
+            parts = []
+            for batch in batches:
+                rows = batch.rows
+                if rows is not None and len(set(rows.job_ids) - set(batch.job_ids)):
+                    rows = subset_rows(rows, set(batch.job_ids))
+                if rows is None:
+                    with self._db.read() as session:
+                        rows = jobs_repo.load_features(session, list(batch.job_ids))
+                parts.append(rows)
         except Exception:
             log.warning("shadow: could not read the batch's reports", exc_info=True)
             return
+        rows = parts[0] if len(parts) == 1 else concat_rows(parts)
         for version, shadow in active.items():
             self._score_with(version, shadow, rows)
 
@@ -207,9 +227,21 @@ class ShadowScorer:
                 batch = self._backlog.get(timeout=max(0.01, next_refresh - time.monotonic()))
             except queue.Empty:
                 continue
-            if batch is None:
+            batches = [batch]
+            while batches[-1] is not None:  # every batch waiting now, scored together
+                try:
+                    batches.append(self._backlog.get_nowait())
+                except queue.Empty:
+                    break
+            stop = batches[-1] is None
+            work = [b for b in batches if b is not None]
+            started = time.monotonic()
+            if work:
+                self.score_batches(work)
+            if stop:
                 return
-            self.score_batch(batch.job_ids, batch.rows)
+            if self._rest_factor > 0:
+                self._stopping.wait((time.monotonic() - started) * self._rest_factor)
 
 
 def scorer_from_settings(settings: Settings, db: Database, *, write: Writer | None = None) -> ShadowScorer:
@@ -222,6 +254,7 @@ def scorer_from_settings(settings: Settings, db: Database, *, write: Writer | No
         loader=lambda version: load_version(db=db, settings=settings, version=version),
         refresh_s=settings.model_refresh_s,
         max_pending_batches=settings.shadow_max_pending_batches,
+        max_busy_share=settings.shadow_max_busy_share,
         write=write,
     )
 
@@ -233,4 +266,13 @@ def subset_rows(rows: jobs_repo.FeatureRows, job_ids: set[str]) -> jobs_repo.Fea
         job_ids=[rows.job_ids[i] for i in idx],
         report_ids=[rows.report_ids[i] for i in idx],
         columns={k: [v[i] for i in idx] for k, v in rows.columns.items()},
+    )
+
+
+def concat_rows(parts: Sequence[jobs_repo.FeatureRows]) -> jobs_repo.FeatureRows:
+    """Several batches' rows as one."""
+    return jobs_repo.FeatureRows(
+        job_ids=[j for p in parts for j in p.job_ids],
+        report_ids=[r for p in parts for r in p.report_ids],
+        columns={k: [v for p in parts for v in p.columns[k]] for k in parts[0].columns},
     )
