@@ -8,6 +8,7 @@ the hit ratio each row reports is read from the service's own ``/metrics`` befor
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -15,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 
 from benchmarks import model_floor, services
-from benchmarks.loadgen import Body, Flow, LoadSpec, make_bodies, run_load
-from benchmarks.resources import wait_idle
+from benchmarks.loadgen import Body, Flow, make_bodies
 from reportscore.scoring.cache import ScoreCache
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 POOL = 50
 CACHE_SIZE = 100_000
 MATRIX: tuple[tuple[Flow, int, int], ...] = (("sync-nopersist", 100, 8), ("sync", 100, 8), ("sync", 1, 8))
-PATHS = {"sync": "/score", "sync-nopersist": "/score?persist=false"}
 _SAMPLE = re.compile(r"^reportscore_score_cache_(hits|misses)_total(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
@@ -42,8 +41,8 @@ def names() -> list[str]:
     ]
 
 
-def counters(url: str) -> tuple[float, float]:
-    """(hits over every tier, misses) from the service's /metrics."""
+def counters(url: str) -> dict[str, float]:
+    """Hits (over every tier) and misses from the service's /metrics."""
     text = httpx.get(url + "/metrics", timeout=10.0).text
     hits = misses = 0.0
     for kind, value in _SAMPLE.findall(text):
@@ -51,7 +50,7 @@ def counters(url: str) -> tuple[float, float]:
             hits += float(value)
         else:
             misses += float(value)
-    return hits, misses
+    return {"hits": hits, "misses": misses}
 
 
 def workload_bodies(kind: str, flow: str, batch: int, seconds: float) -> list[Body]:
@@ -96,49 +95,30 @@ def phase(suite: Suite) -> None:
                     key = (kind, flow, batch)
                     if key not in bodies:  # the same bodies with the cache off and on
                         bodies[key] = workload_bodies(kind, flow, batch, suite.duration + suite.warmup)
-                    spec = LoadSpec(
-                        name=name,
-                        base_url=server.url,
-                        flow=flow,
-                        bodies=bodies[key],
-                        sync_path=PATHS[flow],
-                        concurrency=conc,
-                        duration_s=suite.duration,
-                        warmup_s=suite.warmup,
-                        check_every=suite.args.check_every,
-                        client=suite.client,
-                        service_pids=[server.pid],
-                        drain_s=max(10.0, suite.duration),
-                    )
-                    suite.run_coro(wait_idle([server.pid]))
-                    hits0, misses0 = counters(server.url)
-                    result = suite.run_coro(run_load(spec))
-                    hits1, misses1 = counters(server.url)
-                    looked_up = (hits1 - hits0) + (misses1 - misses0)
                     n_distinct = len(bodies[key]) * batch if kind == "unique" else POOL
-                    row: dict[str, Any] = {
-                        **result.as_dict(),
-                        "name": name,
-                        "deployment": deployment,
-                        "flow": flow,
-                        "batch": batch,
-                        "concurrency": conc,
-                        "arrival": "closed",
-                        "status": "ok",
-                        "score_cache": label,
-                        "distinct_reports": n_distinct,
-                        "cache_hit_ratio": round((hits1 - hits0) / looked_up, 4) if looked_up else None,
-                    }
-                    suite.rows.append(row)
-                    p99 = result.latency["p99_ms"]
-                    suite.log(
-                        f"{name}: {result.jobs_per_s:,.0f} jobs/s, {result.reports_per_s:,.0f} reports/s, "
-                        f"p99 {p99 if p99 is None else round(p99, 1)} ms, errors {result.errors or 0}, "
-                        f"hit ratio {row['cache_hit_ratio']}, service CPU {result.resources.get('service_cpu_pct')}%"
+
+                    suite.measure(
+                        url=server.url,
+                        pids=[server.pid],
+                        deployment=deployment,
+                        name=name,
+                        flow=flow,
+                        batch=batch,
+                        concurrency=conc,
+                        bodies=bodies[key],
+                        counters=functools.partial(counters, server.url),
+                        describe=functools.partial(_describe, label=label, distinct=n_distinct),
                     )
         finally:
             server.stop()
             suite.remove_data("score-cache")
+
+
+def _describe(delta: dict[str, float], *, label: str, distinct: int) -> tuple[dict[str, Any], str]:
+    """A row's cache fields (the hit ratio over its workload, read from the service) and its log text."""
+    looked_up = delta["hits"] + delta["misses"]
+    hit_ratio = round(delta["hits"] / looked_up, 4) if looked_up else None
+    return {"score_cache": label, "distinct_reports": distinct, "cache_hit_ratio": hit_ratio}, f"hit ratio {hit_ratio}"
 
 
 def seam(seconds: float = 1.0) -> list[dict[str, Any]]:

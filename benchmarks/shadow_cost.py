@@ -9,6 +9,7 @@ is on the champion: its throughput with the shadow stays at least ``MIN_RATIO`` 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -19,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 
 from benchmarks import services
-from benchmarks.loadgen import Flow, LoadSpec, run_load
-from benchmarks.resources import wait_idle
+from benchmarks.loadgen import Flow
 from benchmarks.targets import find
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ OPEN_SHARE = 0.5
 """The open-loop row offers async B=100 jobs at this share of the champion's closed-loop rate without a shadow:
 a busy but not saturated service, where the shadow should keep up and score every report."""
 OPEN_NAME = f"async B=100 open-loop {OPEN_SHARE:.0%}"
-PATHS = {"sync": "/score"}
 _SAMPLE = re.compile(
     r'^reportscore_shadow_(?:reports_total\{[^}]*outcome="(scored|failed)"[^}]*\}|(skipped)_reports_total) '
     r"([0-9.e+]+)$",
@@ -119,6 +118,13 @@ def phase(suite: Suite) -> None:
             suite.remove_data("shadow")
 
 
+def _describe(delta: dict[str, float], *, label: str) -> tuple[dict[str, Any], str]:
+    """A row's shadow fields (its reports by outcome over the workload, read from the service) and its log text."""
+    shadow = {k: int(v) for k, v in delta.items()}
+    text = f"shadow scored {shadow['scored']:,} skipped {shadow['skipped']:,} failed {shadow['failed']:,}"
+    return {"shadow": label, "shadow_reports": shadow}, text
+
+
 def _measure(
     suite: Suite,
     server: services.HttpServer,
@@ -130,44 +136,16 @@ def _measure(
     *,
     rate: float = 0.0,
 ) -> None:
-    spec = LoadSpec(
+    suite.measure(
+        url=server.url,
+        pids=[server.pid],
+        deployment=deployment,
         name=name,
-        base_url=server.url,
         flow=flow,
-        bodies=suite.bodies[batch],
-        sync_path=PATHS.get(flow, "/score"),
+        batch=batch,
         concurrency=conc,
-        arrival="open" if rate else "closed",
+        bodies=suite.bodies[batch],
         rate=rate,
-        duration_s=suite.duration,
-        warmup_s=suite.warmup,
-        check_every=suite.args.check_every,
-        client=suite.client,
-        service_pids=[server.pid],
-        drain_s=max(10.0, suite.duration),
-    )
-    suite.run_coro(wait_idle([server.pid]))
-    before = counters(server.url)
-    result = suite.run_coro(run_load(spec))
-    after = counters(server.url)
-    shadow = {k: int(after[k] - before[k]) for k in after}
-    row: dict[str, Any] = {
-        **result.as_dict(),
-        "name": name,
-        "deployment": deployment,
-        "flow": flow,
-        "batch": batch,
-        "concurrency": conc,
-        "arrival": "open" if rate else "closed",
-        "status": "ok",
-        "shadow": deployment.removeprefix("shadow "),
-        "shadow_reports": shadow,
-    }
-    suite.rows.append(row)
-    p99 = result.latency["p99_ms"]
-    suite.log(
-        f"{name}: {result.jobs_per_s:,.0f} jobs/s, {result.reports_per_s:,.0f} reports/s, "
-        f"p99 {p99 if p99 is None else round(p99, 1)} ms, errors {result.errors or 0}, "
-        f"shadow scored {shadow['scored']:,} skipped {shadow['skipped']:,} failed {shadow['failed']:,}, "
-        f"service CPU {result.resources.get('service_cpu_pct')}%" + (f", offered {rate:,.0f} jobs/s" if rate else "")
+        counters=functools.partial(counters, server.url),
+        describe=functools.partial(_describe, label=deployment.removeprefix("shadow ")),
     )

@@ -151,6 +151,66 @@ class Suite:
         )
         time.sleep(0.2)
 
+    def measure(
+        self,
+        *,
+        url: str,
+        pids: list[int],
+        deployment: str,
+        name: str,
+        flow: Flow,
+        batch: int,
+        concurrency: int,
+        bodies: list[Body],
+        rate: float = 0.0,
+        counters: Callable[[], dict[str, float]] | None = None,
+        describe: Callable[[dict[str, float]], tuple[dict[str, Any], str]] | None = None,
+    ) -> None:
+        """One workload of a phase with a service of its own: wait until the service is idle, run it, record its
+        row. ``counters`` is read from the service before and after; ``describe`` turns their difference into the
+        row's extra fields and the log line's extra text."""
+        spec = LoadSpec(
+            name=name,
+            base_url=url,
+            flow=flow,
+            bodies=bodies,
+            sync_path=SYNC_PATHS.get(flow, "/score"),
+            concurrency=concurrency,
+            arrival="open" if rate else "closed",
+            rate=rate,
+            duration_s=self.duration,
+            warmup_s=self.warmup,
+            check_every=self.args.check_every,
+            client=self.client,
+            service_pids=pids,
+            drain_s=max(10.0, self.duration),
+        )
+        self.run_coro(wait_idle(pids))
+        before = counters() if counters else {}
+        result = self.run_coro(run_load(spec))
+        after = counters() if counters else {}
+        fields, text = describe({k: after[k] - before[k] for k in after}) if describe else ({}, "")
+        row: dict[str, Any] = {
+            **result.as_dict(),
+            "name": name,
+            "deployment": deployment,
+            "flow": flow,
+            "batch": batch,
+            "concurrency": concurrency,
+            "arrival": "open" if rate else "closed",
+            "status": "ok",
+            **fields,
+        }
+        self.rows.append(row)
+        p99 = result.latency["p99_ms"]
+        self.log(
+            f"{name}: {result.jobs_per_s:,.0f} jobs/s, {result.reports_per_s:,.0f} reports/s, "
+            f"p99 {p99 if p99 is None else round(p99, 1)} ms, errors {result.errors or 0}, "
+            + (f"{text}, " if text else "")
+            + f"service CPU {result.resources.get('service_cpu_pct')}%"
+            + (f", offered {rate:,.0f} jobs/s" if rate else "")
+        )
+
     def bodies_for(self, deployment: str) -> dict[int, list[Body]]:
         if deployment == "floor":
             return self.floor_bodies

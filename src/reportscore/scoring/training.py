@@ -180,13 +180,7 @@ def train_reference(
         # Score through the service's loading path, so the metrics are those of the artifact as served.
         model = XGBoostFormat().load(artifact, threads=threads)
         scores = model.predict(x_holdout)
-        metrics: dict[str, Any] = {
-            "holdout_roc_auc": float(roc_auc_score(y_holdout, scores)),
-            "holdout_log_loss": float(log_loss(y_holdout, scores, labels=[0, 1])),
-            "holdout_positive_rate": float(y_holdout.mean()),
-            "holdout_mean_score": float(scores.mean()),
-            "train_positive_rate": float(y_train.mean()),
-        }
+        metrics = {**holdout_metrics(y_holdout, scores), "train_positive_rate": float(y_train.mean())}
         reference = build_reference(holdout_columns, y_holdout, scores)
         write_json(output_dir / REFERENCE_NAME, reference)
         metadata = {
@@ -226,6 +220,16 @@ def train_reference(
         display.advance(phases)
         display.update(phases, description=f"Done: holdout ROC AUC {metrics['holdout_roc_auc']:.4f}")
     return metrics
+
+
+def holdout_metrics(labels: Array, scores: Array) -> dict[str, Any]:
+    """ROC AUC, log loss, positive rate and mean score of a model's scores on its holdout."""
+    return {
+        "holdout_roc_auc": float(roc_auc_score(labels, scores)),
+        "holdout_log_loss": float(log_loss(labels, scores, labels=[0, 1])),
+        "holdout_positive_rate": float(labels.mean()),
+        "holdout_mean_score": float(scores.mean()),
+    }
 
 
 # --- reference distributions ---------------------------------------------------------------------------------

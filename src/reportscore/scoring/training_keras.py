@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
 
 from reportscore.scoring import synthetic
 from reportscore.scoring.features import FeatureSchema
@@ -34,6 +33,7 @@ from reportscore.scoring.training import (
     REFERENCE_NAME,
     SCHEMA_NAME,
     build_reference,
+    holdout_metrics,
     progress_display,
     sha256_file,
     write_json,
@@ -109,12 +109,7 @@ def train_keras(
         display.update(phases, description="Evaluating the holdout")
         # Through the service's own loading path (safe mode, traced call): the metrics of the artifact as served.
         scores = KerasFormat().load(artifact, threads=threads).predict(x_holdout)
-        metrics: dict[str, Any] = {
-            "holdout_roc_auc": float(roc_auc_score(y_holdout, scores)),
-            "holdout_log_loss": float(log_loss(y_holdout, scores, labels=[0, 1])),
-            "holdout_positive_rate": float(y_holdout.mean()),
-            "holdout_mean_score": float(scores.mean()),
-        }
+        metrics = holdout_metrics(y_holdout, scores)
         holdout_columns = {name: values[n_train:] for name, values in columns.items()}
         write_json(output_dir / REFERENCE_NAME, build_reference(holdout_columns, y_holdout, scores))
         metadata = {
