@@ -1,14 +1,14 @@
 """The shadow scorer of one process: scores batches the champion already answered with each shadow version.
 
 Runners hand it a batch after the champion's results are committed (``offer`` never blocks and never raises). One
-background thread takes batches from a bounded backlog, calls each shadow once per batch on the share of reports
-its fraction selects, and stores the scores in ``shadow_scores``. When the backlog is full the batch is skipped and
-counted: a shadow that falls behind sheds load instead of growing a queue. The thread takes every batch waiting
-at once (one model call per shadow and one write for all of them) and is busy at most ``max_busy_share`` of the
-time: after a pass that took t seconds (wall clock: its model calls, and its write, which shares the store with the
-champion's) it rests t x (1/share - 1). Under full load it cannot take the champion's CPU or writer: it falls
-behind and sheds instead. Every ``refresh_s`` the thread follows
-the shadow set recorded in the database (loading new versions, dropping stopped ones), like the champion watcher.
+background thread takes batches from a bounded backlog, every batch waiting at once, calls each shadow once per
+such pass on the share of reports its fraction selects, and stores the scores in ``shadow_scores`` in one write.
+When the backlog is full the batch is skipped and counted: a shadow that falls behind sheds load instead of growing
+a queue. The thread is busy at most ``max_busy_share`` of the time: after a pass that took t seconds (wall clock:
+its model calls, and its write, which shares the store with the champion's) it rests t x (1/share - 1), so under
+full load it cannot take the champion's CPU or writer; it falls behind and sheds instead. Every ``refresh_s`` the
+thread follows the shadow set recorded in the database (loading new versions, dropping stopped ones), like the
+champion watcher.
 """
 
 from __future__ import annotations
