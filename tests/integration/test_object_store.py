@@ -272,6 +272,10 @@ def test_distributed_api_and_worker_share_only_the_bucket(
                 if task["status"] == "SUCCESS" and task["model"]["version"] == "2.0.0":
                     break
                 assert time.monotonic() < deadline, f"the worker never scored with 2.0.0: {worker.logs()[-3000:]}"
+            # The API follows the champion on its own refresh: wait until it says it serves 2.0.0.
+            while http.get("/health/ready").json()["checks"]["model"] != "reportscore-reference 2.0.0":
+                assert time.monotonic() < deadline, f"the api never loaded 2.0.0: {api.logs()[-3000:]}"
+                time.sleep(0.1)
         np.testing.assert_allclose(task["score"], expected, atol=1e-6)
         for name in ("api", "worker"):
             cached = tmp_path / f"{name}-data" / "model-cache" / bucket / PREFIX / "2.0.0" / MANIFEST
