@@ -79,6 +79,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from reportscore.scoring import synthetic
 from reportscore.scoring.features import FeatureSchema
+from reportscore.scoring.formats.base import LoadedModel
 from reportscore.scoring.formats.xgboost_native import XGBoostFormat
 
 MODEL_NAME = "reportscore-reference"
@@ -179,10 +180,8 @@ def train_reference(
         display.update(phases, description="Evaluating the holdout")
         # Score through the service's loading path, so the metrics are those of the artifact as served.
         model = XGBoostFormat().load(artifact, threads=threads)
-        scores = model.predict(x_holdout)
-        metrics = {**holdout_metrics(y_holdout, scores), "train_positive_rate": float(y_train.mean())}
-        reference = build_reference(holdout_columns, y_holdout, scores)
-        write_json(output_dir / REFERENCE_NAME, reference)
+        metrics, reference = evaluate_holdout(output_dir, model, x_holdout, y_holdout, holdout_columns)
+        metrics["train_positive_rate"] = float(y_train.mean())
         metadata = {
             "name": MODEL_NAME,
             "version": MODEL_VERSION,
@@ -222,14 +221,22 @@ def train_reference(
     return metrics
 
 
-def holdout_metrics(labels: Array, scores: Array) -> dict[str, Any]:
-    """ROC AUC, log loss, positive rate and mean score of a model's scores on its holdout."""
-    return {
-        "holdout_roc_auc": float(roc_auc_score(labels, scores)),
-        "holdout_log_loss": float(log_loss(labels, scores, labels=[0, 1])),
-        "holdout_positive_rate": float(labels.mean()),
+def evaluate_holdout(
+    output_dir: Path, model: LoadedModel, x_holdout: Array, y_holdout: Array, holdout_columns: dict[str, Array]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the holdout with the model as the service loaded it, write its ``reference.json`` into
+    ``output_dir``, and return the holdout metrics (ROC AUC, log loss, positive rate, mean score) and the
+    reference document."""
+    scores = model.predict(x_holdout)
+    metrics = {
+        "holdout_roc_auc": float(roc_auc_score(y_holdout, scores)),
+        "holdout_log_loss": float(log_loss(y_holdout, scores, labels=[0, 1])),
+        "holdout_positive_rate": float(y_holdout.mean()),
         "holdout_mean_score": float(scores.mean()),
     }
+    reference = build_reference(holdout_columns, y_holdout, scores)
+    write_json(output_dir / REFERENCE_NAME, reference)
+    return metrics, reference
 
 
 # --- reference distributions ---------------------------------------------------------------------------------

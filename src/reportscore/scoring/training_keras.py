@@ -32,8 +32,7 @@ from reportscore.scoring.training import (
     MODEL_NAME,
     REFERENCE_NAME,
     SCHEMA_NAME,
-    build_reference,
-    holdout_metrics,
+    evaluate_holdout,
     progress_display,
     sha256_file,
     write_json,
@@ -108,10 +107,9 @@ def train_keras(
 
         display.update(phases, description="Evaluating the holdout")
         # Through the service's own loading path (safe mode, traced call): the metrics of the artifact as served.
-        scores = KerasFormat().load(artifact, threads=threads).predict(x_holdout)
-        metrics = holdout_metrics(y_holdout, scores)
         holdout_columns = {name: values[n_train:] for name, values in columns.items()}
-        write_json(output_dir / REFERENCE_NAME, build_reference(holdout_columns, y_holdout, scores))
+        model_as_served = KerasFormat().load(artifact, threads=threads)
+        metrics, _ = evaluate_holdout(output_dir, model_as_served, x_holdout, y_holdout, holdout_columns)
         metadata = {
             "name": MODEL_NAME,
             "version": version,
