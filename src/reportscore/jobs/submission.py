@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,27 +162,68 @@ def scored_submission(
     model_version: str,
     predict_ms: float,
     received_at: datetime,
-    drift_counts: Mapping[tuple[str, datetime, str, str], int] | None = None,
-) -> Callable[[Session], str]:
+    drift_counts: Mapping[drift_repo.BinKey, int] | None = None,
+) -> ScoredSubmission:
     """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job (and adds
-    ``drift_counts`` to the drift histograms in the same transaction)."""
+    ``drift_counts`` to the drift histograms in the same transaction): ``work(session) -> job id``."""
+    return ScoredSubmission(
+        reports=reports,
+        scores=scores,
+        owner=owner,
+        model_name=model_name,
+        model_version=model_version,
+        predict_ms=predict_ms,
+        received_at=received_at,
+        drift_counts=drift_counts or {},
+    )
 
-    def work(session: Session) -> str:
+
+@dataclass(frozen=True)
+class ScoredSubmission:
+    """Stores one scored batch as a finished job: ``work(session) -> job id``.
+
+    The group committer runs those of one group together (``run_batch``): each job is inserted as alone, and the
+    drift counts of all of them are added in one UPSERT (the batches of one window share most bins, so a group
+    writes each bin once instead of once per request)."""
+
+    reports: Sequence[Mapping[str, Any]]
+    scores: Sequence[float]
+    owner: str
+    model_name: str
+    model_version: str
+    predict_ms: float
+    received_at: datetime
+    drift_counts: Mapping[drift_repo.BinKey, int]
+    batch_key: str = "scored"
+
+    def __call__(self, session: Session) -> str:
+        job_id = self._insert(session, datetime.now(UTC))
+        drift_repo.add_counts(session, self.drift_counts)
+        return job_id
+
+    def _insert(self, session: Session, finished_at: datetime) -> str:
         job_id = str(uuid.uuid4())
         jobs_repo.insert_scored_job(
             session,
             job_id=job_id,
-            owner=owner,
-            reports=reports,
-            scores=scores,
-            model_name=model_name,
-            model_version=model_version,
-            predict_ms=predict_ms,
-            created_at=received_at,
-            finished_at=datetime.now(UTC),
+            owner=self.owner,
+            reports=self.reports,
+            scores=self.scores,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            predict_ms=self.predict_ms,
+            created_at=self.received_at,
+            finished_at=finished_at,
         )
-        if drift_counts:
-            drift_repo.add_counts(session, drift_counts)
         return job_id
 
-    return work
+    @staticmethod
+    def run_batch(session: Session, works: Sequence[ScoredSubmission]) -> list[str]:
+        """Run several scored submissions in the caller's transaction; their job ids in the same order."""
+        finished_at = datetime.now(UTC)
+        job_ids = [work._insert(session, finished_at) for work in works]
+        merged: Counter[drift_repo.BinKey] = Counter()
+        for work in works:
+            merged.update(work.drift_counts)
+        drift_repo.add_counts(session, merged)
+        return job_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 REPORT_FIELDS: tuple[tuple[str, str], ...] = (
@@ -40,9 +41,12 @@ SCORE_COLUMNS_SQL = "report_id, owner, score, model_version, scored_at"
 """A ``report_scores`` row as it is inserted."""
 
 
-def report_row(job_id: str, owner: str, position: int, report: Mapping[str, Any]) -> tuple[Any, ...]:
-    """One report as the values of ``INSERT_COLUMNS``."""
-    return (job_id, owner, position, report.get("report_id"), *(report[name] for name in REPORT_COLUMNS))
+_features_of = itemgetter(*REPORT_COLUMNS)
+
+
+def report_rows(job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """A job's reports as the values of ``INSERT_COLUMNS``, in report order (the position is the index)."""
+    return [(job_id, owner, i, report.get("report_id"), *_features_of(report)) for i, report in enumerate(reports)]
 
 
 def sqlite_timestamp(value: datetime | None) -> str | None:

@@ -18,7 +18,7 @@ from reportscore.storage.repositories.jobs.fields import (
     INSERT_COLUMNS_SQL,
     PG_RECORD_TYPES_SQL,
     SCORE_COLUMNS_SQL,
-    report_row,
+    report_rows,
 )
 from reportscore.storage.repositories.jobs.writer import NewJob, NewScore
 
@@ -59,9 +59,9 @@ _TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
 def _rows_json(jobs: Sequence[NewJob]) -> str:
     return orjson.dumps(
         [
-            dict(zip(INSERT_COLUMNS, report_row(job.job_id, job.owner, i, rep), strict=True))
+            dict(zip(INSERT_COLUMNS, row, strict=True))
             for job in jobs
-            for i, rep in enumerate(job.reports)
+            for row in report_rows(job.job_id, job.owner, job.reports)
         ]
     ).decode()
 

@@ -20,7 +20,7 @@ from reportscore.storage.repositories.jobs.fields import (
     INSERT_COLUMNS,
     INSERT_COLUMNS_SQL,
     SCORE_COLUMNS_SQL,
-    report_row,
+    report_rows,
     sqlite_timestamp,
 )
 from reportscore.storage.repositories.jobs.writer import NewJob, NewScore
@@ -55,7 +55,7 @@ def _cursor(session: Session) -> Any:
 def _insert_reports(cursor: Any, job_id: str, owner: str, reports: Sequence[Mapping[str, Any]]) -> list[int]:
     """The report rows in one executemany; returns their ids in order. ``id`` is SQLite's rowid, and the one writer
     of the file inserts them consecutively, so the ids are the last one and the ``n - 1`` before it."""
-    cursor.executemany(_INSERT_REPORTS, [report_row(job_id, owner, i, rep) for i, rep in enumerate(reports)])
+    cursor.executemany(_INSERT_REPORTS, report_rows(job_id, owner, reports))
     last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
     return list(range(last - len(reports) + 1, last + 1))
 
