@@ -57,7 +57,12 @@ def profile_embedded(suite: Suite) -> dict[str, Any]:
             )  # fmt: skip
         if tool == "sampler":
             Path(f"{sampler_out}.start").touch()
-        profiled_matrix: tuple[tuple[Flow, int, int], ...] = (("async", 1, 64), ("sync", 1, 8), ("async", 100, 64))
+        profiled_matrix: tuple[tuple[Flow, int, int], ...] = (
+            ("async", 1, 64),
+            ("sync", 1, 8),
+            ("async", 100, 64),
+            ("sync", 100, 8),
+        )
         for flow, batch, conc in profiled_matrix:
             target = out / f"cpu-profile-{flow}-b{batch}-c{conc}.pstat"
             if tool == "yappi":

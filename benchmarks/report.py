@@ -200,16 +200,17 @@ def model_table(model_floors: list[Row]) -> list[str]:
 
 def storage_table(storage_floors: list[Row]) -> list[str]:
     out = [
-        "| flow | reports per job | jobs per transaction | store CPU µs per job | µs per report | of which submit / "
-        "result |",
-        "|---|---:|---:|---:|---:|---|",
+        "| flow | reports per job | jobs per transaction | reports already stored | queue index | store CPU µs per job "
+        "| µs per report | of which submit / result |",
+        "|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for s in storage_floors:
         split = (
             f"{fmt_num(s['submit_us_per_job'])} / {fmt_num(s['result_us_per_job'])}" if "submit_us_per_job" in s else ""
         )
         out.append(
-            f"| {s['flow']} | {s['batch']:,} | {s['jobs_per_transaction']} | {fmt_num(s['cpu_us_per_job'])} | "
+            f"| {s['flow']} | {s['batch']:,} | {s['jobs_per_transaction']} | {s.get('stored_reports', 0):,} | "
+            f"{'yes' if s.get('queue_index', True) else 'dropped'} | {fmt_num(s['cpu_us_per_job'])} | "
             f"{fmt_num(s['cpu_us_per_report'], 1)} | {split} |"
         )
     return out
@@ -221,7 +222,7 @@ def budget_rows(results: Row) -> list[Row]:
     (storage floor) and the model at its cheapest per row (model floor, service setting) — and so the highest ratio
     any implementation with these writes and this model could reach on one core."""
     rows: list[Row] = results["workloads"]
-    storage = {(s["flow"], s["batch"]): s for s in results.get("storage_floors") or []}
+    storage = {(s["flow"], s["batch"]): s for s in results.get("storage_floors") or [] if not s.get("stored_reports")}
     single = [m for m in results.get("model_floors") or [] if m["threads"] == 1]
     best_row_us = min((1e6 / m["predict_rows_per_s"] for m in single if m["predict_rows_per_s"]), default=None)
     out: list[Row] = []

@@ -16,6 +16,7 @@ removes while every report is a durable row of its own.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import time
 import uuid
@@ -23,6 +24,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 from reportscore.jobs import submission as jobs_submission
 from reportscore.storage.db import Database
@@ -32,6 +35,10 @@ from reportscore.storage.repositories import jobs as jobs_repo
 BATCHES = (1, 100)
 GROUP = 16
 """Jobs per transaction (the group commit shares one among concurrent requests; 16 is typical under load)."""
+GROWN_REPORTS = 400_000
+"""The grown store: the ``POST /score`` write measured again once this many reports are stored (a benchmark run's
+store holds more than that by its B=100 rows), with the moderation queue's index and without it."""
+QUEUE_INDEX = "ix_report_scores_queue"
 
 
 def _cpu_per_job(run_group: Callable[[int], None], groups: int) -> float:
@@ -43,7 +50,9 @@ def _cpu_per_job(run_group: Callable[[int], None], groups: int) -> float:
     return (time.thread_time() - t0) / (groups * GROUP) * 1e6
 
 
-def measure(reports: Sequence[dict[str, Any]], *, cpus: set[int] | None, seconds: float) -> list[dict[str, Any]]:
+def measure(
+    reports: Sequence[dict[str, Any]], *, cpus: set[int] | None, seconds: float, grown_reports: int = GROWN_REPORTS
+) -> list[dict[str, Any]]:
     """Per job and per report CPU of the async (submit, claim, result) and sync (scored insert) writes."""
     before = os.sched_getaffinity(0)
     if cpus is not None:
@@ -59,6 +68,14 @@ def measure(reports: Sequence[dict[str, Any]], *, cpus: set[int] | None, seconds
                     rows += _measure_batch(db, [dict(r) for r in reports[:batch]], groups)
             finally:
                 db.dispose()
+            grown = Database(f"sqlite:///{Path(tmp) / 'grown.db'}")
+            upgrade_to_head(grown)
+            try:
+                rows += _measure_grown(
+                    grown, [dict(r) for r in reports[:100]], max(5, int(seconds * 10)), grown_reports
+                )
+            finally:
+                grown.dispose()
     finally:
         os.sched_setaffinity(0, before)
     return rows
@@ -75,8 +92,8 @@ def _measure_batch(db: Database, payload: list[dict[str, Any]], groups: int) -> 
     def result_group(i: int) -> None:
         _async_result(db, pending[i], scores)
 
-    def scored_group(_i: int) -> None:
-        _sync_scored(db, payload, scores)
+    def scored_group(i: int) -> None:
+        _sync_scored(db, payload, [scores], i)
 
     submit = _cpu_per_job(submit_group, groups)
     result = _cpu_per_job(result_group, groups)
@@ -93,6 +110,34 @@ def _measure_batch(db: Database, payload: list[dict[str, Any]], groups: int) -> 
         },
         {"flow": "sync", **common, "cpu_us_per_job": scored, "cpu_us_per_report": scored / batch},
     ]
+
+
+def _measure_grown(db: Database, payload: list[dict[str, Any]], groups: int, stored: int) -> list[dict[str, Any]]:
+    """The scored write of B=100 jobs into a store that already holds ``stored`` reports, then the same
+    without the moderation queue's index (each score lands at a random place in it: a page written per score)."""
+    rng = random.Random(1)
+    # scores spread over the index as real ones are (one list per job of a group, drawn before the timing)
+    pool = [[rng.random() for _ in payload] for _ in range(4 * GROUP)]
+    for i in range(stored // (GROUP * len(payload))):
+        _sync_scored(db, payload, pool, i)
+    rows: list[dict[str, Any]] = []
+    for queue_index in (True, False):
+        if not queue_index:
+            with db.write() as session:
+                session.execute(text(f"DROP INDEX {QUEUE_INDEX}"))
+        cpu = _cpu_per_job(lambda i: _sync_scored(db, payload, pool, i), groups)
+        rows.append(
+            {
+                "flow": "sync",
+                "batch": len(payload),
+                "jobs_per_transaction": GROUP,
+                "cpu_us_per_job": cpu,
+                "cpu_us_per_report": cpu / len(payload),
+                "stored_reports": stored,
+                "queue_index": queue_index,
+            }
+        )
+    return rows
 
 
 def _async_submit(db: Database, payload: list[dict[str, Any]]) -> list[jobs_submission.Submitted]:
@@ -122,16 +167,17 @@ def _async_result(db: Database, jobs: list[jobs_submission.Submitted], scores: l
         jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC))
 
 
-def _sync_scored(db: Database, payload: list[dict[str, Any]], scores: list[float]) -> None:
+def _sync_scored(db: Database, payload: list[dict[str, Any]], scores: list[list[float]], group: int) -> None:
+    """A transaction of ``GROUP`` scored jobs, job j scored ``scores[(group * GROUP + j) % len(scores)]``."""
     at = datetime.now(UTC)
     with db.write() as session:
-        for _ in range(GROUP):
+        for j in range(GROUP):
             jobs_repo.insert_scored_job(
                 session,
                 job_id=str(uuid.uuid4()),
                 owner="bench",
                 reports=payload,
-                scores=scores,
+                scores=scores[(group * GROUP + j) % len(scores)],
                 model_name="m",
                 model_version="1",
                 predict_ms=0.1,

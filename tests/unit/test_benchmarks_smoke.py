@@ -194,10 +194,12 @@ def test_an_anchor_that_fails_to_start_leaves_its_rows_not_run() -> None:
 def test_storage_floor_measures_the_service_write_path() -> None:
     from reportscore.scoring.synthetic import sample_reports
 
-    rows = {
-        (r["flow"], r["batch"]): r for r in storage_floor.measure(sample_reports(100, seed=1), cpus=None, seconds=0.1)
-    }
+    measured = storage_floor.measure(sample_reports(100, seed=1), cpus=None, seconds=0.1, grown_reports=3200)
+    rows = {(r["flow"], r["batch"]): r for r in measured if not r.get("stored_reports")}
     assert set(rows) == {(f, b) for f in ("async", "sync") for b in storage_floor.BATCHES}
+    grown = [r for r in measured if r.get("stored_reports")]
+    assert [(r["stored_reports"], r["queue_index"]) for r in grown] == [(3200, True), (3200, False)]
+    assert all(r["cpu_us_per_job"] > 0 for r in grown)
     for (flow, batch), row in rows.items():
         assert row["cpu_us_per_job"] > 0
         assert row["cpu_us_per_report"] == pytest.approx(row["cpu_us_per_job"] / batch)
