@@ -248,6 +248,29 @@ def test_budget_bounds_the_reachable_ratio() -> None:
     assert "| embedded, async B=100, C=64 (≥ 50%) | 2,000 µs |" in "\n".join(report.budget_table(results))
 
 
+def test_budget_against_mlserver_counts_the_grown_store() -> None:
+    rows = [_row("floor", "sync", 100, 8, 1000.0, 5.0), _row("mlserver", "v2", 100, 8, 300.0, 20.0)]
+    store = {"flow": "sync", "batch": 100, "jobs_per_transaction": 16, "cpu_us_per_report": 0.0}
+    results = {
+        "workloads": rows,
+        "storage_floors": [
+            {**store, "cpu_us_per_job": 600.0},
+            {**store, "cpu_us_per_job": 3000.0, "stored_reports": 400_000, "queue_index": True},
+            {**store, "cpu_us_per_job": 1500.0, "stored_reports": 400_000, "queue_index": False},
+        ],
+        "model_floors": [{"threads": 1, "batch": 1000, "predict_rows_per_s": 500_000.0}],
+    }
+    budget = {b["target"]: b for b in report.budget_rows(results)}
+    anchor = budget["vs MLServer: durable /score B=100, C=8"]
+    assert anchor["store_us_per_job"] == 3000.0  # the grown store, with its queue index
+    assert anchor["least_us_per_job"] == pytest.approx(1000.0 + 3000.0 + 200.0)
+    assert anchor["ceiling_ratio"] == pytest.approx((1e6 / 300.0) / 4200.0)
+    table = "\n".join(report.budget_table(results))
+    assert "| vs MLServer: durable /score B=100, C=8 (≥ 1x MLServer) | 3,333 µs |" in table
+    assert "3,000 µs (400,000 stored)" in table
+    assert f"{(1e6 / 300.0) / 4200.0:.2f}x |" in table
+
+
 def test_score_check_tolerance() -> None:
     body = loadgen.Body(b"[]", 2, (0.25, 0.5))
     assert loadgen.check_scores(body, [0.25, 0.5 + 5e-7])
