@@ -43,11 +43,6 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
     """How long a SQLite writer waits for the write lock before failing."""
 
-    sqlite_writer_cache_mib: int = Field(default=32, ge=1, le=4096)
-    """SQLite page cache of the one writing connection, in MiB (SQLite's own default is 2 MiB). The moderation
-    queue's index takes each score at a random place, so a small cache reads most of its pages back from the file
-    on every commit. Filled as pages are used, so it costs memory only as the database grows."""
-
     sqlite_wal_autocheckpoint_pages: int = Field(default=16000, ge=100)
     """SQLite ``PRAGMA wal_autocheckpoint`` in 4 KiB pages (SQLite's default is 1000). A checkpoint copies every page
     changed since the last one back into the database file; a larger WAL (this default lets it reach ~64 MiB) copies

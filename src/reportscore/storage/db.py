@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,6 @@ class Database:
         *,
         sqlite_synchronous: str = "FULL",
         sqlite_busy_timeout_s: float = 10.0,
-        sqlite_writer_cache_mib: int = 32,
         sqlite_wal_autocheckpoint_pages: int = 16000,
         max_connections: int = 10,
         pool_timeout_s: float = 10.0,
@@ -88,9 +86,9 @@ class Database:
                 url,
                 sqlite_synchronous,
                 sqlite_busy_timeout_s,
-                writer=_WriterPragmas(sqlite_writer_cache_mib, sqlite_wal_autocheckpoint_pages),
+                wal_autocheckpoint_pages=sqlite_wal_autocheckpoint_pages,
             )
-            self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, writer=None)
+            self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s)
         else:
             # At most ``max_connections`` per process, all kept for reuse (no overflow: a connection above the pool
             # size would be closed on return, and opening one, a PostgreSQL backend fork then pre-ping, cost more
@@ -116,7 +114,6 @@ class Database:
             settings.effective_database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
-            sqlite_writer_cache_mib=settings.sqlite_writer_cache_mib,
             sqlite_wal_autocheckpoint_pages=settings.sqlite_wal_autocheckpoint_pages,
             max_connections=settings.database_max_connections,
             pool_timeout_s=settings.database_pool_timeout_s,
@@ -146,17 +143,11 @@ class Database:
             self.read_engine.dispose()
 
 
-@dataclass(frozen=True)
-class _WriterPragmas:
-    """What only the writing engine's connections set: a larger page cache (the queue index's random inserts) and
-    the WAL size at which a commit checkpoints."""
-
-    cache_mib: int
-    wal_autocheckpoint_pages: int
-
-
-def _sqlite_engine(url: str, synchronous: str, busy_timeout_s: float, *, writer: _WriterPragmas | None) -> Engine:
-    """The writing engine (``writer`` given: ``BEGIN IMMEDIATE``, its pragmas) or the reading one."""
+def _sqlite_engine(
+    url: str, synchronous: str, busy_timeout_s: float, *, wal_autocheckpoint_pages: int | None = None
+) -> Engine:
+    """The writing engine (``wal_autocheckpoint_pages`` given: ``BEGIN IMMEDIATE``; its commits checkpoint the WAL
+    once it holds that many pages) or the reading one."""
     # Enough pooled connections for every request thread: an overflow connection is closed on return, and opening
     # one (with its PRAGMAs) was a visible share of a GET /task in the benchmark profile.
     engine = create_engine(
@@ -174,13 +165,12 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_s: float, *, writer:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        if writer is not None:
-            cursor.execute(f"PRAGMA cache_size={-writer.cache_mib * 1024}")  # negative: in KiB
-            cursor.execute(f"PRAGMA wal_autocheckpoint={writer.wal_autocheckpoint_pages}")
+        if wal_autocheckpoint_pages is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer is not None else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if wal_autocheckpoint_pages is not None else "BEGIN")
 
     return engine
