@@ -9,10 +9,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reportscore.reference_model import REFERENCE_MODEL_DIR
+from reportscore.security.secret_rules import placeholder_secret_problem, redact_url
+from reportscore.settings_checks import ConfigurationError, check_combination
 
-
-class ConfigurationError(ValueError):
-    """Settings that cannot work together; the message says how to fix them."""
+__all__ = ["ConfigurationError", "Settings", "placeholder_secret_problem"]
 
 
 class Settings(BaseSettings):
@@ -381,15 +381,6 @@ class Settings(BaseSettings):
     """``reportscore purge`` and the maintenance pass delete at most this many rows per transaction, so writers
     (scoring) never wait long for them."""
 
-    @model_validator(mode="after")
-    def _check_drift_thresholds(self) -> Settings:
-        if self.drift_psi_alert <= self.drift_psi_warn:
-            raise ConfigurationError(
-                f"REPORTSCORE_DRIFT_PSI_ALERT ({self.drift_psi_alert}) must be above REPORTSCORE_DRIFT_PSI_WARN "
-                f"({self.drift_psi_warn})"
-            )
-        return self
-
     quality_precision_k: int = Field(default=100, ge=1)
     """The k of precision@k in online quality metrics: how many of the highest-scored reports a moderation team
     reviews (for example in a day). ``GET /models/metrics?k=`` overrides it per request."""
@@ -486,70 +477,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combination(self) -> Settings:
-        if self.is_sqlite and self.api_processes > 1:
-            raise ConfigurationError(
-                f"api_processes={self.api_processes} with a SQLite database: embedded mode is exactly one "
-                "process (SQLite has one writer and the in-process queue lives in that process). "
-                "Use REPORTSCORE_API_PROCESSES=1, or run distributed mode with "
-                "REPORTSCORE_DATABASE_URL=postgresql+psycopg://... and REPORTSCORE_BROKER_URL=redis://..."
-            )
-        if self.is_sqlite and self.broker_url is not None:
-            raise ConfigurationError(
-                "REPORTSCORE_BROKER_URL is set but the database is SQLite: Celery workers on other processes "
-                "cannot share a SQLite file safely. Set REPORTSCORE_DATABASE_URL=postgresql+psycopg://... or "
-                "unset REPORTSCORE_BROKER_URL for embedded mode."
-            )
-        if self.broker_url is not None and self.task_time_limit_s >= self.visibility_timeout_s:
-            raise ConfigurationError(
-                f"task_time_limit_s={self.task_time_limit_s} must be below visibility_timeout_s="
-                f"{self.visibility_timeout_s}: otherwise the broker redelivers a task that is still running. "
-                "Raise REPORTSCORE_VISIBILITY_TIMEOUT_S or lower REPORTSCORE_TASK_TIME_LIMIT_S."
-            )
-        if self.score_cache_redis and self.effective_redis_url is None:
-            raise ConfigurationError(
-                "REPORTSCORE_SCORE_CACHE_REDIS is on but there is no Redis: set REPORTSCORE_REDIS_URL (or a redis:// "
-                "REPORTSCORE_BROKER_URL), or turn the shared score cache off."
-            )
-        if self.lease_renew_interval_s * 2 > self.lease_s:
-            raise ConfigurationError(
-                f"lease_renew_interval_s={self.lease_renew_interval_s} must be at most half of lease_s="
-                f"{self.lease_s}: otherwise a single late renewal lets the lease of a job still being scored run "
-                "out, and the job is claimed again. Lower REPORTSCORE_LEASE_RENEW_INTERVAL_S (about a third of "
-                "the lease is usual) or raise REPORTSCORE_LEASE_S."
-            )
-        if self.callbacks_enabled and self.callback_secret is None:
-            raise ConfigurationError(
-                "REPORTSCORE_CALLBACKS_ENABLED=true but REPORTSCORE_CALLBACK_SECRET is not set: every callback is "
-                "signed, so receivers can tell it comes from this service. Set REPORTSCORE_CALLBACK_SECRET to a "
-                "random string of at least 16 characters (for example the output of `openssl rand -hex 32`), "
-                "or set REPORTSCORE_CALLBACKS_ENABLED=false."
-            )
-        if self.callback_secret is not None and len(self.callback_secret.get_secret_value()) < 16:
-            raise ConfigurationError(
-                "REPORTSCORE_CALLBACK_SECRET is shorter than 16 characters: use a random string of at least 16 "
-                "(for example the output of `openssl rand -hex 32`)."
-            )
-        if self.database_url and (reason := _url_password_problem(self.database_url)):
-            raise ConfigurationError(
-                f"REPORTSCORE_DATABASE_URL: the database password {reason}. {_HOW_TO_CHOOSE_ONE} and put it in the URL "
-                "(postgresql+psycopg://user:<password>@host:5432/db), or leave the password out of the URL entirely "
-                "to let the server's other authentication methods apply."
-            )
-        if self.flower_basic_auth is not None:
-            _user, sep, password = self.flower_basic_auth.get_secret_value().partition(":")
-            if not sep:
-                raise ConfigurationError("REPORTSCORE_FLOWER_BASIC_AUTH must look like user:password")
-            if reason := placeholder_secret_problem(password):
-                raise ConfigurationError(
-                    f"REPORTSCORE_FLOWER_BASIC_AUTH: the password {reason}. {_HOW_TO_CHOOSE_ONE} "
-                    "(REPORTSCORE_FLOWER_BASIC_AUTH=user:<password>)."
-                )
-        for entry in self.callback_allow_private_networks:
-            if not _valid_allow_entry(entry):
-                raise ConfigurationError(
-                    f"REPORTSCORE_CALLBACK_ALLOW_PRIVATE_NETWORKS: {entry!r} is neither a CIDR (10.0.0.0/8, "
-                    "::1/128) nor a host name"
-                )
+        check_combination(self)
         return self
 
     def redacted(self) -> dict[str, Any]:
@@ -560,101 +488,12 @@ class Settings(BaseSettings):
             if name == "callback_secret" and value is not None:
                 value = "***"
             elif isinstance(value, SecretStr):
-                value = _redact_url(value.get_secret_value())
+                value = redact_url(value.get_secret_value())
             elif name.endswith("_url") and value:
-                value = _redact_url(value)
+                value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
-        out["effective_database_url"] = _redact_url(self.effective_database_url)
+        out["effective_database_url"] = redact_url(self.effective_database_url)
         out["mode"] = self.mode
         return out
-
-
-_PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme"})
-_HOW_TO_CHOOSE_ONE = (
-    'Set a random one, for example the output of `python3 -c "import secrets; print(secrets.token_urlsafe(24))"`'
-)
-
-
-def placeholder_secret_problem(secret: str) -> str | None:
-    """Why ``secret`` must not be deployed (empty, or a template's ``change-me``/``CHANGE_ME``); None when it may.
-
-    The one rule for every password and key that a deployment template leaves to the operator.
-    """
-    if not secret.strip():
-        return "is empty"
-    if secret.strip().lower().replace("_", "-") in _PLACEHOLDER_SECRETS:
-        return f"is the template's placeholder {secret.strip()!r}"
-    return None
-
-
-def _url_password_problem(url: str) -> str | None:
-    """``placeholder_secret_problem`` of a URL's password; None when the URL has none (or cannot be parsed)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        password = make_url(url).password
-    except ArgumentError:
-        return None
-    return None if password is None else placeholder_secret_problem(str(password))
-
-
-_SECRET_QUERY_PARAMETERS = frozenset({"password", "passwd", "pass", "secret", "token", "ssl_keyfile_password"})
-
-
-def _valid_allow_entry(entry: str) -> bool:
-    import ipaddress
-    import re
-
-    try:
-        ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", entry) is not None
-    return True
-
-
-def _redact_url(url: str) -> str:
-    """The URL with its password, and any password-like query parameter, replaced by ``***``; ``***`` when it
-    cannot be parsed (it might be a bare secret)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "***"
-    secret_keys = [key for key in parsed.query if key.lower() in _SECRET_QUERY_PARAMETERS]
-    if secret_keys:
-        parsed = parsed.update_query_dict({key: "***" for key in secret_keys})
-    return parsed.render_as_string(hide_password=True)
-
-
-def settings_markdown() -> str:
-    """docs/configuration.md, generated from the field docstrings (``reportscore config docs``)."""
-    lines = [
-        "# Configuration",
-        "",
-        "<!-- generated by `reportscore config docs > docs/configuration.md`; a test keeps it in sync -->",
-        "",
-        "Every setting is an environment variable `REPORTSCORE_<NAME>` (some are also `serve` options).",
-        "Settings are validated at start-up: an impossible combination stops the process with a message that says",
-        "how to fix it. `reportscore config show` prints the effective values with secrets redacted.",
-        "",
-        "| variable | default | meaning |",
-        "|---|---|---|",
-    ]
-    import json
-
-    for name, field in Settings.model_fields.items():
-        value = field.get_default(call_default_factory=True)  # a default_factory's value, not PydanticUndefined
-        if name == "model_path":
-            default = "the bundled reference model"
-        elif isinstance(value, list):
-            default = json.dumps(value)  # as the environment variable takes it
-        else:
-            default = str(value)
-        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
-        lines.append(f"| `REPORTSCORE_{name.upper()}` | `{default}` | {meaning} |")
-    return "\n".join(lines) + "\n"

@@ -11,7 +11,8 @@ import httpx2 as httpx
 import pytest
 from pydantic import ValidationError
 
-from reportscore.settings import Settings, settings_markdown
+from reportscore.settings import Settings
+from reportscore.settings_docs import settings_markdown
 from tests.servers import VENV_BIN, ServiceProcess, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

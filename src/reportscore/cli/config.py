@@ -21,6 +21,6 @@ def config_show() -> None:
 @config_app.command("docs")
 def config_docs() -> None:
     """Print the settings reference as Markdown (the source of docs/configuration.md)."""
-    from reportscore.settings import settings_markdown
+    from reportscore.settings_docs import settings_markdown
 
     typer.echo(settings_markdown(), nl=False)
