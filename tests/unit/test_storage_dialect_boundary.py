@@ -18,11 +18,11 @@ _NAMES = re.compile(r"^(is_sqlite|is_postgres\w*|dialect|dialect_name)$")
 _DIALECT_WORDS = {"sqlite", "postgresql", "postgres"}
 
 ALLOWED: dict[tuple[str, str], str] = {
-    # settings.py validates the URL before any Database exists (which modes a SQLite URL can serve)
+    # the settings validate the URL before any Database exists (which modes a SQLite URL can serve)
     ("settings.py", "def is_sqlite(self) -> bool:"): "URL validation",
     ("settings.py", 'return self.effective_database_url.startswith("sqlite")'): "URL validation",
-    ("settings.py", "if self.is_sqlite and self.api_processes > 1:"): "URL validation",
-    ("settings.py", "if self.is_sqlite and self.broker_url is not None:"): "URL validation",
+    ("settings_checks.py", "if settings.is_sqlite and settings.api_processes > 1:"): "URL validation",
+    ("settings_checks.py", "if settings.is_sqlite and settings.broker_url is not None:"): "URL validation",
 }
 
 
