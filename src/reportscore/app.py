@@ -282,6 +282,7 @@ def create_app(settings: Settings | None = None) -> ReportscoreApp:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(tasks.build_router(settings), responses=AUTH_RESPONSES)
     app.include_router(health.router)

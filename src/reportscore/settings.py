@@ -224,6 +224,11 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     """When set (for example ``logs/reportscore.log``), logs also go to this rotating file."""
 
+    opentelemetry: bool = False
+    """FastAPI's own OpenTelemetry spans, metrics and logs of each HTTP request, through the global providers (for
+    example under ``opentelemetry-instrument``). Off by default: asking the global providers on every request cost
+    about 5% of a small request's CPU, and the service's own metrics and access log cover the same ground."""
+
     metrics_multiproc_dir: Path | None = None
     """Directory where the processes of one ``serve`` or ``worker`` command (its API processes, or a Celery worker
     and its pool processes) share their Prometheus metrics (multiprocess mode). Emptied at start, so give each

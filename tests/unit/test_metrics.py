@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -225,3 +226,26 @@ def test_a_failure_to_record_never_reaches_the_caller() -> None:
     before = sample("reportscore_jobs_finished_total", status="SUCCESS")
     metrics.observe_jobs_finished("SUCCESS", ["not a number"])  # type: ignore[list-item]
     assert sample("reportscore_jobs_finished_total", status="SUCCESS") == before
+
+
+class _RecordingTracerProvider(trace.TracerProvider):
+    """A configured global tracer provider (as ``opentelemetry-instrument`` would set one) that counts tracers."""
+
+    def __init__(self) -> None:
+        self.tracers: list[str] = []
+
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+        self.tracers.append(instrumenting_module_name)
+        return trace.NoOpTracer()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_fastapi_opentelemetry_follows_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    provider = _RecordingTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    with app_client(tmp_path, opentelemetry=enabled) as client:
+        assert client.get("/heartbeat").status_code == 200
+        assert client.post("/score?persist=false", json=POC_EXAMPLE).status_code == 200  # a fast-path request
+    assert bool(provider.tracers) is enabled
