@@ -3,6 +3,8 @@ scored jobs of one group are written together. The embedded writer's own pragmas
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
@@ -53,44 +55,85 @@ def test_work_after_stop_is_refused(db: Database) -> None:
         committer.run_sync(lambda s: 2)
 
 
-def _scored(n: int, counts: dict[Any, int]) -> jobs_submission.ScoredSubmission:
+WINDOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class PopularityCounter:
+    """Counts reports by popularity and score into one window, and remembers what it was asked to count."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.calls: list[tuple[list[int], list[float]]] = []
+
+    def __call__(
+        self, columns: Mapping[str, Sequence[Any]], scores: Sequence[float], scored_at: datetime
+    ) -> dict[Any, int]:
+        self.calls.append((list(columns["popularity"]), list(scores)))
+        counts: Counter[Any] = Counter((self.version, WINDOW, "popularity", str(p)) for p in columns["popularity"])
+        counts.update((self.version, WINDOW, "score", str(round(s))) for s in scores)
+        return dict(counts)
+
+
+def _scored(version: str, popularity: list[int], counter: PopularityCounter) -> jobs_submission.ScoredSubmission:
     return jobs_submission.scored_submission(
-        reports=[REPORT] * n,
-        scores=[0.5] * n,
+        reports=[{**REPORT, "popularity": p} for p in popularity],
+        scores=[p / 5 for p in popularity],
         owner="t",
         model_name="m",
-        model_version="1",
+        model_version=version,
         predict_ms=1.0,
         received_at=datetime.now(UTC),
-        drift_counts=counts,
+        count_drift=counter,
     )
 
 
-def test_scored_jobs_of_one_group_are_stored_each_and_add_their_drift_counts_once(db: Database) -> None:
-    window = datetime(2026, 1, 1, tzinfo=UTC)
-    shared, own = ("1", window, "score", "3"), ("1", window, "popularity", "1")
-    works = [_scored(2, {shared: 2}), _scored(3, {shared: 3, own: 1}), _scored(1, {shared: 1})]
+def test_scored_jobs_of_one_group_are_stored_each_and_their_drift_counted_once_per_version(db: Database) -> None:
+    one, two = PopularityCounter("1"), PopularityCounter("2")
+    works = [_scored("1", [1, 2], one), _scored("2", [5], two), _scored("1", [2, 2, 4], one)]
     committer = GroupCommitter(db)
     futures: list[Future[Any]] = [Future() for _ in works]
     committer._commit(list(zip(works, futures, strict=True)))
     job_ids = [f.result() for f in futures]
     assert len(set(job_ids)) == 3
+    # one count per version over its jobs' reports together, in job order
+    assert one.calls == [([1, 2, 2, 2, 4], [0.2, 0.4, 0.4, 0.4, 0.8])]
+    assert two.calls == [([5], [1.0])]
     with db.read() as s:
         reports = dict(s.execute(select(Job.id, Job.n_reports)).all())
         stored = {
-            (v, w, f, b): n
-            for v, w, f, b, n in s.execute(
-                select(
-                    DriftCount.model_version,
-                    DriftCount.window_start,
-                    DriftCount.feature,
-                    DriftCount.bin,
-                    DriftCount.count,
-                )
+            (v, f, b): n
+            for v, f, b, n in s.execute(
+                select(DriftCount.model_version, DriftCount.feature, DriftCount.bin, DriftCount.count)
             )
         }
-    assert reports == dict(zip(job_ids, [2, 3, 1], strict=True))
-    assert stored == {shared: 6, own: 1}
+    assert reports == dict(zip(job_ids, [2, 1, 3], strict=True))
+    assert stored == {
+        ("1", "popularity", "1"): 1,
+        ("1", "popularity", "2"): 3,
+        ("1", "popularity", "4"): 1,
+        ("1", "score", "0"): 4,
+        ("1", "score", "1"): 1,
+        ("2", "popularity", "5"): 1,
+        ("2", "score", "1"): 1,
+    }
+
+
+def test_a_scored_job_alone_counts_its_own_drift(db: Database) -> None:
+    counter = PopularityCounter("1")
+    with db.write() as session:
+        jobs_submission.scored_submission(
+            reports=[REPORT],
+            scores=[0.9],
+            owner="t",
+            model_name="m",
+            model_version="1",
+            predict_ms=1.0,
+            received_at=datetime.now(UTC),
+            count_drift=counter,
+        )(session)
+    assert counter.calls == [([1], [0.9])]
+    with db.read() as s:
+        assert s.scalar(select(func.sum(DriftCount.count))) == 2  # one popularity bin, one score bin
 
 
 def test_only_the_writing_connection_checkpoints_at_the_configured_wal_size(settings: Settings) -> None:

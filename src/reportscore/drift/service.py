@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -126,6 +126,22 @@ def batch_counts(
     except Exception:
         log.warning("drift counts skipped for a batch", extra={"model_version": model_version}, exc_info=True)
         return {}
+
+
+def counter(
+    db: Database, *, model_name: str, model_version: str
+) -> Callable[[Mapping[str, Sequence[Any]], Sequence[float], datetime], dict[drift_repo.BinKey, int]]:
+    """:func:`batch_counts` bound to one version: ``count(columns, scores, scored_at)``, for a caller that counts
+    several batches together later (the group commit of ``POST /score``)."""
+
+    def count(
+        columns: Mapping[str, Sequence[Any]], scores: Sequence[float], scored_at: datetime
+    ) -> dict[drift_repo.BinKey, int]:
+        return batch_counts(
+            db, model_name=model_name, model_version=model_version, columns=columns, scores=scores, scored_at=scored_at
+        )
+
+    return count
 
 
 def record(session: Session, counts: Mapping[drift_repo.BinKey, int]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,6 @@ from reportscore.jobs.notifications import LocalNotifier, RedisSubscriber
 from reportscore.jobs.views import TaskView
 from reportscore.runners.base import Runner
 from reportscore.scoring.batching import MicroBatcher
-from reportscore.scoring.features import REPORT_FIELDS
 from reportscore.settings import Settings
 from reportscore.shadow.scorer import ShadowScorer
 from reportscore.storage.db import Database
@@ -118,14 +117,6 @@ class JobsService:
         scored = await self.batcher.score(reports)
         task_id = None
         if persist:
-            drift_counts = drift.batch_counts(
-                self.db,
-                model_name=scored.model.name,
-                model_version=scored.model.version,
-                columns={name: [r[name] for r in reports] for name in REPORT_FIELDS},
-                scores=scored.scores,
-                scored_at=datetime.now(UTC),
-            )
             task_id = await self.committer.run(
                 submission.scored_submission(
                     reports=reports,
@@ -135,7 +126,9 @@ class JobsService:
                     model_version=scored.model.version,
                     predict_ms=scored.predict_ms,
                     received_at=received_at,
-                    drift_counts=drift_counts,
+                    count_drift=drift.counter(
+                        self.db, model_name=scored.model.name, model_version=scored.model.version
+                    ),
                 )
             )
             if self.shadows is not None:  # non-blocking: the shadows read the committed job back later

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,6 +153,11 @@ def handover(submitted: Submitted, reports: Sequence[Mapping[str, Any]]) -> jobs
     return jobs_repo.feature_rows(submitted.job_id, submitted.report_ids, reports)
 
 
+CountDrift = Callable[[Mapping[str, Sequence[Any]], Sequence[float], datetime], Mapping[drift_repo.BinKey, int]]
+"""The drift histogram counts of scored reports (their feature columns, their scores, when they were scored): the
+drift service's counting bound to the version that scored them."""
+
+
 def scored_submission(
     *,
     reports: Sequence[Mapping[str, Any]],
@@ -162,10 +167,11 @@ def scored_submission(
     model_version: str,
     predict_ms: float,
     received_at: datetime,
-    drift_counts: Mapping[drift_repo.BinKey, int] | None = None,
+    count_drift: CountDrift | None = None,
 ) -> ScoredSubmission:
-    """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job (and adds
-    ``drift_counts`` to the drift histograms in the same transaction): ``work(session) -> job id``."""
+    """The unit of work that stores a synchronously scored batch (``POST /score``) as a finished job (and adds its
+    drift counts, from ``count_drift``, to the drift histograms in the same transaction): ``work(session) -> job
+    id``."""
     return ScoredSubmission(
         reports=reports,
         scores=scores,
@@ -174,7 +180,7 @@ def scored_submission(
         model_version=model_version,
         predict_ms=predict_ms,
         received_at=received_at,
-        drift_counts=drift_counts or {},
+        count_drift=count_drift,
     )
 
 
@@ -183,8 +189,9 @@ class ScoredSubmission:
     """Stores one scored batch as a finished job: ``work(session) -> job id``.
 
     The group committer runs those of one group together (``run_batch``): each job is inserted as alone, and the
-    drift counts of all of them are added in one UPSERT (the batches of one window share most bins, so a group
-    writes each bin once instead of once per request)."""
+    drift counts of all of them are counted once per version over their reports together and added in one UPSERT
+    (counting has a fixed cost per call that dominated small requests, and the batches of one window share most
+    bins, so a group writes each bin once instead of once per request)."""
 
     reports: Sequence[Mapping[str, Any]]
     scores: Sequence[float]
@@ -193,13 +200,11 @@ class ScoredSubmission:
     model_version: str
     predict_ms: float
     received_at: datetime
-    drift_counts: Mapping[drift_repo.BinKey, int]
+    count_drift: CountDrift | None = None
     batch_key: str = "scored"
 
     def __call__(self, session: Session) -> str:
-        job_id = self._insert(session, datetime.now(UTC))
-        drift_repo.add_counts(session, self.drift_counts)
-        return job_id
+        return self.run_batch(session, [self])[0]
 
     def _insert(self, session: Session, finished_at: datetime) -> str:
         job_id = str(uuid.uuid4())
@@ -222,8 +227,15 @@ class ScoredSubmission:
         """Run several scored submissions in the caller's transaction; their job ids in the same order."""
         finished_at = datetime.now(UTC)
         job_ids = [work._insert(session, finished_at) for work in works]
-        merged: Counter[drift_repo.BinKey] = Counter()
+        by_version: dict[tuple[str, str], list[ScoredSubmission]] = {}
         for work in works:
-            merged.update(work.drift_counts)
+            if work.count_drift is not None:
+                by_version.setdefault((work.model_name, work.model_version), []).append(work)
+        merged: Counter[drift_repo.BinKey] = Counter()
+        for group in by_version.values():
+            count = group[0].count_drift
+            assert count is not None
+            columns = {name: [r[name] for w in group for r in w.reports] for name in jobs_repo.REPORT_COLUMNS}
+            merged.update(count(columns, [s for w in group for s in w.scores], finished_at))
         drift_repo.add_counts(session, merged)
         return job_ids
