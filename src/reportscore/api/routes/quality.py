@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from reportscore.api.auth import requires
 from reportscore.api.deps import State
+from reportscore.api.params import IsoTime, utc
 from reportscore.api.schemas.quality import MetricsOut
 from reportscore.api.schemas.tasks import ErrorBody
 from reportscore.quality import service as quality_service
@@ -21,29 +19,6 @@ router = APIRouter(prefix="/models", tags=["models (admin)"], dependencies=[requ
 
 
 MAX_WINDOW_S = 100 * 366 * 86400
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """``value`` in UTC; a time so near the ends of the calendar that UTC cannot hold it becomes that end."""
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        return datetime.min.replace(tzinfo=UTC) if value.year < 2 else datetime.max.replace(tzinfo=UTC)
-
-
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-
-
-def _not_a_number(value: Any) -> Any:
-    """Times are ISO 8601 strings: a number (which pydantic would read as a Unix time) is refused."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        raise ValueError("expected an ISO 8601 time with a UTC offset, not a number")
-    return value
-
-
-IsoTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 @router.get(
@@ -75,7 +50,8 @@ async def metrics(
     for value in (since, until):
         if value is not None and value.tzinfo is None:
             raise HTTPException(status_code=400, detail="since and until need a UTC offset")
-    since, until = _utc(since), _utc(until)
+    since = None if since is None else utc(since)
+    until = None if until is None else utc(until)
     settings = state.settings
     try:
         windows = await run_in_threadpool(
