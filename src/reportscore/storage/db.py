@@ -86,9 +86,10 @@ class Database:
                 url,
                 sqlite_synchronous,
                 sqlite_busy_timeout_s,
+                writes=True,
                 wal_autocheckpoint_pages=sqlite_wal_autocheckpoint_pages,
             )
-            self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s)
+            self.read_engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_s, writes=False)
         else:
             # At most ``max_connections`` per process, all kept for reuse (no overflow: a connection above the pool
             # size would be closed on return, and opening one, a PostgreSQL backend fork then pre-ping, cost more
@@ -144,9 +145,9 @@ class Database:
 
 
 def _sqlite_engine(
-    url: str, synchronous: str, busy_timeout_s: float, *, wal_autocheckpoint_pages: int | None = None
+    url: str, synchronous: str, busy_timeout_s: float, *, writes: bool, wal_autocheckpoint_pages: int | None = None
 ) -> Engine:
-    """The writing engine (``wal_autocheckpoint_pages`` given: ``BEGIN IMMEDIATE``; its commits checkpoint the WAL
+    """The writing engine (``BEGIN IMMEDIATE``; with ``wal_autocheckpoint_pages``, its commits checkpoint the WAL
     once it holds that many pages) or the reading one."""
     # Enough pooled connections for every request thread: an overflow connection is closed on return, and opening
     # one (with its PRAGMAs) was a visible share of a GET /task in the benchmark profile.
@@ -171,6 +172,6 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if wal_autocheckpoint_pages is not None else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
     return engine
