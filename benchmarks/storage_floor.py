@@ -171,9 +171,8 @@ def _sync_scored(db: Database, payload: list[dict[str, Any]], scores: list[list[
     """A transaction of ``GROUP`` scored jobs, job j scored ``scores[(group * GROUP + j) % len(scores)]``."""
     at = datetime.now(UTC)
     with db.write() as session:
-        for j in range(GROUP):
-            jobs_repo.insert_scored_job(
-                session,
+        jobs = [
+            jobs_repo.ScoredJob(
                 job_id=str(uuid.uuid4()),
                 owner="bench",
                 reports=payload,
@@ -182,5 +181,7 @@ def _sync_scored(db: Database, payload: list[dict[str, Any]], scores: list[list[
                 model_version="1",
                 predict_ms=0.1,
                 created_at=at,
-                finished_at=at,
             )
+            for j in range(GROUP)
+        ]
+        jobs_repo.insert_scored_jobs(session, jobs=jobs, finished_at=at)

@@ -55,8 +55,10 @@ class Suite:
         self.mlserver: dict[str, Any] | None = None
 
     def selected(self, name: str) -> bool:
-        """Whether ``--only`` (comma-separated parts of workload names, any case) lets the workload ``name`` run."""
-        return not self.only or any(part in name.lower() for part in self.only)
+        """Whether ``--only`` (comma-separated parts of workload names, any case) lets the workload ``name`` run. The
+        profiled instance's workloads go by the names of the embedded ones they repeat."""
+        plain = name.lower().replace("embedded-profiled ", "embedded ")
+        return not self.only or any(part in plain for part in self.only)
 
     def wants(self, deployment: str, matrix: tuple[tuple[Flow, int, int], ...] = CLOSED_MATRIX) -> bool:
         """Whether any workload of ``deployment`` in ``matrix`` (or its open-loop rows) is selected."""

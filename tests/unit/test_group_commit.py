@@ -17,7 +17,7 @@ from reportscore.jobs import submission as jobs_submission
 from reportscore.settings import Settings
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
-from reportscore.storage.models import DriftCount, Job
+from reportscore.storage.models import DriftCount, Job, JobStatus, Report, ReportScore
 
 REPORT = {
     "abuse_type": "MSG",
@@ -74,11 +74,13 @@ class PopularityCounter:
         return dict(counts)
 
 
-def _scored(version: str, popularity: list[int], counter: PopularityCounter) -> jobs_submission.ScoredSubmission:
+def _scored(
+    version: str, popularity: list[int], counter: PopularityCounter, owner: str = "t"
+) -> jobs_submission.ScoredSubmission:
     return jobs_submission.scored_submission(
         reports=[{**REPORT, "popularity": p} for p in popularity],
         scores=[p / 5 for p in popularity],
-        owner="t",
+        owner=owner,
         model_name="m",
         model_version=version,
         predict_ms=1.0,
@@ -87,27 +89,42 @@ def _scored(version: str, popularity: list[int], counter: PopularityCounter) -> 
     )
 
 
+def _commit_group(db: Database, works: list[jobs_submission.ScoredSubmission]) -> list[str]:
+    futures: list[Future[Any]] = [Future() for _ in works]
+    GroupCommitter(db)._commit(list(zip(works, futures, strict=True)))
+    return [f.result() for f in futures]
+
+
 def test_scored_jobs_of_one_group_are_stored_each_and_their_drift_counted_once_per_version(db: Database) -> None:
     one, two = PopularityCounter("1"), PopularityCounter("2")
-    works = [_scored("1", [1, 2], one), _scored("2", [5], two), _scored("1", [2, 2, 4], one)]
-    committer = GroupCommitter(db)
-    futures: list[Future[Any]] = [Future() for _ in works]
-    committer._commit(list(zip(works, futures, strict=True)))
-    job_ids = [f.result() for f in futures]
+    works = [_scored("1", [1, 2], one), _scored("2", [5], two, owner="u"), _scored("1", [2, 2, 4], one)]
+    job_ids = _commit_group(db, works)
     assert len(set(job_ids)) == 3
     # one count per version over its jobs' reports together, in job order
     assert one.calls == [([1, 2, 2, 2, 4], [0.2, 0.4, 0.4, 0.4, 0.8])]
     assert two.calls == [([5], [1.0])]
     with db.read() as s:
-        reports = dict(s.execute(select(Job.id, Job.n_reports)).all())
-        stored = {
-            (v, f, b): n
-            for v, f, b, n in s.execute(
-                select(DriftCount.model_version, DriftCount.feature, DriftCount.bin, DriftCount.count)
-            )
-        }
-    assert reports == dict(zip(job_ids, [2, 1, 3], strict=True))
-    assert stored == {
+        jobs = {j.id: (j.n_reports, j.owner, j.model_version, j.status) for j in s.scalars(select(Job))}
+        rows = s.execute(
+            select(Report.job_id, Report.popularity, ReportScore.score, ReportScore.model_version, ReportScore.owner)
+            .join(ReportScore, ReportScore.report_id == Report.id)
+            .order_by(Report.job_id, Report.position)
+        ).all()
+    assert jobs == {
+        job_ids[0]: (2, "t", "1", JobStatus.SUCCESS),
+        job_ids[1]: (1, "u", "2", JobStatus.SUCCESS),
+        job_ids[2]: (3, "t", "1", JobStatus.SUCCESS),
+    }
+    # each report carries its own score, version and owner, whatever the order its job had in the group
+    by_job: dict[str, list[tuple[int, float, str | None, str]]] = {}
+    for job_id, popularity, score, version, owner in rows:
+        by_job.setdefault(job_id, []).append((popularity, score, version, owner))
+    assert by_job == {
+        job_ids[0]: [(1, 0.2, "1", "t"), (2, 0.4, "1", "t")],
+        job_ids[1]: [(5, 1.0, "2", "u")],
+        job_ids[2]: [(2, 0.4, "1", "t"), (2, 0.4, "1", "t"), (4, 0.8, "1", "t")],
+    }
+    expected = {
         ("1", "popularity", "1"): 1,
         ("1", "popularity", "2"): 3,
         ("1", "popularity", "4"): 1,
@@ -116,6 +133,42 @@ def test_scored_jobs_of_one_group_are_stored_each_and_their_drift_counted_once_p
         ("2", "popularity", "5"): 1,
         ("2", "score", "1"): 1,
     }
+    assert _drift(db) == expected
+    # a second group adds to the stored bins
+    _commit_group(db, [_scored("2", [5, 1], two)])
+    assert _drift(db) == {
+        **expected,
+        ("2", "popularity", "5"): 2,
+        ("2", "popularity", "1"): 1,
+        ("2", "score", "1"): 2,
+        ("2", "score", "0"): 1,
+    }
+
+
+def _drift(db: Database) -> dict[tuple[str, str, str], int]:
+    with db.read() as s:
+        return {
+            (v, f, b): n
+            for v, f, b, n in s.execute(
+                select(DriftCount.model_version, DriftCount.feature, DriftCount.bin, DriftCount.count)
+            )
+        }
+
+
+def test_a_job_with_scores_not_matching_its_reports_is_refused(db: Database) -> None:
+    work = jobs_submission.scored_submission(
+        reports=[REPORT, REPORT],
+        scores=[0.5],
+        owner="t",
+        model_name="m",
+        model_version="1",
+        predict_ms=1.0,
+        received_at=datetime.now(UTC),
+    )
+    with pytest.raises(ValueError, match="1 scores for 2 reports"), db.write() as session:
+        work(session)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
 def test_a_scored_job_alone_counts_its_own_drift(db: Database) -> None:

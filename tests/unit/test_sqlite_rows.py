@@ -78,8 +78,7 @@ def test_a_submitted_job_reads_back_as_written(db: Database) -> None:
 def test_a_scored_job_and_its_results_read_back_as_written(db: Database) -> None:
     at = datetime(2026, 11, 27, 14, 0, 2, 5, tzinfo=UTC)
     with db.write() as session:
-        jobs_repo.insert_scored_job(
-            session,
+        job = jobs_repo.ScoredJob(
             job_id="s1",
             owner="t1",
             reports=REPORTS,
@@ -88,8 +87,8 @@ def test_a_scored_job_and_its_results_read_back_as_written(db: Database) -> None
             model_version="1.0.0",
             predict_ms=1.5,
             created_at=at,
-            finished_at=at + timedelta(milliseconds=3),
         )
+        jobs_repo.insert_scored_jobs(session, jobs=[job], finished_at=at + timedelta(milliseconds=3))
         ids = jobs_repo.insert_job(
             session,
             job_id="p1",

@@ -66,8 +66,7 @@ class ChunkJobs:
             if jobs_repo.get_job(session, job_id) is not None:
                 return False
             drift.record(session, drift_counts)
-            jobs_repo.insert_scored_job(
-                session,
+            job = jobs_repo.ScoredJob(
                 job_id=job_id,
                 owner=self.owner,
                 reports=reports,
@@ -76,6 +75,6 @@ class ChunkJobs:
                 model_version=self.model_version,
                 predict_ms=predict_ms,
                 created_at=now,
-                finished_at=now,
             )
+            jobs_repo.insert_scored_jobs(session, jobs=[job], finished_at=now)
         return True

@@ -188,10 +188,11 @@ def scored_submission(
 class ScoredSubmission:
     """Stores one scored batch as a finished job: ``work(session) -> job id``.
 
-    The group committer runs those of one group together (``run_batch``): each job is inserted as alone, and the
-    drift counts of all of them are counted once per version over their reports together and added in one UPSERT
-    (counting has a fixed cost per call that dominated small requests, and the batches of one window share most
-    bins, so a group writes each bin once instead of once per request)."""
+    The group committer runs those of one group together (``run_batch``): their jobs, reports and scores are
+    inserted in a few statements for the whole group (each job as it would be alone), and the drift counts of all
+    of them are counted once per version over their reports together and added in one UPSERT (counting has a fixed
+    cost per call that dominated small requests, and the batches of one window share most bins, so a group writes
+    each bin once instead of once per request)."""
 
     reports: Sequence[Mapping[str, Any]]
     scores: Sequence[float]
@@ -206,27 +207,24 @@ class ScoredSubmission:
     def __call__(self, session: Session) -> str:
         return self.run_batch(session, [self])[0]
 
-    def _insert(self, session: Session, finished_at: datetime) -> str:
-        job_id = str(uuid.uuid4())
-        jobs_repo.insert_scored_job(
-            session,
-            job_id=job_id,
-            owner=self.owner,
-            reports=self.reports,
-            scores=self.scores,
-            model_name=self.model_name,
-            model_version=self.model_version,
-            predict_ms=self.predict_ms,
-            created_at=self.received_at,
-            finished_at=finished_at,
-        )
-        return job_id
-
     @staticmethod
     def run_batch(session: Session, works: Sequence[ScoredSubmission]) -> list[str]:
         """Run several scored submissions in the caller's transaction; their job ids in the same order."""
         finished_at = datetime.now(UTC)
-        job_ids = [work._insert(session, finished_at) for work in works]
+        jobs = [
+            jobs_repo.ScoredJob(
+                job_id=str(uuid.uuid4()),
+                owner=work.owner,
+                reports=work.reports,
+                scores=work.scores,
+                model_name=work.model_name,
+                model_version=work.model_version,
+                predict_ms=work.predict_ms,
+                created_at=work.received_at,
+            )
+            for work in works
+        ]
+        jobs_repo.insert_scored_jobs(session, jobs=jobs, finished_at=finished_at)
         by_version: dict[tuple[str, str], list[ScoredSubmission]] = {}
         for work in works:
             if work.count_drift is not None:
@@ -238,4 +236,4 @@ class ScoredSubmission:
             columns = {name: [r[name] for w in group for r in w.reports] for name in jobs_repo.REPORT_COLUMNS}
             merged.update(count(columns, [s for w in group for s in w.scores], finished_at))
         drift_repo.add_counts(session, merged)
-        return job_ids
+        return [job.job_id for job in jobs]

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import DriftCount
-from reportscore.storage.models.base import UTCDateTime
+from reportscore.storage.repositories.jobs.writer import writer_of
 
 BinKey = tuple[str, datetime, str, str]
 """``(model_version, window_start, feature, bin)``."""
@@ -25,24 +24,15 @@ class CountRow:
     count: int
 
 
-_UPSERT = text(
-    "INSERT INTO drift_counts (model_version, window_start, feature, bin, count) "
-    "VALUES (:v, :w, :f, :b, :n) "
-    "ON CONFLICT (model_version, window_start, feature, bin) DO UPDATE SET count = drift_counts.count + excluded.count"
-).bindparams(bindparam("w", type_=UTCDateTime()))
-"""The same SQL on SQLite (3.24+) and PostgreSQL; a plain executemany (no ORM statement to compile per batch)."""
-
-
 def add_counts(session: Session, counts: Mapping[BinKey, int]) -> None:
-    """Add ``counts`` to the stored bins in one UPSERT (executed for all rows at once), in the caller's transaction.
+    """Add ``counts`` to the stored bins in one UPSERT (executed for all rows at once, by the database's writer), in
+    the caller's transaction.
 
     Rows are written in key order, so concurrent writers (PostgreSQL workers) lock shared bins in the same order
     and cannot deadlock on them."""
-    rows: list[dict[str, Any]] = [
-        {"v": v, "w": w, "f": f, "b": b, "n": n} for (v, w, f, b), n in sorted(counts.items()) if n
-    ]
+    rows = [(v, w, f, b, n) for (v, w, f, b), n in sorted(counts.items()) if n]
     if rows:
-        session.execute(_UPSERT, rows)
+        writer_of(session).add_drift_counts(session, rows)
 
 
 def read_counts(

@@ -18,7 +18,7 @@ from reportscore.storage.repositories.jobs.insert import (
     find_by_idempotency_key,
     insert_job,
     insert_jobs,
-    insert_scored_job,
+    insert_scored_jobs,
     release_idempotency_key,
 )
 from reportscore.storage.repositories.jobs.reads import (
@@ -32,7 +32,7 @@ from reportscore.storage.repositories.jobs.reads import (
     load_features,
 )
 from reportscore.storage.repositories.jobs.results import JobResult, save_failure, save_results
-from reportscore.storage.repositories.jobs.writer import NewJob
+from reportscore.storage.repositories.jobs.writer import NewJob, ScoredJob
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -42,6 +42,7 @@ __all__ = [
     "JobResult",
     "JobRow",
     "NewJob",
+    "ScoredJob",
     "ScoredReport",
     "claim_jobs",
     "claimed_jobs",
@@ -54,7 +55,7 @@ __all__ = [
     "get_job_row",
     "insert_job",
     "insert_jobs",
-    "insert_scored_job",
+    "insert_scored_jobs",
     "list_unfinished",
     "load_features",
     "mark_enqueued",

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reportscore.storage.models import Job
-from reportscore.storage.repositories.jobs.writer import NewJob, writer_of
+from reportscore.storage.repositories.jobs.writer import NewJob, ScoredJob, writer_of
 
 
 def insert_job(
@@ -45,33 +45,11 @@ def insert_jobs(session: Session, *, jobs: Sequence[NewJob], created_at: datetim
     return writer_of(session).insert_jobs(session, jobs=jobs, created_at=created_at)
 
 
-def insert_scored_job(
-    session: Session,
-    *,
-    job_id: str,
-    owner: str,
-    reports: Sequence[Mapping[str, Any]],
-    scores: Sequence[float],
-    model_name: str,
-    model_version: str,
-    predict_ms: float,
-    created_at: datetime,
-    finished_at: datetime,
-) -> None:
-    """Insert a job that was scored in the request (``POST /score``): SUCCESS, its reports and their scores in the
-    same commit (each row written once)."""
-    writer_of(session).insert_scored_job(
-        session,
-        job_id=job_id,
-        owner=owner,
-        reports=reports,
-        scores=scores,
-        model_name=model_name,
-        model_version=model_version,
-        predict_ms=predict_ms,
-        created_at=created_at,
-        finished_at=finished_at,
-    )
+def insert_scored_jobs(session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
+    """Insert jobs that were scored in the request (``POST /score``): SUCCESS, their reports and their scores in the
+    same commit (each row written once); the jobs of a group commit together in a few statements."""
+    if jobs:
+        writer_of(session).insert_scored_jobs(session, jobs=jobs, finished_at=finished_at)
 
 
 def find_by_idempotency_key(session: Session, *, owner: str, key: str) -> Job | None:

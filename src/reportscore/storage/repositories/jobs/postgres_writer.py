@@ -20,7 +20,7 @@ from reportscore.storage.repositories.jobs.fields import (
     SCORE_COLUMNS_SQL,
     report_rows,
 )
-from reportscore.storage.repositories.jobs.writer import NewJob, NewScore
+from reportscore.storage.repositories.jobs.writer import DriftRow, NewJob, NewScore, ScoredJob
 
 # Built once (their compiled form is cached): the group committer runs them for every submit.
 _INSERT_JOB = insert(cast(Table, Job.__table__))
@@ -51,6 +51,11 @@ _INSERT_SCORES = text(
     "SELECT v.*, :b_at FROM unnest(CAST(:b_ids AS bigint[]), "
     "CAST(:b_owners AS varchar[]), CAST(:b_scores AS float8[]), CAST(:b_versions AS varchar[])) AS v"
 ).bindparams(bindparam("b_at", type_=UTCDateTime()))
+_UPSERT_DRIFT = text(
+    "INSERT INTO drift_counts (model_version, window_start, feature, bin, count) "
+    "VALUES (:v, :w, :f, :b, :n) "
+    "ON CONFLICT (model_version, window_start, feature, bin) DO UPDATE SET count = drift_counts.count + excluded.count"
+).bindparams(bindparam("w", type_=UTCDateTime()))
 _NO_SEQSCAN = text("SET LOCAL enable_seqscan = off")
 _SEQSCAN_DEFAULT = text("SET LOCAL enable_seqscan = DEFAULT")
 _TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
@@ -126,47 +131,42 @@ class PostgresJobWriter:
         )
         return _insert_reports(conn, jobs)
 
-    def insert_scored_job(
-        self,
-        session: Session,
-        *,
-        job_id: str,
-        owner: str,
-        reports: Sequence[Mapping[str, Any]],
-        scores: Sequence[float],
-        model_name: str,
-        model_version: str,
-        predict_ms: float,
-        created_at: datetime,
-        finished_at: datetime,
-    ) -> None:
+    def insert_scored_jobs(self, session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
+        """The jobs in one executemany, then each job's reports and scores in one statement."""
         conn = session.connection()
+        for job in jobs:
+            if len(job.scores) != len(job.reports):
+                raise ValueError(f"job {job.job_id}: {len(job.scores)} scores for {len(job.reports)} reports")
         conn.execute(
             _INSERT_JOB,
-            {
-                "id": job_id,
-                "status": JobStatus.SUCCESS,
-                "owner": owner,
-                "n_reports": len(reports),
-                "created_at": created_at,
-                "started_at": created_at,
-                "finished_at": finished_at,
-                "attempts": 1,
-                "model_name": model_name,
-                "model_version": model_version,
-                "predict_ms": predict_ms,
-            },
+            [
+                {
+                    "id": job.job_id,
+                    "status": JobStatus.SUCCESS,
+                    "owner": job.owner,
+                    "n_reports": len(job.reports),
+                    "created_at": job.created_at,
+                    "started_at": job.created_at,
+                    "finished_at": finished_at,
+                    "attempts": 1,
+                    "model_name": job.model_name,
+                    "model_version": job.model_version,
+                    "predict_ms": job.predict_ms,
+                }
+                for job in jobs
+            ],
         )
-        conn.execute(
-            _INSERT_SCORED_REPORTS,
-            {
-                "b_rows": _rows_json([NewJob(job_id=job_id, owner=owner, reports=reports)]),
-                "b_owner": owner,
-                "b_scores": [float(x) for x in scores],
-                "b_model_version": model_version,
-                "b_at": finished_at,
-            },
-        )
+        for job in jobs:
+            conn.execute(
+                _INSERT_SCORED_REPORTS,
+                {
+                    "b_rows": _rows_json([NewJob(job_id=job.job_id, owner=job.owner, reports=job.reports)]),
+                    "b_owner": job.owner,
+                    "b_scores": [float(x) for x in job.scores],
+                    "b_model_version": job.model_version,
+                    "b_at": finished_at,
+                },
+            )
 
     def insert_scores(self, session: Session, *, scores: Sequence[NewScore], scored_at: datetime) -> None:
         session.connection().execute(
@@ -179,6 +179,9 @@ class PostgresJobWriter:
                 "b_at": scored_at,
             },
         )
+
+    def add_drift_counts(self, session: Session, rows: Sequence[DriftRow]) -> None:
+        session.execute(_UPSERT_DRIFT, [{"v": v, "w": w, "f": f, "b": b, "n": n} for v, w, f, b, n in rows])
 
     @contextmanager
     def index_paths_only(self, conn: Connection) -> Iterator[None]:

@@ -1,5 +1,6 @@
-"""The job writes that differ by database, behind one interface: the ``Database`` picks the writer of its dialect
-once, when it is created, and every session it opens carries it (``session.info``)."""
+"""The job writes that differ by database (with the drift counts each scored job adds), behind one interface: the
+``Database`` picks the writer of its dialect once, when it is created, and every session it opens carries it
+(``session.info``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ class NewJob:
     owner: str
     reports: Sequence[Mapping[str, Any]]
     callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoredJob:
+    """A job scored in the request (``POST /score``), to insert SUCCESS with its reports and their scores."""
+
+    job_id: str
+    owner: str
+    reports: Sequence[Mapping[str, Any]]
+    scores: Sequence[float]
+    """One per report, in report order."""
+    model_name: str
+    model_version: str
+    predict_ms: float
+    created_at: datetime
+
+
+DriftRow = tuple[str, datetime, str, str, int]
+"""A drift bin's increment: ``(model_version, window_start, feature, bin, count)``."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +76,11 @@ class JobWriter(Protocol):
         self, session: Session, *, jobs: Sequence[NewJob], created_at: datetime
     ) -> dict[str, list[int]]: ...
 
-    def insert_scored_job(
-        self,
-        session: Session,
-        *,
-        job_id: str,
-        owner: str,
-        reports: Sequence[Mapping[str, Any]],
-        scores: Sequence[float],
-        model_name: str,
-        model_version: str,
-        predict_ms: float,
-        created_at: datetime,
-        finished_at: datetime,
-    ) -> None: ...
+    def insert_scored_jobs(self, session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None: ...
 
     def insert_scores(self, session: Session, *, scores: Sequence[NewScore], scored_at: datetime) -> None: ...
+
+    def add_drift_counts(self, session: Session, rows: Sequence[DriftRow]) -> None: ...
 
     def index_paths_only(self, conn: Connection) -> AbstractContextManager[None]: ...
 
