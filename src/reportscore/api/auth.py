@@ -284,16 +284,27 @@ class AuthenticateBeforeBody:
     Scopes and rate limits are still checked by the route's :func:`requires` dependency."""
 
     BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+    MAX_CACHED: Final = 4096
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._protected: list[Any] | None = None
+        self._answers: dict[tuple[str, str], bool] = {}
 
     def _matches_protected_route(self, scope: ASGIScope) -> bool:
-        if self._protected is None:  # the routes are complete by the first request
-            routes = iter_route_contexts(scope["app"].router.routes)
-            self._protected = [r for r in routes if route_scope(r) is not None]
-        return any(route.matches(scope)[0] is Match.FULL for route in self._protected)
+        """Whether a protected route matches; remembered per method and path (matching every protected route's
+        pattern was a visible share of a small request)."""
+        key = (scope["method"], scope["path"])
+        answer = self._answers.get(key)
+        if answer is None:
+            if self._protected is None:  # the routes are complete by the first request
+                routes = iter_route_contexts(scope["app"].router.routes)
+                self._protected = [r for r in routes if route_scope(r) is not None]
+            answer = any(route.matches(scope)[0] is Match.FULL for route in self._protected)
+            if len(self._answers) >= self.MAX_CACHED:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self.BODY_METHODS:

@@ -162,7 +162,8 @@ class SqliteJobWriter:
         )
 
     def add_drift_counts(self, session: Session, rows: Sequence[DriftRow]) -> None:
-        _cursor(session).executemany(_UPSERT_DRIFT, [(v, sqlite_timestamp(w), f, b, n) for v, w, f, b, n in rows])
+        windows = {w: sqlite_timestamp(w) for w in {row[1] for row in rows}}  # a few windows for many bins
+        _cursor(session).executemany(_UPSERT_DRIFT, [(v, windows[w], f, b, n) for v, w, f, b, n in rows])
 
     @contextmanager
     def index_paths_only(self, conn: Connection) -> Iterator[None]:
