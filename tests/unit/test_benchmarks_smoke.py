@@ -171,6 +171,9 @@ def test_only_selects_workloads_by_name_parts() -> None:
     assert chosen.selected("mlserver v2 B=100 C=8")
     assert chosen.selected("Embedded sync B=1 C=8")
     assert not chosen.selected("embedded sync B=100 C=8")
+    # the profiled instance repeats the embedded workloads the selection names, and only those
+    assert chosen.selected("embedded-profiled sync B=1 C=8")
+    assert not chosen.selected("embedded-profiled async B=1 C=64")
     assert chosen.wants("embedded")
     assert not chosen.wants("floor")
     assert not chosen.wants("distributed")
