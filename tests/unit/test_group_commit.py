@@ -46,6 +46,40 @@ def test_one_failing_item_rolls_back_only_its_own_part(db: Database) -> None:
         assert s.scalar(select(func.count()).select_from(Job)) == 2
 
 
+def test_submissions_of_one_group_get_their_own_reports_ids_in_order(db: Database) -> None:
+    sizes = [2, 1, 3]
+    works = [
+        jobs_submission.submission(
+            reports=[{**REPORT, "report_text_len": 10 * j + i} for i in range(n)],
+            owner=f"t{j}",
+            idempotency_key=None,
+            ttl_s=60,
+            callback_url=f"https://example.test/{j}" if j == 1 else None,
+        )
+        for j, n in enumerate(sizes)
+    ]
+    futures: list[Future[Any]] = [Future() for _ in works]
+    GroupCommitter(db)._commit(list(zip(works, futures, strict=True)))
+    submitted = [f.result() for f in futures]
+    assert all(s.created for s in submitted)
+    with db.read() as s:
+        for j, done in enumerate(submitted):
+            job = s.get(Job, done.job_id)
+            assert job is not None
+            assert (job.status, job.owner, job.n_reports) == (JobStatus.PENDING, f"t{j}", sizes[j])
+            assert job.callback_url == (f"https://example.test/{j}" if j == 1 else None)
+            stored = s.execute(
+                select(Report.id, Report.position, Report.report_text_len, Report.owner)
+                .where(Report.job_id == done.job_id)
+                .order_by(Report.position)
+            ).all()
+            # the ids handed back are the stored rows' ids, in report order
+            assert done.report_ids == [r.id for r in stored]
+            assert [(r.position, r.report_text_len, r.owner) for r in stored] == [
+                (i, 10 * j + i, f"t{j}") for i in range(sizes[j])
+            ]
+
+
 def test_work_after_stop_is_refused(db: Database) -> None:
     committer = GroupCommitter(db)
     committer.start()

@@ -102,20 +102,21 @@ class SqliteJobWriter:
         return list(_insert_reports(cursor, report_rows(job_id, owner, reports)))
 
     def insert_jobs(self, session: Session, *, jobs: Sequence[NewJob], created_at: datetime) -> dict[str, list[int]]:
-        return {
-            job.job_id: self.insert_job(
-                session,
-                job_id=job.job_id,
-                owner=job.owner,
-                reports=job.reports,
-                created_at=created_at,
-                idempotency_key=None,
-                request_sha256=None,
-                idempotency_expires_at=None,
-                callback_url=job.callback_url,
-            )
-            for job in jobs
-        }
+        """Every job in one executemany, then every report in another."""
+        cursor = _cursor(session)
+        at = sqlite_timestamp(created_at)
+        cursor.executemany(
+            _INSERT_JOB,
+            [
+                (job.job_id, JobStatus.PENDING.value, job.owner, len(job.reports), at, 0, None, None, None, at,
+                 job.callback_url)
+                for job in jobs
+            ],
+        )  # fmt: skip
+        report_ids = iter(
+            _insert_reports(cursor, [row for job in jobs for row in report_rows(job.job_id, job.owner, job.reports)])
+        )
+        return {job.job_id: [next(report_ids) for _ in job.reports] for job in jobs}
 
     def insert_scored_jobs(self, session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
         """Every job, then every report, then every score, each in one executemany (a group of one-report
