@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                     suite.log(f"profile failed: {type(exc).__name__}: {str(exc)[-2000:]}")
                     profile = {"tool": None, "summary_md": f"profiling failed: {type(exc).__name__}"}
         except KeyboardInterrupt:
-            suite.log("interrupted: writing what was measured")
+            # A partial run never replaces a complete report: what was measured goes to --out only.
+            results_dirs = {args.out}
+            suite.log(f"interrupted: writing what was measured to {args.out}")
 
     evaluation = targets.evaluate(suite.rows)
     sync = suite.sync_available
