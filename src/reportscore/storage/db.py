@@ -174,8 +174,8 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Straight to the driver: SQLAlchemy's statement execution cost more than the BEGIN itself, once per group
-        # commit and per read.
-        conn.connection.driver_connection.execute(begin)
+        # Through SQLAlchemy, not the driver: a locked database must raise SQLAlchemy's OperationalError, which the
+        # API answers with its 503.
+        conn.exec_driver_sql(begin)
 
     return engine
