@@ -4,7 +4,8 @@
 
 ``s3_server`` is a moto S3 server for the whole session (each test makes its own bucket).
 ``pg_url`` and ``redis_url_and_prefix`` isolate a test on the SHARED servers (own database, own key prefix, removed
-afterwards). ``throwaway_redis`` and ``throwaway_postgres`` start a private server that the test may kill or restart.
+afterwards); ``pg_db`` is a migrated ``Database`` on ``pg_url``. ``throwaway_redis`` and ``throwaway_postgres``
+start a private server that the test may kill or restart.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from reportscore.storage import migrate
+from reportscore.storage.db import Database
 from tests.conftest import require
 from tests.infra.isolation import (
     SHARED_PG_ADMIN_URL,
@@ -37,6 +40,15 @@ def pg_url() -> Iterator[str]:
     require(shared_postgres_available(), "PostgreSQL on 127.0.0.1:5432 is needed")
     with TempPostgresDatabase(SHARED_PG_ADMIN_URL) as url:
         yield url
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[Database]:
+    """A ``Database`` on ``pg_url``, migrated to the latest revision."""
+    database = Database(pg_url)
+    migrate.upgrade_to_head(database)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

@@ -3,21 +3,8 @@ SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from reportscore.storage import migrate
 from reportscore.storage.db import Database
 from tests.unit import test_group_commit
-
-
-@pytest.fixture
-def pg_db(pg_url: str) -> Iterator[Database]:
-    db = Database(pg_url)
-    migrate.upgrade_to_head(db)
-    yield db
-    db.dispose()
 
 
 def test_a_group_of_scored_jobs_on_postgresql(pg_db: Database) -> None:

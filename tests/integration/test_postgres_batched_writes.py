@@ -3,7 +3,6 @@ statements, a message of several jobs claimed together (a retried one alone), al
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,6 @@ from sqlalchemy import text, update
 
 from reportscore.jobs import submission as jobs_submission
 from reportscore.scoring.service import score_jobs
-from reportscore.storage import migrate
 from reportscore.storage.db import Database
 from reportscore.storage.group_commit import GroupCommitter
 from reportscore.storage.models import Job
@@ -36,21 +34,13 @@ def _report(popularity: int, client_id: str | None = None) -> dict[str, Any]:
     return report
 
 
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Database]:
-    database = Database(pg_url)
-    migrate.upgrade_to_head(database)
-    yield database
-    database.dispose()
-
-
 def _submit(db: Database, reports: list[dict[str, Any]]) -> str:
     return jobs_submission.submit_job(
         db=db, reports=reports, owner="t", idempotency_key=None, idempotency_ttl_s=60
     ).job_id
 
 
-def test_a_group_of_submits_stores_every_job_and_report_in_order(pg: Database) -> None:
+def test_a_group_of_submits_stores_every_job_and_report_in_order(pg_db: Database) -> None:
     bodies = [[_report(p % 6, f"c{n}-{p}") for p in range(n)] for n in (1, 3, 100, 2)]
     works: list[Any] = [
         jobs_submission.submission(reports=body, owner=f"o{i}", idempotency_key=None, ttl_s=60)
@@ -64,7 +54,7 @@ def test_a_group_of_submits_stores_every_job_and_report_in_order(pg: Database) -
 
     items: list[Any] = [*works[:2], keyed, failing, *works[2:]]
     futures: list[Future[Any]] = [Future() for _ in items]
-    GroupCommitter(pg)._commit(list(zip(items, futures, strict=True)))
+    GroupCommitter(pg_db)._commit(list(zip(items, futures, strict=True)))
     with pytest.raises(ValueError, match="boom"):
         futures[3].result()
     submitted = [f.result() for i, f in enumerate(futures) if i != 3]
@@ -73,7 +63,7 @@ def test_a_group_of_submits_stores_every_job_and_report_in_order(pg: Database) -
         [submitted[0], submitted[1], submitted[3], submitted[4]], bodies, ["o0", "o1", "o2", "o3"], strict=True
     ):
         assert result.created
-        with pg.read() as s:
+        with pg_db.read() as s:
             rows = s.execute(
                 text(
                     "SELECT r.id, r.position, r.client_report_id, r.popularity, r.profile_rating, r.owner, j.status, "
@@ -87,18 +77,18 @@ def test_a_group_of_submits_stores_every_job_and_report_in_order(pg: Database) -
             (rep["report_id"], rep["popularity"], 2.0, owner) for rep in body
         ]
         assert {(r[6], r[7], r[8]) for r in rows} == {("PENDING", len(body), owner)}
-    with pg.read() as s:
+    with pg_db.read() as s:
         assert s.execute(text("SELECT count(*) FROM jobs")).scalar() == 5  # the failing item left nothing
 
 
-def test_a_message_of_jobs_claims_them_together_but_a_retried_job_alone(pg: Database) -> None:
-    fresh = [_submit(pg, [_report(1)]) for _ in range(3)]
-    retried = _submit(pg, [_report(2)])
-    with pg.write() as s:
+def test_a_message_of_jobs_claims_them_together_but_a_retried_job_alone(pg_db: Database) -> None:
+    fresh = [_submit(pg_db, [_report(1)]) for _ in range(3)]
+    retried = _submit(pg_db, [_report(2)])
+    with pg_db.write() as s:
         s.execute(update(Job).where(Job.id == retried).values(attempts=1))
     message = [fresh[0], retried, fresh[1], fresh[2]]
     now = datetime.now(UTC)
-    with pg.write() as s:
+    with pg_db.write() as s:
         claimed, exhausted, deferred, info = jobs_repo.claim_jobs(
             s, job_ids=message, now=now, lease_s=60, max_attempts=3, extra_pending=8, extra_max_reports=100
         )
@@ -106,7 +96,7 @@ def test_a_message_of_jobs_claims_them_together_but_a_retried_job_alone(pg: Data
     assert info is not None
     assert info[retried].attempts == 2
     assert sorted(deferred) == sorted(fresh)
-    with pg.write() as s:
+    with pg_db.write() as s:
         claimed, exhausted, deferred, info = jobs_repo.claim_jobs(
             s, job_ids=deferred, now=now, lease_s=60, max_attempts=3, extra_pending=8, extra_max_reports=100
         )
@@ -115,22 +105,22 @@ def test_a_message_of_jobs_claims_them_together_but_a_retried_job_alone(pg: Data
     assert {job.attempts for job in info.values()} == {1}
 
 
-def test_a_retried_job_out_of_attempts_fails_with_its_reason(pg: Database) -> None:
-    job = _submit(pg, [_report(1)])
-    with pg.write() as s:
+def test_a_retried_job_out_of_attempts_fails_with_its_reason(pg_db: Database) -> None:
+    job = _submit(pg_db, [_report(1)])
+    with pg_db.write() as s:
         s.execute(update(Job).where(Job.id == job).values(attempts=3, status="STARTED"))
-    outcome = score_jobs(db=pg, model=fake_serving_model(), job_ids=[job], max_attempts=3, extra_pending=8)
+    outcome = score_jobs(db=pg_db, model=fake_serving_model(), job_ids=[job], max_attempts=3, extra_pending=8)
     assert outcome.failed == [job]
-    with pg.read() as s:
+    with pg_db.read() as s:
         row = s.execute(text("SELECT status, error FROM jobs WHERE id = :j"), {"j": job}).one()
     assert row[0] == "FAILURE"
     assert row[1].startswith("gave up after 3 attempts")
 
 
-def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg: Database) -> None:
-    jobs = [_submit(pg, [_report(p) for p in pops]) for pops in ([1, 2], [5], [0, 4, 3])]
+def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg_db: Database) -> None:
+    jobs = [_submit(pg_db, [_report(p) for p in pops]) for pops in ([1, 2], [5], [0, 4, 3])]
     first = score_jobs(
-        db=pg,
+        db=pg_db,
         model=fake_serving_model(FakeModel(), version="v1"),
         job_ids=jobs[:1],
         extra_pending=8,
@@ -138,11 +128,15 @@ def test_scores_of_a_batch_are_written_once_and_the_first_result_wins(pg: Databa
     )
     assert sorted(first.succeeded) == sorted(jobs)  # the woken worker took the other pending jobs too
     again = score_jobs(
-        db=pg, model=fake_serving_model(FakeModel(), version="v2"), job_ids=jobs, extra_pending=8, extra_max_reports=100
+        db=pg_db,
+        model=fake_serving_model(FakeModel(), version="v2"),
+        job_ids=jobs,
+        extra_pending=8,
+        extra_max_reports=100,
     )
     assert again.succeeded == []
     for job_id, pops in zip(jobs, ([1, 2], [5], [0, 4, 3]), strict=True):
-        with pg.read() as s:
+        with pg_db.read() as s:
             rows = s.execute(
                 text(
                     "SELECT s.score, s.model_version, s.scored_at FROM reports AS r "
@@ -194,19 +188,19 @@ def _seq_scans_of_reports(session: Any) -> int:
     )
 
 
-def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(pg: Database) -> None:
+def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(pg_db: Database) -> None:
     """A worker's reads and score writes for a handful of 1-report jobs must not scan a table of 100-report jobs:
     estimated from the average job size, ``job_id IN (...)`` was planned as a sequential scan of the whole table
     (over a second per claim on millions of reports, which stalled the queue). As in production, the statistics
     are those of a smaller table: analyzed, then grown tenfold before the next ANALYZE."""
-    with pg.write() as session:
+    with pg_db.write() as session:
         for table in ("jobs", "reports"):  # this test's own database: no ANALYZE behind its back
             session.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
-    template = _submit(pg, [_report(p % 6) for p in range(100)])
-    _clone_job(pg, template, copies=300, salt="a", analyze=True)
-    _clone_job(pg, template, copies=3000, salt="b", analyze=False)
-    small = [_submit(pg, [_report(i % 6, f"s{i}")]) for i in range(64)]
-    with pg.write() as session:
+    template = _submit(pg_db, [_report(p % 6) for p in range(100)])
+    _clone_job(pg_db, template, copies=300, salt="a", analyze=True)
+    _clone_job(pg_db, template, copies=3000, salt="b", analyze=False)
+    small = [_submit(pg_db, [_report(i % 6, f"s{i}")]) for i in range(64)]
+    with pg_db.write() as session:
         before = _seq_scans_of_reports(session)
         rows = jobs_repo.load_features(session, small)
         assert _seq_scans_of_reports(session) == before
@@ -226,12 +220,12 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         )
         for i, (job_id, rid) in enumerate(zip(rows.job_ids, rows.report_ids, strict=True))
     ]
-    with pg.write() as session:
+    with pg_db.write() as session:
         before = _seq_scans_of_reports(session)
         assert jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC)) == sorted(small)
         assert _seq_scans_of_reports(session) == before
         assert session.execute(text("SHOW enable_seqscan")).scalar_one() == "on"  # only for that statement
-    with pg.read() as session:
+    with pg_db.read() as session:
         stored = session.execute(
             text(
                 "SELECT r.job_id, s.score FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id "
@@ -242,9 +236,9 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
     assert sorted(stored) == sorted((job_id, i / 100) for i, job_id in enumerate(sorted(small)))
 
     # and 64 jobs of 100 reports: 6,400 scores in one statement
-    with pg.read() as session:
+    with pg_db.read() as session:
         large = list(session.execute(text("SELECT id FROM jobs WHERE n_reports = 100 ORDER BY id LIMIT 64")).scalars())
-    with pg.write() as session:
+    with pg_db.write() as session:
         before = _seq_scans_of_reports(session)
         rows = jobs_repo.load_features(session, large)
         assert _seq_scans_of_reports(session) == before
@@ -264,11 +258,11 @@ def test_a_claim_of_small_jobs_reads_and_scores_them_by_index_in_a_large_table(p
         )
         for job_id, rids in by_job.items()
     ]
-    with pg.write() as session:
+    with pg_db.write() as session:
         before = _seq_scans_of_reports(session)
         assert jobs_repo.save_results(session, results=results, finished_at=datetime.now(UTC)) == large
         assert _seq_scans_of_reports(session) == before
-    with pg.read() as session:
+    with pg_db.read() as session:
         scored = session.execute(
             text(
                 "SELECT count(*) FROM reports AS r JOIN report_scores AS s ON s.report_id = r.id "

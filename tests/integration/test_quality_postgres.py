@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from reportscore.storage import migrate
 from reportscore.storage.db import Database
 from tests.unit import test_quality_metrics, test_quality_rollback
-
-
-@pytest.fixture
-def pg_db(pg_url: str) -> Iterator[Database]:
-    db = Database(pg_url)
-    migrate.upgrade_to_head(db)
-    yield db
-    db.dispose()
 
 
 def test_metrics_and_corrections_on_postgresql(pg_db: Database) -> None:

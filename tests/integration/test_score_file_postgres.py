@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,21 +13,14 @@ from reportscore.jobs.views import get_task
 from reportscore.reference_model import REFERENCE_MODEL_DIR
 from reportscore.scoring.registry import load_model_dir
 from reportscore.scoring.synthetic import sample_reports
-from reportscore.storage import migrate
 from reportscore.storage.db import Database
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Database]:
-    database = Database(pg_url)
-    migrate.upgrade_to_head(database)
-    yield database
-    database.dispose()
-
-
-def test_persisted_chunks_are_jobs_with_their_reports_and_a_second_run_adds_none(pg: Database, tmp_path: Path) -> None:
+def test_persisted_chunks_are_jobs_with_their_reports_and_a_second_run_adds_none(
+    pg_db: Database, tmp_path: Path
+) -> None:
     model = load_model_dir(REFERENCE_MODEL_DIR)
     reports = [{"ref": f"r{i}", **r} for i, r in enumerate(sample_reports(9, seed=12))]
     reports[3]["popularity"] = 7
@@ -38,14 +30,14 @@ def test_persisted_chunks_are_jobs_with_their_reports_and_a_second_run_adds_none
 
     def jobs(run_key: str) -> ChunkJobs:
         keys.append(run_key)
-        return ChunkJobs(db=pg, owner="t", model_name=model.name, model_version=model.version, run_key=run_key)
+        return ChunkJobs(db=pg_db, owner="t", model_name=model.name, model_version=model.version, run_key=run_key)
 
     for expected_created in (3, 0):
         summary = service.score_file(
             source=source, target=tmp_path / "out.csv", model=model, id_column="ref", chunk_rows=3, jobs=jobs
         )
         assert (summary.scored, summary.rejected, summary.jobs_created) == (8, 1, expected_created)
-    tasks = [get_task(db=pg, task_id=chunk_job_id(keys[0], i), owner="t") for i in range(3)]
+    tasks = [get_task(db=pg_db, task_id=chunk_job_id(keys[0], i), owner="t") for i in range(3)]
     stored = [r for t in tasks if t is not None for r in (t.reports or [])]
     assert [t.status if t else None for t in tasks] == ["SUCCESS"] * 3
     assert [r.client_report_id for r in stored] == [f"r{i}" for i in range(9) if i != 3]
