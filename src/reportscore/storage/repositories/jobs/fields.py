@@ -40,6 +40,12 @@ PG_RECORD_TYPES_SQL = ", ".join(
 SCORE_COLUMNS_SQL = "report_id, owner, score, model_version, scored_at"
 """A ``report_scores`` row as it is inserted."""
 
+DRIFT_UPSERT_SQL = (
+    "INSERT INTO drift_counts (model_version, window_start, feature, bin, count) VALUES ({values}) "
+    "ON CONFLICT (model_version, window_start, feature, bin) DO UPDATE SET count = drift_counts.count + excluded.count"
+)
+"""The drift bins' UPSERT (SQLite 3.24+ and PostgreSQL), its ``{values}`` in the driver's parameter style."""
+
 
 _features_of = itemgetter(*REPORT_COLUMNS)
 

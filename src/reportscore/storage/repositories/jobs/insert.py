@@ -47,7 +47,11 @@ def insert_jobs(session: Session, *, jobs: Sequence[NewJob], created_at: datetim
 
 def insert_scored_jobs(session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
     """Insert jobs that were scored in the request (``POST /score``): SUCCESS, their reports and their scores in the
-    same commit (each row written once); the jobs of a group commit together in a few statements."""
+    same commit (each row written once); the jobs of a group commit together in a few statements. A job whose
+    scores do not match its reports in number is refused (``ValueError``) before anything is written."""
+    for job in jobs:
+        if len(job.scores) != len(job.reports):
+            raise ValueError(f"job {job.job_id}: {len(job.scores)} scores for {len(job.reports)} reports")
     if jobs:
         writer_of(session).insert_scored_jobs(session, jobs=jobs, finished_at=finished_at)
 

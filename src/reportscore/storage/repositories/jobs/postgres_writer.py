@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from reportscore.storage.models import Job, JobStatus
 from reportscore.storage.models.base import UTCDateTime
 from reportscore.storage.repositories.jobs.fields import (
+    DRIFT_UPSERT_SQL,
     INSERT_COLUMNS,
     INSERT_COLUMNS_SQL,
     PG_RECORD_TYPES_SQL,
@@ -51,11 +52,9 @@ _INSERT_SCORES = text(
     "SELECT v.*, :b_at FROM unnest(CAST(:b_ids AS bigint[]), "
     "CAST(:b_owners AS varchar[]), CAST(:b_scores AS float8[]), CAST(:b_versions AS varchar[])) AS v"
 ).bindparams(bindparam("b_at", type_=UTCDateTime()))
-_UPSERT_DRIFT = text(
-    "INSERT INTO drift_counts (model_version, window_start, feature, bin, count) "
-    "VALUES (:v, :w, :f, :b, :n) "
-    "ON CONFLICT (model_version, window_start, feature, bin) DO UPDATE SET count = drift_counts.count + excluded.count"
-).bindparams(bindparam("w", type_=UTCDateTime()))
+_UPSERT_DRIFT = text(DRIFT_UPSERT_SQL.format(values=":v, :w, :f, :b, :n")).bindparams(
+    bindparam("w", type_=UTCDateTime())
+)
 _NO_SEQSCAN = text("SET LOCAL enable_seqscan = off")
 _SEQSCAN_DEFAULT = text("SET LOCAL enable_seqscan = DEFAULT")
 _TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
@@ -134,9 +133,6 @@ class PostgresJobWriter:
     def insert_scored_jobs(self, session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
         """The jobs in one executemany, then each job's reports and scores in one statement."""
         conn = session.connection()
-        for job in jobs:
-            if len(job.scores) != len(job.reports):
-                raise ValueError(f"job {job.job_id}: {len(job.scores)} scores for {len(job.reports)} reports")
         conn.execute(
             _INSERT_JOB,
             [

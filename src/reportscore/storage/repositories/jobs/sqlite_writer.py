@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from reportscore.storage.models import JobStatus
 from reportscore.storage.repositories.jobs.fields import (
+    DRIFT_UPSERT_SQL,
     INSERT_COLUMNS,
     INSERT_COLUMNS_SQL,
     SCORE_COLUMNS_SQL,
@@ -36,10 +37,7 @@ _INSERT_SCORED_JOB = (
 # Built only from the constant column declarations in ``fields`` (no value is formatted in).
 _INSERT_REPORTS = f"INSERT INTO reports ({INSERT_COLUMNS_SQL}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"  # noqa: S608
 _INSERT_SCORES = f"INSERT INTO report_scores ({SCORE_COLUMNS_SQL}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
-_UPSERT_DRIFT = (
-    "INSERT INTO drift_counts (model_version, window_start, feature, bin, count) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (model_version, window_start, feature, bin) DO UPDATE SET count = drift_counts.count + excluded.count"
-)
+_UPSERT_DRIFT = DRIFT_UPSERT_SQL.format(values="?, ?, ?, ?, ?")
 
 _CURSOR_KEY = "reportscore.sqlite_cursor"
 
@@ -65,6 +63,23 @@ def _insert_reports(cursor: Any, rows: Sequence[tuple[Any, ...]]) -> range:
     return range(last - len(rows) + 1, last + 1)
 
 
+def _pending_row(
+    job_id: str,
+    owner: str,
+    n_reports: int,
+    at: str | None,
+    idempotency_key: str | None,
+    request_sha256: str | None,
+    idempotency_expires_at: str | None,
+    callback_url: str | None,
+) -> tuple[Any, ...]:
+    """The values of ``_INSERT_JOB`` for a PENDING job created (and enqueued) ``at``."""
+    return (
+        job_id, JobStatus.PENDING.value, owner, n_reports, at, 0, idempotency_key, request_sha256,
+        idempotency_expires_at, at, callback_url,
+    )  # fmt: skip
+
+
 class SqliteJobWriter:
     """The embedded store: one process, one writer."""
 
@@ -85,20 +100,11 @@ class SqliteJobWriter:
         at = sqlite_timestamp(created_at)
         cursor.execute(
             _INSERT_JOB,
-            (
-                job_id,
-                JobStatus.PENDING.value,
-                owner,
-                len(reports),
-                at,
-                0,
-                idempotency_key,
-                request_sha256,
-                sqlite_timestamp(idempotency_expires_at),
-                at,
-                callback_url,
+            _pending_row(
+                job_id, owner, len(reports), at, idempotency_key, request_sha256,
+                sqlite_timestamp(idempotency_expires_at), callback_url,
             ),
-        )
+        )  # fmt: skip
         return list(_insert_reports(cursor, report_rows(job_id, owner, reports)))
 
     def insert_jobs(self, session: Session, *, jobs: Sequence[NewJob], created_at: datetime) -> dict[str, list[int]]:
@@ -108,26 +114,22 @@ class SqliteJobWriter:
         cursor.executemany(
             _INSERT_JOB,
             [
-                (job.job_id, JobStatus.PENDING.value, job.owner, len(job.reports), at, 0, None, None, None, at,
-                 job.callback_url)
+                _pending_row(job.job_id, job.owner, len(job.reports), at, None, None, None, job.callback_url)
                 for job in jobs
             ],
-        )  # fmt: skip
+        )
         report_ids = iter(
             _insert_reports(cursor, [row for job in jobs for row in report_rows(job.job_id, job.owner, job.reports)])
         )
         return {job.job_id: [next(report_ids) for _ in job.reports] for job in jobs}
 
     def insert_scored_jobs(self, session: Session, *, jobs: Sequence[ScoredJob], finished_at: datetime) -> None:
-        """Every job, then every report, then every score, each in one executemany (a group of one-report
-        requests paid three statements per job before)."""
+        """Every job, then every report, then every score, each in one executemany, however many jobs."""
         cursor = _cursor(session)
         finished = sqlite_timestamp(finished_at)
         job_rows = []
         rows: list[tuple[Any, ...]] = []
         for job in jobs:
-            if len(job.scores) != len(job.reports):
-                raise ValueError(f"job {job.job_id}: {len(job.scores)} scores for {len(job.reports)} reports")
             created = sqlite_timestamp(job.created_at)
             job_rows.append(
                 (
